@@ -1,0 +1,26 @@
+//! Rekey's domain: what an application, a secret and a token are, and the rules over them.
+//!
+//! Nothing here speaks HTTP, SQL or AWS. Rules take the current time as a value (see
+//! [`clock`]), persistence goes through the [`store::Store`] trait, and cryptography is
+//! confined to [`crypto`] (keyed hashing, sealing) and [`token`] (JWT signing).
+//!
+//! Layout:
+//! - [`clock`]: `Timestamp` and the `Clock` trait (system and manual clocks);
+//! - [`model`]: orgs, users, roles, apps, secrets, audit events;
+//! - [`secret`]: generation and format of client secrets and API tokens;
+//! - [`crypto`]: the server key and what is derived from it;
+//! - [`token`]: Ed25519-signed JWT access tokens and the published key set;
+//! - [`auth`]: client authentication and scope rules, as pure functions;
+//! - [`store`]: the persistence trait both database backends implement.
+
+pub mod auth;
+pub mod clock;
+pub mod crypto;
+pub mod error;
+pub mod model;
+pub mod secret;
+pub mod store;
+pub mod token;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use error::CoreError;

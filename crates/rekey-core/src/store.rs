@@ -1,0 +1,127 @@
+//! The persistence contract. Both backends (SQLite, PostgreSQL) implement [`Store`]; the
+//! domain and the HTTP layer only ever see `Arc<dyn Store>`.
+//!
+//! Changes to an app's secrets go through [`Store::change_secrets`]: the store locks the app,
+//! hands its secrets to a pure planning function, and writes the plan (with its audit events)
+//! in one transaction. That one path is what keeps "at most one current and one previous" and
+//! "never zero valid secrets by accident" true under concurrent requests on several nodes.
+
+use async_trait::async_trait;
+
+use crate::clock::Timestamp;
+use crate::crypto::SecretHash;
+use crate::error::CoreResult;
+use crate::model::{
+    ApiToken, ApiTokenId, App, AppId, AuditEvent, Membership, Org, OrgId, Principal, Secret,
+    SecretId, StoredSigningKey, User, UserId,
+};
+
+/// A page request: skip `start`, return at most `limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub start: u32,
+    pub limit: u32,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            start: 0,
+            limit: 100,
+        }
+    }
+}
+
+/// What a secret change writes: secrets to insert, secrets to update (matched by id), and
+/// the audit events that describe it.
+#[derive(Clone, Debug, Default)]
+pub struct SecretChanges {
+    pub insert: Vec<Secret>,
+    pub update: Vec<Secret>,
+    pub audit: Vec<AuditEvent>,
+}
+
+/// Plans a change from an app and its current secrets (all states). Pure: no I/O.
+pub type SecretPlan<'a> =
+    &'a (dyn Fn(&App, &[Secret]) -> CoreResult<SecretChanges> + Send + Sync);
+
+/// An app with the secrets that can authenticate it (current and previous).
+#[derive(Clone, Debug)]
+pub struct ClientRecord {
+    pub app: App,
+    pub secrets: Vec<Secret>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Short name of the backend, for logs and metrics ("sqlite", "postgres").
+    fn backend(&self) -> &'static str;
+
+    /// Whether the store can be reached (readiness).
+    async fn ping(&self) -> CoreResult<()>;
+
+    // Orgs, users and members.
+    async fn create_org(&self, org: &Org, audit: &[AuditEvent]) -> CoreResult<()>;
+    async fn get_org(&self, id: OrgId) -> CoreResult<Option<Org>>;
+    async fn count_orgs(&self) -> CoreResult<u64>;
+    async fn create_user(&self, user: &User) -> CoreResult<()>;
+    async fn get_user(&self, id: UserId) -> CoreResult<Option<User>>;
+    async fn find_user_by_email(&self, email: &str) -> CoreResult<Option<User>>;
+    /// Adds a member or changes its role.
+    async fn put_membership(&self, m: &Membership, audit: &[AuditEvent]) -> CoreResult<()>;
+    async fn get_membership(
+        &self,
+        org: OrgId,
+        principal: Principal,
+    ) -> CoreResult<Option<Membership>>;
+    async fn list_memberships(&self, org: OrgId) -> CoreResult<Vec<Membership>>;
+
+    // API tokens.
+    async fn create_api_token(&self, t: &ApiToken, audit: &[AuditEvent]) -> CoreResult<()>;
+    async fn find_api_token_by_hash(&self, hash: &SecretHash) -> CoreResult<Option<ApiToken>>;
+    async fn get_api_token(&self, id: ApiTokenId) -> CoreResult<Option<ApiToken>>;
+
+    // Apps.
+    /// Creates an app with its first secret (and its service-account membership, if any).
+    async fn create_app(
+        &self,
+        app: &App,
+        first_secret: &Secret,
+        membership: Option<&Membership>,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()>;
+    async fn get_app(&self, id: AppId) -> CoreResult<Option<App>>;
+    async fn find_app_by_client_id(&self, client_id: &str) -> CoreResult<Option<App>>;
+    async fn list_apps(&self, org: OrgId, page: Page) -> CoreResult<Vec<App>>;
+    /// Replaces the app's mutable fields; false if it does not exist.
+    async fn update_app(&self, app: &App, audit: &[AuditEvent]) -> CoreResult<bool>;
+    /// Deletes the app, its secrets and its membership; false if it does not exist.
+    async fn delete_app(&self, id: AppId, audit: &[AuditEvent]) -> CoreResult<bool>;
+
+    // Secrets.
+    /// The token endpoint's lookup: the app and its current/previous secrets, in one query.
+    async fn load_client(&self, client_id: &str) -> CoreResult<Option<ClientRecord>>;
+    async fn list_secrets(&self, app: AppId) -> CoreResult<Vec<Secret>>;
+    async fn get_secret(&self, id: SecretId) -> CoreResult<Option<Secret>>;
+    /// Locks the app, plans with `plan` over its secrets, applies the plan atomically.
+    /// Returns what was applied. `NotFound` if the app does not exist.
+    async fn change_secrets(&self, app: AppId, plan: SecretPlan<'_>) -> CoreResult<SecretChanges>;
+    /// Records last-use times (aggregated by the caller); never moves a time backwards.
+    async fn record_last_use(&self, uses: &[(SecretId, Timestamp)]) -> CoreResult<()>;
+
+    // Signing keys.
+    async fn list_signing_keys(&self) -> CoreResult<Vec<StoredSigningKey>>;
+    /// Adds `key` as the signing key; the keys it replaces stay published until
+    /// `retire_others_at`.
+    async fn add_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        retire_others_at: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()>;
+
+    // Audit.
+    async fn append_audit(&self, events: &[AuditEvent]) -> CoreResult<()>;
+    /// Newest first.
+    async fn list_audit(&self, org: Option<OrgId>, page: Page) -> CoreResult<Vec<AuditEvent>>;
+}

@@ -1,0 +1,296 @@
+//! Access tokens: JWTs signed with Ed25519 (`EdDSA`), and the key set that signs and verifies
+//! them. Signing keys are generated here, stored sealed (see [`KeySet::load`]), and rotated by
+//! adding a newer key: the newest signs, older ones stay published until `publish_until`.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::crypto::Sealer;
+use crate::error::CoreError;
+use crate::model::StoredSigningKey;
+
+/// Claims of a Rekey access token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    /// The app's client id, or the user's id for user tokens.
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// Id of the client secret the token was minted with; revoking that secret revokes the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Id of the user API token the token was minted with (user tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<String>,
+    /// CSP: the org the token acts in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_name: Option<String>,
+    /// CSP: the caller's roles in that org, e.g. `csp:org_owner`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perms: Option<Vec<String>>,
+}
+
+/// A JSON Web Key (public half of an Ed25519 key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    pub kty: String,
+    pub crv: String,
+    pub x: String,
+    pub kid: String,
+    pub alg: String,
+    #[serde(rename = "use")]
+    pub use_: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+/// Sealing context for signing keys: binds a sealed key to its kid.
+fn seal_context(kid: &str) -> Vec<u8> {
+    format!("signing-key/{kid}").into_bytes()
+}
+
+/// Makes a new Ed25519 signing key, its private half sealed with `sealer`.
+pub fn generate_signing_key(sealer: &Sealer, now: Timestamp) -> StoredSigningKey {
+    let rng = SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("Ed25519 key generation failed");
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("fresh key parses");
+    let public_key = pair.public_key().as_ref().to_vec();
+    // A kid that says when the key was made and is unique without coordination.
+    let kid = format!(
+        "{}-{}",
+        now.as_secs(),
+        &URL_SAFE_NO_PAD.encode(&public_key)[..8]
+    );
+    StoredSigningKey {
+        sealed_private_key: sealer.seal(pkcs8.as_ref(), &seal_context(&kid)),
+        kid,
+        algorithm: "EdDSA".into(),
+        public_key,
+        created_at: now,
+        publish_until: None,
+    }
+}
+
+struct VerifyKey {
+    key: DecodingKey,
+    publish_until: Option<Timestamp>,
+}
+
+/// Keys in use: the newest signs, all published ones verify.
+pub struct KeySet {
+    issuer: String,
+    signing_kid: String,
+    signing_key: EncodingKey,
+    verify: HashMap<String, VerifyKey>,
+    jwks: Jwks,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("issuer", &self.issuer)
+            .field("signing_kid", &self.signing_kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeySet {
+    /// Builds the key set from stored keys. The newest key without `publish_until` signs;
+    /// keys whose `publish_until` has passed are left out.
+    pub fn load(
+        issuer: &str,
+        stored: &[StoredSigningKey],
+        sealer: &Sealer,
+        now: Timestamp,
+    ) -> Result<Self, CoreError> {
+        let signer = stored
+            .iter()
+            .filter(|k| k.publish_until.is_none())
+            .max_by_key(|k| (k.created_at, k.kid.clone()))
+            .ok_or(CoreError::NotFound)?;
+        let pkcs8 = sealer.open(&signer.sealed_private_key, &seal_context(&signer.kid))?;
+        let mut verify = HashMap::new();
+        let mut keys = Vec::new();
+        for k in stored
+            .iter()
+            .filter(|k| k.publish_until.is_none_or(|t| now < t))
+        {
+            let x = URL_SAFE_NO_PAD.encode(&k.public_key);
+            verify.insert(
+                k.kid.clone(),
+                VerifyKey {
+                    key: DecodingKey::from_ed_components(&x)
+                        .map_err(|_| CoreError::Crypto("bad public key"))?,
+                    publish_until: k.publish_until,
+                },
+            );
+            keys.push(Jwk {
+                kty: "OKP".into(),
+                crv: "Ed25519".into(),
+                x,
+                kid: k.kid.clone(),
+                alg: "EdDSA".into(),
+                use_: "sig".into(),
+            });
+        }
+        keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+        Ok(Self {
+            issuer: issuer.to_string(),
+            signing_kid: signer.kid.clone(),
+            signing_key: EncodingKey::from_ed_der(&pkcs8),
+            verify,
+            jwks: Jwks { keys },
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
+    pub fn jwks(&self) -> &Jwks {
+        &self.jwks
+    }
+
+    pub fn sign(&self, claims: &AccessClaims) -> Result<String, CoreError> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.signing_kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.signing_key)
+            .map_err(|_| CoreError::Crypto("signing failed"))
+    }
+
+    /// Checks signature, issuer and expiry (against `now`, not the system clock).
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Malformed);
+        }
+        let kid = header.kid.ok_or(TokenError::Malformed)?;
+        let key = self.verify.get(&kid).ok_or(TokenError::UnknownKey)?;
+        if key.publish_until.is_some_and(|t| now >= t) {
+            return Err(TokenError::UnknownKey);
+        }
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&self.issuer]);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
+            .map_err(|_| TokenError::BadSignature)?;
+        if now.as_secs() >= data.claims.exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(data.claims)
+    }
+}
+
+/// Why a presented access token is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token was signed with an unknown key")]
+    UnknownKey,
+    #[error("the token signature or issuer is wrong")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token was revoked")]
+    Revoked,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::ServerKey;
+
+    fn claims(now: Timestamp) -> AccessClaims {
+        AccessClaims {
+            iss: "http://rekey.test".into(),
+            sub: "rkc_x".into(),
+            client_id: Some("rkc_x".into()),
+            iat: now.as_secs(),
+            exp: now.as_secs() + 60,
+            jti: "j".into(),
+            scope: "a b".into(),
+            sid: Some("s".into()),
+            tid: None,
+            context_name: None,
+            perms: None,
+        }
+    }
+
+    #[test]
+    fn a_signed_token_verifies_until_it_expires() {
+        let sk = ServerKey::generate();
+        let sealer = sk.sealer("signing-keys");
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        let key = generate_signing_key(&sealer, now);
+        let ks = KeySet::load("http://rekey.test", &[key], &sealer, now).unwrap();
+        let jwt = ks.sign(&claims(now)).unwrap();
+        assert_eq!(ks.verify(&jwt, now).unwrap(), claims(now));
+        assert_eq!(
+            ks.verify(&jwt, now.plus_secs(60)),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn a_rotated_key_verifies_old_tokens_until_it_is_unpublished() {
+        let sk = ServerKey::generate();
+        let sealer = sk.sealer("signing-keys");
+        let t0 = Timestamp::from_millis(1_800_000_000_000);
+        let mut old = generate_signing_key(&sealer, t0);
+        let old_ks = KeySet::load("i", std::slice::from_ref(&old), &sealer, t0).unwrap();
+        let mut c = claims(t0);
+        c.iss = "i".into();
+        c.exp += 3600;
+        let old_jwt = old_ks.sign(&c).unwrap();
+
+        let t1 = t0.plus_secs(10);
+        let new = generate_signing_key(&sealer, t1);
+        old.publish_until = Some(t1.plus_secs(100));
+        let ks = KeySet::load("i", &[old.clone(), new.clone()], &sealer, t1).unwrap();
+        assert_eq!(ks.signing_kid(), new.kid);
+        assert_eq!(ks.jwks().keys.len(), 2);
+        assert!(ks.verify(&old_jwt, t1).is_ok());
+        assert_eq!(
+            ks.verify(&old_jwt, t1.plus_secs(100)),
+            Err(TokenError::UnknownKey)
+        );
+        let later = KeySet::load("i", &[old, new], &sealer, t1.plus_secs(100)).unwrap();
+        assert_eq!(later.jwks().keys.len(), 1);
+    }
+
+    #[test]
+    fn a_token_from_another_issuer_or_key_is_refused() {
+        let sealer = ServerKey::generate().sealer("signing-keys");
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        let a = KeySet::load("a", &[generate_signing_key(&sealer, now)], &sealer, now).unwrap();
+        let b = KeySet::load("b", &[generate_signing_key(&sealer, now)], &sealer, now).unwrap();
+        let mut c = claims(now);
+        c.iss = "a".into();
+        let jwt = a.sign(&c).unwrap();
+        assert_eq!(b.verify(&jwt, now), Err(TokenError::UnknownKey));
+        assert_eq!(a.verify("not.a.jwt", now), Err(TokenError::Malformed));
+    }
+}

@@ -1,0 +1,17 @@
+//! SQLite and PostgreSQL implementations of [`rekey_core::store::Store`].
+//!
+//! One implementation, [`SqlStore`], runs the same SQL on both backends through sqlx's `Any`
+//! driver: every statement is written in the common subset (`$n` parameters, `ON CONFLICT`,
+//! partial unique indexes), times are integer milliseconds and flags are 0/1 integers, so
+//! the only per-backend parts are the migration folders and the connection set-up.
+//!
+//! Locking: a change to an app's secrets starts its transaction with an `UPDATE` of the app
+//! row. PostgreSQL takes a row lock there; SQLite takes its database write lock. Either way
+//! the next change to the same app waits, then sees the committed secrets.
+
+mod rows;
+mod sql_store;
+
+pub use sql_store::{Backend, SqlStore};
+
+pub mod testing;

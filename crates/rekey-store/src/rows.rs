@@ -1,0 +1,196 @@
+//! Mapping between rows and domain records.
+
+use rekey_core::clock::Timestamp;
+use rekey_core::crypto::SecretHash;
+use rekey_core::error::CoreError;
+use rekey_core::model::{
+    ApiToken, ApiTokenId, App, AppId, AuditEvent, AuditId, Membership, Org, OrgId, Outcome,
+    Principal, Secret, SecretId, SecretState, StoredSigningKey, User, UserId,
+};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
+    if let sqlx::Error::Database(d) = &e {
+        if d.is_unique_violation() {
+            return CoreError::Conflict("a record with the same unique key exists".into());
+        }
+        if d.is_foreign_key_violation() {
+            return CoreError::NotFound;
+        }
+    }
+    CoreError::Storage(e.to_string())
+}
+
+fn corrupt(what: &str) -> CoreError {
+    CoreError::Storage(format!("stored {what} is not valid"))
+}
+
+fn uuid(row: &AnyRow, col: &str) -> Result<Uuid, CoreError> {
+    let s: String = row.try_get(col).map_err(db_err)?;
+    Uuid::parse_str(&s).map_err(|_| corrupt(col))
+}
+
+fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, CoreError> {
+    let s: Option<String> = row.try_get(col).map_err(db_err)?;
+    s.map(|s| Uuid::parse_str(&s).map_err(|_| corrupt(col)))
+        .transpose()
+}
+
+fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, CoreError> {
+    Ok(Timestamp::from_millis(row.try_get(col).map_err(db_err)?))
+}
+
+fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, CoreError> {
+    let v: Option<i64> = row.try_get(col).map_err(db_err)?;
+    Ok(v.map(Timestamp::from_millis))
+}
+
+fn string(row: &AnyRow, col: &str) -> Result<String, CoreError> {
+    row.try_get(col).map_err(db_err)
+}
+
+fn int(row: &AnyRow, col: &str) -> Result<i64, CoreError> {
+    row.try_get(col).map_err(db_err)
+}
+
+fn hash(row: &AnyRow, col: &str) -> Result<SecretHash, CoreError> {
+    let b: Vec<u8> = row.try_get(col).map_err(db_err)?;
+    SecretHash::from_slice(&b).ok_or_else(|| corrupt(col))
+}
+
+fn string_list(row: &AnyRow, col: &str) -> Result<Vec<String>, CoreError> {
+    serde_json::from_str(&string(row, col)?).map_err(|_| corrupt(col))
+}
+
+pub(crate) fn to_json_list(v: &[String]) -> String {
+    serde_json::to_string(v).expect("a list of strings serializes")
+}
+
+pub(crate) fn org(row: &AnyRow) -> Result<Org, CoreError> {
+    Ok(Org {
+        id: OrgId(uuid(row, "id")?),
+        name: string(row, "name")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+pub(crate) fn user(row: &AnyRow) -> Result<User, CoreError> {
+    Ok(User {
+        id: UserId(uuid(row, "id")?),
+        email: string(row, "email")?,
+        display_name: string(row, "display_name")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+pub(crate) fn membership(row: &AnyRow) -> Result<Membership, CoreError> {
+    let id = uuid(row, "principal_id")?;
+    let principal = match string(row, "principal_kind")?.as_str() {
+        "user" => Principal::User(UserId(id)),
+        "app" => Principal::App(AppId(id)),
+        _ => return Err(corrupt("principal_kind")),
+    };
+    Ok(Membership {
+        org_id: OrgId(uuid(row, "org_id")?),
+        principal,
+        role: string(row, "role")?
+            .parse()
+            .map_err(|_| corrupt("role"))?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+pub(crate) fn api_token(row: &AnyRow) -> Result<ApiToken, CoreError> {
+    Ok(ApiToken {
+        id: ApiTokenId(uuid(row, "id")?),
+        user_id: UserId(uuid(row, "user_id")?),
+        org_id: OrgId(uuid(row, "org_id")?),
+        name: string(row, "name")?,
+        hash: hash(row, "hash")?,
+        hint: string(row, "hint")?,
+        created_at: ts(row, "created_at")?,
+        expires_at: opt_ts(row, "expires_at")?,
+        revoked_at: opt_ts(row, "revoked_at")?,
+    })
+}
+
+pub(crate) const APP_COLUMNS: &str = "apps.id, apps.org_id, apps.client_id, apps.name, \
+    apps.description, apps.grant_types, apps.scopes, apps.access_token_ttl_secs, \
+    apps.secret_lifetime_secs, apps.rotation_grace_secs, apps.owner_only_secret_rotation, \
+    apps.service_account, apps.created_at, apps.updated_at";
+
+pub(crate) fn app(row: &AnyRow) -> Result<App, CoreError> {
+    Ok(App {
+        id: AppId(uuid(row, "id")?),
+        org_id: OrgId(uuid(row, "org_id")?),
+        client_id: string(row, "client_id")?,
+        name: string(row, "name")?,
+        description: string(row, "description")?,
+        grant_types: string_list(row, "grant_types")?,
+        scopes: string_list(row, "scopes")?,
+        access_token_ttl_secs: int(row, "access_token_ttl_secs")?,
+        secret_lifetime_secs: int(row, "secret_lifetime_secs")?,
+        rotation_grace_secs: int(row, "rotation_grace_secs")?,
+        owner_only_secret_rotation: int(row, "owner_only_secret_rotation")? != 0,
+        service_account: int(row, "service_account")? != 0,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+pub(crate) const SECRET_COLUMNS: &str = "secrets.id AS s_id, secrets.app_id AS s_app_id, \
+    secrets.state AS s_state, secrets.hash AS s_hash, secrets.hint AS s_hint, \
+    secrets.created_at AS s_created_at, secrets.expires_at AS s_expires_at, \
+    secrets.last_used_at AS s_last_used_at, secrets.created_by AS s_created_by, \
+    secrets.revoked_at AS s_revoked_at, secrets.revoked_reason AS s_revoked_reason";
+
+/// Reads a secret from columns selected with [`SECRET_COLUMNS`].
+pub(crate) fn secret(row: &AnyRow) -> Result<Secret, CoreError> {
+    Ok(Secret {
+        id: SecretId(uuid(row, "s_id")?),
+        app_id: AppId(uuid(row, "s_app_id")?),
+        state: string(row, "s_state")?
+            .parse::<SecretState>()
+            .map_err(|_| corrupt("state"))?,
+        hash: hash(row, "s_hash")?,
+        hint: string(row, "s_hint")?,
+        created_at: ts(row, "s_created_at")?,
+        expires_at: opt_ts(row, "s_expires_at")?,
+        last_used_at: opt_ts(row, "s_last_used_at")?,
+        created_by: string(row, "s_created_by")?,
+        revoked_at: opt_ts(row, "s_revoked_at")?,
+        revoked_reason: row.try_get("s_revoked_reason").map_err(db_err)?,
+    })
+}
+
+pub(crate) fn signing_key(row: &AnyRow) -> Result<StoredSigningKey, CoreError> {
+    Ok(StoredSigningKey {
+        kid: string(row, "kid")?,
+        algorithm: string(row, "algorithm")?,
+        public_key: row.try_get("public_key").map_err(db_err)?,
+        sealed_private_key: row.try_get("sealed_private_key").map_err(db_err)?,
+        created_at: ts(row, "created_at")?,
+        publish_until: opt_ts(row, "publish_until")?,
+    })
+}
+
+pub(crate) fn audit_event(row: &AnyRow) -> Result<AuditEvent, CoreError> {
+    Ok(AuditEvent {
+        id: AuditId(uuid(row, "id")?),
+        time: ts(row, "time")?,
+        action: string(row, "action")?,
+        actor: string(row, "actor")?,
+        org_id: opt_uuid(row, "org_id")?.map(OrgId),
+        app_id: opt_uuid(row, "app_id")?.map(AppId),
+        secret_id: opt_uuid(row, "secret_id")?.map(SecretId),
+        request_id: row.try_get("request_id").map_err(db_err)?,
+        source: row.try_get("source").map_err(db_err)?,
+        outcome: match string(row, "outcome")?.as_str() {
+            "success" => Outcome::Success,
+            _ => Outcome::Failure,
+        },
+        details: serde_json::from_str(&string(row, "details")?).map_err(|_| corrupt("details"))?,
+    })
+}

@@ -1,0 +1,672 @@
+//! [`SqlStore`]: the `Store` over SQLite or PostgreSQL.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rekey_core::clock::Timestamp;
+use rekey_core::crypto::SecretHash;
+use rekey_core::error::{CoreError, CoreResult};
+use rekey_core::model::{
+    ApiToken, ApiTokenId, App, AppId, AuditEvent, Membership, Org, OrgId, Outcome, Principal,
+    Secret, SecretId, StoredSigningKey, User, UserId,
+};
+use rekey_core::store::{ClientRecord, Page, SecretChanges, SecretPlan, Store};
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::{AnyConnection, AnyPool};
+
+use crate::rows::{self, db_err, to_json_list, APP_COLUMNS, SECRET_COLUMNS};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database a [`SqlStore`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> CoreResult<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(CoreError::Invalid(
+                "database url must start with sqlite: or postgres:".into(),
+            ))
+        }
+    }
+}
+
+/// The store. Cheap to clone (a pool handle).
+#[derive(Clone)]
+pub struct SqlStore {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+}
+
+impl fmt::Debug for SqlStore {
+    // No URL here: it may hold a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// The URL of an SQLite database file, created if missing.
+    pub fn sqlite_url(path: &std::path::Path) -> String {
+        format!("sqlite://{}?mode=rwc", path.display())
+    }
+
+    /// Connects (does not migrate). `max_connections` bounds the pool.
+    pub async fn connect(url: &str, max_connections: u32) -> CoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| CoreError::Storage(format!("cannot connect to the database: {e}")))?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers run beside the one writer; the setting lives in the file.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies pending forward-only migrations.
+    pub async fn migrate(&self) -> CoreResult<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| CoreError::Storage(format!("migration failed: {e}")))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn flag(b: bool) -> i64 {
+    i64::from(b)
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millis()
+}
+
+fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
+    t.map(Timestamp::as_millis)
+}
+
+async fn insert_audit(conn: &mut AnyConnection, events: &[AuditEvent]) -> CoreResult<()> {
+    for e in events {
+        sqlx::query(
+            "INSERT INTO audit_events (id, time, action, actor, org_id, app_id, secret_id, \
+             request_id, source, outcome, details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(e.id.to_string())
+        .bind(ms(e.time))
+        .bind(e.action.clone())
+        .bind(e.actor.clone())
+        .bind(e.org_id.map(|v| v.to_string()))
+        .bind(e.app_id.map(|v| v.to_string()))
+        .bind(e.secret_id.map(|v| v.to_string()))
+        .bind(e.request_id.clone())
+        .bind(e.source.clone())
+        .bind(match e.outcome {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        })
+        .bind(e.details.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+async fn insert_secret(conn: &mut AnyConnection, s: &Secret) -> CoreResult<()> {
+    sqlx::query(
+        "INSERT INTO secrets (id, app_id, state, hash, hint, created_at, expires_at, \
+         last_used_at, created_by, revoked_at, revoked_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(s.id.to_string())
+    .bind(s.app_id.to_string())
+    .bind(s.state.as_str())
+    .bind(s.hash.0.to_vec())
+    .bind(s.hint.clone())
+    .bind(ms(s.created_at))
+    .bind(opt_ms(s.expires_at))
+    .bind(opt_ms(s.last_used_at))
+    .bind(s.created_by.clone())
+    .bind(opt_ms(s.revoked_at))
+    .bind(s.revoked_reason.clone())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+async fn put_membership_on(conn: &mut AnyConnection, m: &Membership) -> CoreResult<()> {
+    sqlx::query(
+        "INSERT INTO memberships (org_id, principal_kind, principal_id, role, created_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (org_id, principal_kind, principal_id) DO UPDATE SET role = excluded.role",
+    )
+    .bind(m.org_id.to_string())
+    .bind(m.principal.kind())
+    .bind(m.principal.uuid().to_string())
+    .bind(m.role.as_str())
+    .bind(ms(m.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    async fn ping(&self) -> CoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_org(&self, org: &Org, audit: &[AuditEvent]) -> CoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(org.id.to_string())
+            .bind(org.name.clone())
+            .bind(ms(org.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_org(&self, id: OrgId) -> CoreResult<Option<Org>> {
+        sqlx::query("SELECT id, name, created_at FROM orgs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::org(&r))
+            .transpose()
+    }
+
+    async fn count_orgs(&self) -> CoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn create_user(&self, user: &User) -> CoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, email, display_name, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(user.id.to_string())
+        .bind(user.email.clone())
+        .bind(user.display_name.clone())
+        .bind(ms(user.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_user(&self, id: UserId) -> CoreResult<Option<User>> {
+        sqlx::query("SELECT id, email, display_name, created_at FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::user(&r))
+            .transpose()
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> CoreResult<Option<User>> {
+        sqlx::query("SELECT id, email, display_name, created_at FROM users WHERE email = $1")
+            .bind(email.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::user(&r))
+            .transpose()
+    }
+
+    async fn put_membership(&self, m: &Membership, audit: &[AuditEvent]) -> CoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        put_membership_on(&mut tx, m).await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_membership(
+        &self,
+        org: OrgId,
+        principal: Principal,
+    ) -> CoreResult<Option<Membership>> {
+        sqlx::query(
+            "SELECT org_id, principal_kind, principal_id, role, created_at FROM memberships \
+             WHERE org_id = $1 AND principal_kind = $2 AND principal_id = $3",
+        )
+        .bind(org.to_string())
+        .bind(principal.kind())
+        .bind(principal.uuid().to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::membership(&r))
+        .transpose()
+    }
+
+    async fn list_memberships(&self, org: OrgId) -> CoreResult<Vec<Membership>> {
+        sqlx::query(
+            "SELECT org_id, principal_kind, principal_id, role, created_at FROM memberships \
+             WHERE org_id = $1 ORDER BY created_at, principal_id",
+        )
+        .bind(org.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::membership)
+        .collect()
+    }
+
+    async fn create_api_token(&self, t: &ApiToken, audit: &[AuditEvent]) -> CoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, org_id, name, hash, hint, created_at, \
+             expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(t.id.to_string())
+        .bind(t.user_id.to_string())
+        .bind(t.org_id.to_string())
+        .bind(t.name.clone())
+        .bind(t.hash.0.to_vec())
+        .bind(t.hint.clone())
+        .bind(ms(t.created_at))
+        .bind(opt_ms(t.expires_at))
+        .bind(opt_ms(t.revoked_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn find_api_token_by_hash(&self, hash: &SecretHash) -> CoreResult<Option<ApiToken>> {
+        sqlx::query(
+            "SELECT id, user_id, org_id, name, hash, hint, created_at, expires_at, revoked_at \
+             FROM api_tokens WHERE hash = $1",
+        )
+        .bind(hash.0.to_vec())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::api_token(&r))
+        .transpose()
+    }
+
+    async fn get_api_token(&self, id: ApiTokenId) -> CoreResult<Option<ApiToken>> {
+        sqlx::query(
+            "SELECT id, user_id, org_id, name, hash, hint, created_at, expires_at, revoked_at \
+             FROM api_tokens WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::api_token(&r))
+        .transpose()
+    }
+
+    async fn create_app(
+        &self,
+        app: &App,
+        first_secret: &Secret,
+        membership: Option<&Membership>,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO apps (id, org_id, client_id, name, description, grant_types, scopes, \
+             access_token_ttl_secs, secret_lifetime_secs, rotation_grace_secs, \
+             owner_only_secret_rotation, service_account, secret_version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
+        )
+        .bind(app.id.to_string())
+        .bind(app.org_id.to_string())
+        .bind(app.client_id.clone())
+        .bind(app.name.clone())
+        .bind(app.description.clone())
+        .bind(to_json_list(&app.grant_types))
+        .bind(to_json_list(&app.scopes))
+        .bind(app.access_token_ttl_secs)
+        .bind(app.secret_lifetime_secs)
+        .bind(app.rotation_grace_secs)
+        .bind(flag(app.owner_only_secret_rotation))
+        .bind(flag(app.service_account))
+        .bind(ms(app.created_at))
+        .bind(ms(app.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        insert_secret(&mut tx, first_secret).await?;
+        if let Some(m) = membership {
+            put_membership_on(&mut tx, m).await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_app(&self, id: AppId) -> CoreResult<Option<App>> {
+        sqlx::query(&format!("SELECT {APP_COLUMNS} FROM apps WHERE apps.id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::app(&r))
+            .transpose()
+    }
+
+    async fn find_app_by_client_id(&self, client_id: &str) -> CoreResult<Option<App>> {
+        sqlx::query(&format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE apps.client_id = $1"
+        ))
+        .bind(client_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::app(&r))
+        .transpose()
+    }
+
+    async fn list_apps(&self, org: OrgId, page: Page) -> CoreResult<Vec<App>> {
+        sqlx::query(&format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE apps.org_id = $1 \
+             ORDER BY apps.created_at, apps.id LIMIT $2 OFFSET $3"
+        ))
+        .bind(org.to_string())
+        .bind(i64::from(page.limit))
+        .bind(i64::from(page.start))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::app)
+        .collect()
+    }
+
+    async fn update_app(&self, app: &App, audit: &[AuditEvent]) -> CoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = sqlx::query(
+            "UPDATE apps SET name = $1, description = $2, grant_types = $3, scopes = $4, \
+             access_token_ttl_secs = $5, secret_lifetime_secs = $6, rotation_grace_secs = $7, \
+             owner_only_secret_rotation = $8, updated_at = $9 WHERE id = $10",
+        )
+        .bind(app.name.clone())
+        .bind(app.description.clone())
+        .bind(to_json_list(&app.grant_types))
+        .bind(to_json_list(&app.scopes))
+        .bind(app.access_token_ttl_secs)
+        .bind(app.secret_lifetime_secs)
+        .bind(app.rotation_grace_secs)
+        .bind(flag(app.owner_only_secret_rotation))
+        .bind(ms(app.updated_at))
+        .bind(app.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+            == 1;
+        if done {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
+    }
+
+    async fn delete_app(&self, id: AppId, audit: &[AuditEvent]) -> CoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = sqlx::query("DELETE FROM apps WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+            == 1;
+        if done {
+            sqlx::query(
+                "DELETE FROM memberships WHERE principal_kind = 'app' AND principal_id = $1",
+            )
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
+    }
+
+    async fn load_client(&self, client_id: &str) -> CoreResult<Option<ClientRecord>> {
+        // One round trip: the app, joined with the secrets that can authenticate it.
+        let rows = sqlx::query(&format!(
+            "SELECT {APP_COLUMNS}, {SECRET_COLUMNS} FROM apps \
+             LEFT JOIN secrets ON secrets.app_id = apps.id \
+                 AND secrets.state IN ('current', 'previous') \
+             WHERE apps.client_id = $1"
+        ))
+        .bind(client_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let app = rows::app(first)?;
+        let mut secrets = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: Option<String> = sqlx::Row::try_get(r, "s_id").map_err(db_err)?;
+            if id.is_some() {
+                secrets.push(rows::secret(r)?);
+            }
+        }
+        Ok(Some(ClientRecord { app, secrets }))
+    }
+
+    async fn list_secrets(&self, app: AppId) -> CoreResult<Vec<Secret>> {
+        sqlx::query(&format!(
+            "SELECT {SECRET_COLUMNS} FROM secrets WHERE secrets.app_id = $1 \
+             ORDER BY secrets.created_at DESC, secrets.id"
+        ))
+        .bind(app.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::secret)
+        .collect()
+    }
+
+    async fn get_secret(&self, id: SecretId) -> CoreResult<Option<Secret>> {
+        sqlx::query(&format!(
+            "SELECT {SECRET_COLUMNS} FROM secrets WHERE secrets.id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::secret(&r))
+        .transpose()
+    }
+
+    async fn change_secrets(&self, app_id: AppId, plan: SecretPlan<'_>) -> CoreResult<SecretChanges> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // Lock first (a write as the first statement: see the crate docs).
+        let locked = sqlx::query("UPDATE apps SET secret_version = secret_version + 1 WHERE id = $1")
+            .bind(app_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if locked != 1 {
+            return Err(CoreError::NotFound);
+        }
+        let app = sqlx::query(&format!("SELECT {APP_COLUMNS} FROM apps WHERE apps.id = $1"))
+            .bind(app_id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let app = rows::app(&app)?;
+        let secrets: Vec<Secret> = sqlx::query(&format!(
+            "SELECT {SECRET_COLUMNS} FROM secrets WHERE secrets.app_id = $1"
+        ))
+        .bind(app_id.to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::secret)
+        .collect::<CoreResult<_>>()?;
+        let changes = plan(&app, &secrets)?;
+        // Updates first: a demoted current must leave its slot before the new one takes it.
+        for s in &changes.update {
+            sqlx::query(
+                "UPDATE secrets SET state = $1, expires_at = $2, revoked_at = $3, \
+                 revoked_reason = $4 WHERE id = $5 AND app_id = $6",
+            )
+            .bind(s.state.as_str())
+            .bind(opt_ms(s.expires_at))
+            .bind(opt_ms(s.revoked_at))
+            .bind(s.revoked_reason.clone())
+            .bind(s.id.to_string())
+            .bind(app_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        for s in &changes.insert {
+            insert_secret(&mut tx, s).await?;
+        }
+        insert_audit(&mut tx, &changes.audit).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(changes)
+    }
+
+    async fn record_last_use(&self, uses: &[(SecretId, Timestamp)]) -> CoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        for (id, at) in uses {
+            sqlx::query(
+                "UPDATE secrets SET last_used_at = $1 WHERE id = $2 \
+                 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(ms(*at))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn list_signing_keys(&self) -> CoreResult<Vec<StoredSigningKey>> {
+        sqlx::query(
+            "SELECT kid, algorithm, public_key, sealed_private_key, created_at, publish_until \
+             FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::signing_key)
+        .collect()
+    }
+
+    async fn add_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        retire_others_at: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query("UPDATE signing_keys SET publish_until = $1 WHERE publish_until IS NULL")
+            .bind(ms(retire_others_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, public_key, sealed_private_key, \
+             created_at, publish_until) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key.kid.clone())
+        .bind(key.algorithm.clone())
+        .bind(key.public_key.clone())
+        .bind(key.sealed_private_key.clone())
+        .bind(ms(key.created_at))
+        .bind(opt_ms(key.publish_until))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> CoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        insert_audit(&mut tx, events).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn list_audit(&self, org: Option<OrgId>, page: Page) -> CoreResult<Vec<AuditEvent>> {
+        let cols = "id, time, action, actor, org_id, app_id, secret_id, request_id, source, \
+                    outcome, details";
+        sqlx::query(&format!(
+            "SELECT {cols} FROM audit_events WHERE ($1 = '' OR org_id = $1) \
+             ORDER BY seq DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(org.map(|o| o.to_string()).unwrap_or_default())
+        .bind(i64::from(page.limit))
+        .bind(i64::from(page.start))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::audit_event)
+            .collect()
+    }
+}

@@ -1,0 +1,346 @@
+//! The store story: one set of behaviours, run against every backend (SQLite always,
+//! PostgreSQL when `REKEY_TEST_POSTGRES_URL` is set; in CI it must be).
+
+use std::sync::Arc;
+
+use rekey_core::clock::Timestamp;
+use rekey_core::crypto::ServerKey;
+use rekey_core::error::CoreError;
+use rekey_core::model::*;
+use rekey_core::store::{Page, SecretChanges, Store};
+use rekey_core::token::generate_signing_key;
+use rekey_store::testing::TestDb;
+
+const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+fn org() -> Org {
+    Org {
+        id: OrgId::new(),
+        name: "acme".into(),
+        created_at: T0,
+    }
+}
+
+fn app(org: OrgId, n: usize) -> App {
+    App {
+        id: AppId::new(),
+        org_id: org,
+        client_id: format!("rkc_story_{n}_{}", uuid::Uuid::new_v4().simple()),
+        name: format!("app {n}"),
+        description: "d".into(),
+        grant_types: vec![GRANT_CLIENT_CREDENTIALS.into()],
+        scopes: vec!["a".into(), "sellingpartnerapi::notifications".into()],
+        access_token_ttl_secs: 3600,
+        secret_lifetime_secs: 0,
+        rotation_grace_secs: 7 * 86400,
+        owner_only_secret_rotation: false,
+        service_account: false,
+        created_at: T0.plus_secs(n as i64),
+        updated_at: T0,
+    }
+}
+
+fn secret(app: AppId, state: SecretState, hash: u8) -> Secret {
+    Secret {
+        id: SecretId::new(),
+        app_id: app,
+        state,
+        hash: rekey_core::crypto::SecretHash([hash; 32]),
+        hint: "abcd".into(),
+        created_at: T0,
+        expires_at: Some(T0.plus_secs(86400)),
+        last_used_at: None,
+        created_by: "story".into(),
+        revoked_at: None,
+        revoked_reason: None,
+    }
+}
+
+async fn with_org(store: &dyn Store) -> Org {
+    let o = org();
+    store.create_org(&o, &[]).await.unwrap();
+    o
+}
+
+#[tokio::test]
+async fn orgs_users_and_memberships_round_trip() {
+    for db in TestDb::all().await {
+        let s = &db.store;
+        let o = with_org(s).await;
+        assert_eq!(s.get_org(o.id).await.unwrap(), Some(o.clone()));
+        assert_eq!(s.count_orgs().await.unwrap(), 1);
+        let u = User {
+            id: UserId::new(),
+            email: "a@example.com".into(),
+            display_name: "A".into(),
+            created_at: T0,
+        };
+        s.create_user(&u).await.unwrap();
+        assert!(matches!(
+            s.create_user(&User { id: UserId::new(), ..u.clone() }).await,
+            Err(CoreError::Conflict(_))
+        ));
+        assert_eq!(s.find_user_by_email("a@example.com").await.unwrap(), Some(u.clone()));
+        let m = Membership {
+            org_id: o.id,
+            principal: Principal::User(u.id),
+            role: Role::Developer,
+            created_at: T0,
+        };
+        s.put_membership(&m, &[]).await.unwrap();
+        s.put_membership(&Membership { role: Role::OrgAdmin, ..m.clone() }, &[])
+            .await
+            .unwrap();
+        let got = s.get_membership(o.id, m.principal).await.unwrap().unwrap();
+        assert_eq!(got.role, Role::OrgAdmin, "{}", s.backend());
+        assert_eq!(s.list_memberships(o.id).await.unwrap().len(), 1);
+        assert_eq!(
+            s.get_membership(OrgId::new(), m.principal).await.unwrap(),
+            None
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_app_is_created_with_its_first_secret_and_found_by_client_id() {
+    for db in TestDb::all().await {
+        let s = &db.store;
+        let o = with_org(s).await;
+        let a = app(o.id, 1);
+        let first = secret(a.id, SecretState::Current, 1);
+        let m = Membership {
+            org_id: o.id,
+            principal: Principal::App(a.id),
+            role: Role::Developer,
+            created_at: T0,
+        };
+        s.create_app(&a, &first, Some(&m), &[]).await.unwrap();
+        let rec = s.load_client(&a.client_id).await.unwrap().unwrap();
+        assert_eq!(rec.app, a);
+        assert_eq!(rec.secrets, vec![first.clone()]);
+        assert!(s.load_client("rkc_nobody").await.unwrap().is_none());
+        assert_eq!(s.get_secret(first.id).await.unwrap(), Some(first));
+        assert!(s.get_membership(o.id, Principal::App(a.id)).await.unwrap().is_some());
+
+        // Same client id again is a conflict, and nothing of the second app remains.
+        let dup = App { id: AppId::new(), ..a.clone() };
+        let r = s
+            .create_app(&dup, &secret(dup.id, SecretState::Current, 2), None, &[])
+            .await;
+        assert!(matches!(r, Err(CoreError::Conflict(_))), "{}", s.backend());
+        assert!(s.get_app(dup.id).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn apps_are_listed_in_pages_updated_and_deleted_with_their_secrets() {
+    for db in TestDb::all().await {
+        let s = &db.store;
+        let o = with_org(s).await;
+        let mut apps = Vec::new();
+        for n in 0..5 {
+            let a = app(o.id, n);
+            s.create_app(&a, &secret(a.id, SecretState::Current, n as u8), None, &[])
+                .await
+                .unwrap();
+            apps.push(a);
+        }
+        let page = s.list_apps(o.id, Page { start: 1, limit: 2 }).await.unwrap();
+        assert_eq!(
+            page.iter().map(|a| a.id).collect::<Vec<_>>(),
+            vec![apps[1].id, apps[2].id]
+        );
+        assert!(s.list_apps(OrgId::new(), Page::default()).await.unwrap().is_empty());
+
+        let mut changed = apps[0].clone();
+        changed.name = "renamed".into();
+        changed.scopes = vec!["x".into()];
+        changed.owner_only_secret_rotation = true;
+        assert!(s.update_app(&changed, &[]).await.unwrap());
+        assert_eq!(s.get_app(changed.id).await.unwrap(), Some(changed.clone()));
+
+        assert!(s.delete_app(changed.id, &[]).await.unwrap());
+        assert!(!s.delete_app(changed.id, &[]).await.unwrap());
+        assert!(s.list_secrets(changed.id).await.unwrap().is_empty());
+        assert!(s.load_client(&changed.client_id).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn the_database_refuses_a_second_current_secret_and_applies_nothing() {
+    for db in TestDb::all().await {
+        let s = &db.store;
+        let o = with_org(s).await;
+        let a = app(o.id, 1);
+        s.create_app(&a, &secret(a.id, SecretState::Current, 1), None, &[])
+            .await
+            .unwrap();
+        let second = secret(a.id, SecretState::Current, 2);
+        let ev = AuditContext::default().event(T0, "test.should_not_persist");
+        let r = s
+            .change_secrets(a.id, &|_, _| {
+                Ok(SecretChanges {
+                    insert: vec![second.clone()],
+                    update: vec![],
+                    audit: vec![ev.clone()],
+                })
+            })
+            .await;
+        assert!(matches!(r, Err(CoreError::Conflict(_))), "{}", s.backend());
+        assert_eq!(s.list_secrets(a.id).await.unwrap().len(), 1);
+        assert!(s.list_audit(None, Page::default()).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn concurrent_secret_changes_on_one_app_are_serialized() {
+    for db in TestDb::all().await {
+        let s: Arc<dyn Store> = Arc::new(db.store.clone());
+        let o = with_org(&*s).await;
+        let a = app(o.id, 1);
+        s.create_app(&a, &secret(a.id, SecretState::Current, 0), None, &[])
+            .await
+            .unwrap();
+        // Each task replaces the current secret with a new one; if two planned over the
+        // same snapshot, the unique index or a lost update would show.
+        let mut tasks = Vec::new();
+        for n in 1..=8u8 {
+            let s = s.clone();
+            let app_id = a.id;
+            tasks.push(tokio::spawn(async move {
+                s.change_secrets(app_id, &move |_, secrets| {
+                    let mut old = secrets
+                        .iter()
+                        .find(|x| x.state == SecretState::Current)
+                        .cloned()
+                        .ok_or(CoreError::Conflict("no current".into()))?;
+                    old.state = SecretState::Revoked;
+                    old.revoked_at = Some(T0);
+                    Ok(SecretChanges {
+                        insert: vec![secret(app_id, SecretState::Current, n)],
+                        update: vec![old],
+                        audit: vec![],
+                    })
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let all = s.list_secrets(a.id).await.unwrap();
+        assert_eq!(all.len(), 9, "{}", s.backend());
+        assert_eq!(
+            all.iter().filter(|x| x.state == SecretState::Current).count(),
+            1
+        );
+        assert_eq!(
+            all.iter().filter(|x| x.state == SecretState::Revoked).count(),
+            8
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_change_to_a_missing_app_is_not_found() {
+    for db in TestDb::all().await {
+        let r = db
+            .store
+            .change_secrets(AppId::new(), &|_, _| Ok(SecretChanges::default()))
+            .await;
+        assert!(matches!(r, Err(CoreError::NotFound)));
+    }
+}
+
+#[tokio::test]
+async fn last_use_times_never_move_backwards() {
+    for db in TestDb::all().await {
+        let s = &db.store;
+        let o = with_org(s).await;
+        let a = app(o.id, 1);
+        let sec = secret(a.id, SecretState::Current, 1);
+        s.create_app(&a, &sec, None, &[]).await.unwrap();
+        s.record_last_use(&[(sec.id, T0.plus_secs(10))]).await.unwrap();
+        s.record_last_use(&[(sec.id, T0.plus_secs(5)), (SecretId::new(), T0)])
+            .await
+            .unwrap();
+        let got = s.get_secret(sec.id).await.unwrap().unwrap();
+        assert_eq!(got.last_used_at, Some(T0.plus_secs(10)));
+    }
+}
+
+#[tokio::test]
+async fn api_tokens_are_found_by_hash_only() {
+    for db in TestDb::all().await {
+        let s = &db.store;
+        let o = with_org(s).await;
+        let u = User {
+            id: UserId::new(),
+            email: "t@example.com".into(),
+            display_name: "T".into(),
+            created_at: T0,
+        };
+        s.create_user(&u).await.unwrap();
+        let h = ServerKey::generate().api_token_hasher();
+        let t = ApiToken {
+            id: ApiTokenId::new(),
+            user_id: u.id,
+            org_id: o.id,
+            name: "cli".into(),
+            hash: h.hash("token"),
+            hint: "oken".into(),
+            created_at: T0,
+            expires_at: None,
+            revoked_at: None,
+        };
+        s.create_api_token(&t, &[]).await.unwrap();
+        assert_eq!(s.find_api_token_by_hash(&h.hash("token")).await.unwrap(), Some(t.clone()));
+        assert_eq!(s.find_api_token_by_hash(&h.hash("other")).await.unwrap(), None);
+        assert_eq!(s.get_api_token(t.id).await.unwrap(), Some(t));
+    }
+}
+
+#[tokio::test]
+async fn a_new_signing_key_retires_the_others_at_the_given_time() {
+    for db in TestDb::all().await {
+        let s = &db.store;
+        let sealer = ServerKey::generate().sealer("signing-keys");
+        let k1 = generate_signing_key(&sealer, T0);
+        s.add_signing_key(&k1, T0, &[]).await.unwrap();
+        let k2 = generate_signing_key(&sealer, T0.plus_secs(1));
+        s.add_signing_key(&k2, T0.plus_secs(3600), &[]).await.unwrap();
+        let keys = s.list_signing_keys().await.unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].kid, k1.kid);
+        assert_eq!(keys[0].publish_until, Some(T0.plus_secs(3600)));
+        assert_eq!(keys[1], k2);
+    }
+}
+
+#[tokio::test]
+async fn audit_events_are_listed_newest_first_and_by_org() {
+    for db in TestDb::all().await {
+        let s = &db.store;
+        let o1 = with_org(s).await;
+        let ctx = AuditContext {
+            actor: "user:x".into(),
+            request_id: Some("req-1".into()),
+            source: Some("127.0.0.1".into()),
+        };
+        let e1 = ctx.event(T0, "org.created").org(o1.id);
+        let e2 = ctx
+            .event(T0.plus_secs(1), "app.created")
+            .org(o1.id)
+            .details(serde_json::json!({"name": "x"}));
+        let e3 = ctx.event(T0.plus_secs(2), "other").failed();
+        s.append_audit(&[e1.clone(), e2.clone(), e3.clone()]).await.unwrap();
+        assert_eq!(
+            s.list_audit(Some(o1.id), Page::default()).await.unwrap(),
+            vec![e2.clone(), e1]
+        );
+        assert_eq!(
+            s.list_audit(None, Page { start: 0, limit: 2 }).await.unwrap(),
+            vec![e3, e2]
+        );
+    }
+}
