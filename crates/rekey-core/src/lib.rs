@@ -13,6 +13,7 @@
 //! - [`auth`]: client authentication and scope rules, as pure functions;
 //! - [`store`]: the persistence trait both database backends implement.
 
+pub mod apps;
 pub mod auth;
 pub mod clock;
 pub mod crypto;

@@ -1,1 +1,23 @@
+//! Rekey's HTTP server: every route, per-dialect error rendering, configuration, telemetry
+//! and start-up. The domain lives in `rekey-core`, persistence in `rekey-store`.
+//!
+//! - [`startup`]: builds the [`startup::Application`] on a bound listener and runs it;
+//! - [`oauth`]: token endpoints (LWA, OAuth 2.0, CSP) and key/metadata discovery;
+//! - [`native`]: the management API under `/api/v1`;
+//! - [`errors`]: `OAuthError` (RFC 6749) and `ApiError` (RFC 9457 problems);
+//! - [`extract`]: the authenticated caller and JSON bodies with problem rejections;
+//! - [`throttle`], [`last_use`]: in-memory helpers of the token endpoint.
 
+pub mod config;
+pub mod errors;
+pub mod extract;
+pub mod last_use;
+pub mod native;
+pub mod oauth;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod throttle;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,170 @@
+//! Command-line definitions (clap). Behaviour lives in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rekey",
+    version,
+    about = "Rekey: an OAuth 2.0 authorization server for machine-to-machine apps, built around zero-downtime client-secret rotation",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (SQLite in ./data by default).
+    Serve(ServerArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(ServerArgs),
+    /// Create the first organization, its owner and an API token (printed once).
+    Init(InitArgs),
+    /// Exit 0 if the server answers /readyz, 1 otherwise (for container health checks).
+    Healthcheck(HealthcheckArgs),
+    /// Print the commented default configuration.
+    DefaultConfig,
+    /// Manage token signing keys (works on the database directly).
+    #[command(subcommand)]
+    SigningKeys(SigningKeysCommand),
+    /// Manage applications (OAuth clients) through the management API.
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// Inspect client secrets through the management API.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+/// Where the server's configuration comes from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerArgs {
+    /// A TOML config file (see `rekey default-config`).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Database URL (sqlite://... or postgres://...). Default: SQLite in the data directory.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Directory for the SQLite database and the server key.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Name of the first organization.
+    #[arg(long, default_value = "default")]
+    pub org_name: String,
+    /// Email of the owner user.
+    #[arg(long)]
+    pub email: String,
+    /// Display name of the owner user (default: the email).
+    #[arg(long)]
+    pub display_name: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Base URL of the server.
+    #[arg(long, env = "REKEY_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigningKeysCommand {
+    /// List signing keys and until when each is published.
+    List(ServerArgs),
+    /// Add a new signing key; the current one stays published for the configured overlap.
+    Rotate(ServerArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+/// How to reach and authenticate to the management API.
+#[derive(Debug, Args, Clone)]
+pub struct ApiArgs {
+    /// Base URL of the server.
+    #[arg(long, env = "REKEY_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub url: String,
+    /// A user API token (from `rekey init` or an admin). Prefer the environment variable.
+    #[arg(long, env = "REKEY_API_TOKEN", hide_env_values = true, global = true)]
+    pub api_token: Option<String>,
+    /// Organization id; default: the organization of the API token.
+    #[arg(long, env = "REKEY_ORG", global = true)]
+    pub org: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human, global = true)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// Create an app; prints its client id and first secret (shown once).
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Client id to use instead of a generated one.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Allowed scope (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Access-token lifetime in seconds.
+        #[arg(long)]
+        token_ttl: Option<i64>,
+        /// Lifetime of each secret in seconds (0 = never expires).
+        #[arg(long)]
+        secret_lifetime: Option<i64>,
+        /// Make the app a service account with this role (org_admin, developer, org_member).
+        #[arg(long)]
+        service_account_role: Option<String>,
+    },
+    /// List the org's apps.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one app.
+    Show {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// App id (UUID).
+        app_id: String,
+    },
+    /// Delete an app and its secrets.
+    Delete {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// App id (UUID).
+        app_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// List an app's secrets: state, hint, expiry, last use (never the secret).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// App id (UUID).
+        app_id: String,
+    },
+}

@@ -1,0 +1,303 @@
+//! What each command does.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use rekey_core::clock::{Clock, SystemClock};
+use rekey_core::model::{ApiToken, ApiTokenId, AuditContext, Membership, Org, OrgId, Principal, Role, User, UserId};
+use rekey_core::secret::{generate_api_token, hint};
+use rekey_core::store::Store;
+use rekey_core::token::generate_signing_key;
+use rekey_proto::native::{AppList, AppView, CreateAppRequest, CreatedApp, SecretList};
+use rekey_server::startup::{load_or_create_server_key, open_store};
+use rekey_server::{telemetry, Application, Config};
+use reqwest::Method;
+use secrecy::ExposeSecret;
+
+use crate::api::ApiClient;
+use crate::cli::{AppsCommand, Command, InitArgs, OutputFormat, SecretsCommand, ServerArgs, SigningKeysCommand};
+
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => serve(&args).await,
+        Command::Migrate(args) => {
+            let mut config = load_config(&args)?;
+            config.auto_migrate = true;
+            open_store(&config).await?;
+            println!("database is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init(args) => init(args).await,
+        Command::Healthcheck(args) => healthcheck(&args.url).await,
+        Command::DefaultConfig => {
+            print!("{}", rekey_server::config::EXAMPLE_CONFIG);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SigningKeys(cmd) => signing_keys(cmd).await,
+        Command::Apps(cmd) => apps(cmd).await,
+        Command::Secrets(cmd) => secrets(cmd).await,
+    }
+}
+
+fn load_config(args: &ServerArgs) -> anyhow::Result<Config> {
+    let mut flags = serde_json::Map::new();
+    if let Some(v) = &args.listen {
+        flags.insert("listen".into(), v.clone().into());
+    }
+    if let Some(v) = &args.database_url {
+        flags.insert("database_url".into(), v.clone().into());
+    }
+    if let Some(v) = &args.data_dir {
+        flags.insert("data_dir".into(), v.display().to_string().into());
+    }
+    Ok(Config::load(args.config.as_deref(), &flags)?)
+}
+
+async fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args)?;
+    telemetry::init(config.log_format);
+    tracing::info!(config = ?config, "starting");
+    let app = Application::build(config, Arc::new(SystemClock)).await?;
+    app.run_until(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.server)?;
+    let store = open_store(&config).await?;
+    let key = load_or_create_server_key(&config)?;
+    if store.count_orgs().await? > 0 {
+        bail!("this database already has an organization; `rekey init` only sets up a new one");
+    }
+    let now = SystemClock.now();
+    let ctx = AuditContext { actor: "cli:init".into(), ..Default::default() };
+    let org = Org { id: OrgId::new(), name: args.org_name.clone(), created_at: now };
+    store.create_org(&org, &[ctx.event(now, "org.created").org(org.id)]).await?;
+    let email = args.email.trim().to_string();
+    if !email.contains('@') {
+        bail!("--email must be an email address");
+    }
+    let user = User {
+        id: UserId::new(),
+        display_name: args.display_name.clone().unwrap_or_else(|| email.clone()),
+        email,
+        created_at: now,
+    };
+    store.create_user(&user).await?;
+    let m = Membership { org_id: org.id, principal: Principal::User(user.id), role: Role::OrgOwner, created_at: now };
+    store
+        .put_membership(&m, &[ctx.event(now, "member.role_set").org(org.id).details(serde_json::json!({"member": m.principal.to_string(), "role": "org_owner"}))])
+        .await?;
+    let plain = generate_api_token();
+    let token = ApiToken {
+        id: ApiTokenId::new(),
+        user_id: user.id,
+        org_id: org.id,
+        name: "init".into(),
+        hash: key.api_token_hasher().hash(plain.expose_secret()),
+        hint: hint(plain.expose_secret()),
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+    };
+    store.create_api_token(&token, &[ctx.event(now, "api_token.created").org(org.id)]).await?;
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({
+                "orgId": org.id.to_string(),
+                "userId": user.id.to_string(),
+                "apiToken": plain.expose_secret(),
+            })
+        ),
+        OutputFormat::Human => {
+            println!("Organization {} ({})", org.name, org.id);
+            println!("Owner        {} ({})", user.email, user.id);
+            println!("API token    {}", plain.expose_secret());
+            println!();
+            println!("The API token is shown only now. Store it safely, then e.g.:");
+            println!("  export REKEY_API_TOKEN=<the token>");
+            println!("  rekey apps create --name my-service");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn healthcheck(url: &str) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/readyz", url.trim_end_matches('/'));
+    let ok = match reqwest::Client::new()
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().is_success(),
+        Err(_) => false,
+    };
+    println!("{}", if ok { "healthy" } else { "unhealthy" });
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<ExitCode> {
+    let (args, rotate) = match cmd {
+        SigningKeysCommand::List(a) => (a, false),
+        SigningKeysCommand::Rotate(a) => (a, true),
+    };
+    let config = load_config(&args)?;
+    let store = open_store(&config).await?;
+    let now = SystemClock.now();
+    if rotate {
+        let key = load_or_create_server_key(&config)?;
+        let new = generate_signing_key(&key.sealer("signing-keys"), now);
+        let ev = AuditContext { actor: "cli:signing-keys".into(), ..Default::default() }
+            .event(now, "signing_key.rotated")
+            .details(serde_json::json!({ "kid": new.kid }));
+        store
+            .add_signing_key(&new, now.plus_secs(config.signing_key_overlap_seconds), &[ev])
+            .await?;
+        println!("new signing key {} (nodes pick it up within {} s)", new.kid, config.signing_key_reload_seconds);
+    }
+    for k in store.list_signing_keys().await? {
+        let until = k.publish_until.map_or("signing".to_string(), |t| format!("published until {t}"));
+        println!("{}  {}  created {}  {}", k.kid, k.algorithm, k.created_at, until);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_app(a: &AppView) {
+    println!("{}  {}  {}", a.id, a.client_id, a.name);
+    println!("  scopes: {}", if a.scopes.is_empty() { "(none)".into() } else { a.scopes.join(" ") });
+    println!(
+        "  token ttl {} s, secret lifetime {} s, rotation grace {} s{}",
+        a.access_token_ttl_seconds,
+        a.secret_lifetime_seconds,
+        a.rotation_grace_seconds,
+        if a.service_account { ", service account" } else { "" }
+    );
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn apps(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AppsCommand::Create { api, name, description, client_id, scopes, token_ttl, secret_lifetime, service_account_role } => {
+            let c = ApiClient::connect(&api).await?;
+            let req = CreateAppRequest {
+                name,
+                description,
+                client_id,
+                scopes: Some(scopes),
+                access_token_ttl_seconds: token_ttl,
+                secret_lifetime_seconds: secret_lifetime,
+                service_account_role,
+                ..Default::default()
+            };
+            let created: CreatedApp = c
+                .call(Method::POST, &format!("/api/v1/orgs/{}/apps", c.org), Some(&req))
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&created)?,
+                OutputFormat::Human => {
+                    print_app(&created.app);
+                    println!("client id      {}", created.app.client_id);
+                    println!("client secret  {}", created.client_secret);
+                    println!("The client secret is shown only now.");
+                }
+            }
+        }
+        AppsCommand::List { api } => {
+            let c = ApiClient::connect(&api).await?;
+            let list: AppList = c
+                .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/apps?pageLimit=1000", c.org), None)
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&list)?,
+                OutputFormat::Human => {
+                    if list.items.is_empty() {
+                        println!("no apps");
+                    }
+                    for a in &list.items {
+                        println!("{}  {}  {}", a.id, a.client_id, a.name);
+                    }
+                }
+            }
+        }
+        AppsCommand::Show { api, app_id } => {
+            let c = ApiClient::connect(&api).await?;
+            let app: AppView = c
+                .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/apps/{app_id}", c.org), None)
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&app)?,
+                OutputFormat::Human => print_app(&app),
+            }
+        }
+        AppsCommand::Delete { api, app_id } => {
+            let c = ApiClient::connect(&api).await?;
+            c.call::<(), serde_json::Value>(Method::DELETE, &format!("/api/v1/orgs/{}/apps/{app_id}", c.org), None)
+                .await?;
+            if api.output == OutputFormat::Human {
+                println!("deleted {app_id}");
+            } else {
+                print_json(&serde_json::json!({ "deleted": app_id }))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
+    let SecretsCommand::List { api, app_id } = cmd;
+    let c = ApiClient::connect(&api).await?;
+    let list: SecretList = c
+        .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/apps/{app_id}/secrets", c.org), None)
+        .await?
+        .context("empty response")?;
+    match api.output {
+        OutputFormat::Json => print_json(&list)?,
+        OutputFormat::Human => {
+            for s in &list.items {
+                println!(
+                    "{}  {:<8}  ...{}  created {}  expires {}  last used {}",
+                    s.id,
+                    s.state,
+                    s.hint,
+                    s.created_at,
+                    s.expires_at.as_deref().unwrap_or("never"),
+                    s.last_used_at.as_deref().unwrap_or("never"),
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,184 @@
+//! The native management API (`/api/v1`): request and response bodies.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// RFC 9457 problem details: the one error shape of the native API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// A URI naming the problem type, e.g. `urn:rekey:problem:not-found`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgView {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    /// `user` or `app` (a service account).
+    pub kind: String,
+    pub id: Uuid,
+    pub role: String,
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddMemberRequest {
+    pub email: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    pub role: String,
+}
+
+/// A member added by email. `apiToken` is shown once: it is how the new user signs in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddedMember {
+    pub user_id: Uuid,
+    pub email: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateAppRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Leave out to have one generated (`rkc_...`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub access_token_ttl_seconds: Option<i64>,
+    #[serde(default)]
+    pub secret_lifetime_seconds: Option<i64>,
+    #[serde(default)]
+    pub rotation_grace_seconds: Option<i64>,
+    #[serde(default)]
+    pub owner_only_secret_rotation: Option<bool>,
+    /// Makes the app a service account with this role in its org.
+    #[serde(default)]
+    pub service_account_role: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateAppRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub access_token_ttl_seconds: Option<i64>,
+    #[serde(default)]
+    pub secret_lifetime_seconds: Option<i64>,
+    #[serde(default)]
+    pub rotation_grace_seconds: Option<i64>,
+    #[serde(default)]
+    pub owner_only_secret_rotation: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppView {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub client_id: String,
+    pub name: String,
+    pub description: String,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub access_token_ttl_seconds: i64,
+    pub secret_lifetime_seconds: i64,
+    pub rotation_grace_seconds: i64,
+    pub owner_only_secret_rotation: bool,
+    pub service_account: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The answer to creating an app: the only time its first secret is shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedApp {
+    pub app: AppView,
+    pub client_secret: String,
+    pub secret: SecretView,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppList {
+    pub items: Vec<AppView>,
+    pub page_start: u32,
+    pub page_limit: u32,
+}
+
+/// A secret's metadata; never the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretView {
+    pub id: Uuid,
+    pub state: String,
+    pub hint: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub created_by: String,
+    pub revoked_at: Option<String>,
+    pub revoked_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretList {
+    pub items: Vec<SecretView>,
+}
+
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEventView {
+    pub id: Uuid,
+    pub time: String,
+    pub action: String,
+    pub actor: String,
+    pub org_id: Option<Uuid>,
+    pub app_id: Option<Uuid>,
+    pub secret_id: Option<Uuid>,
+    pub request_id: Option<String>,
+    pub source: Option<String>,
+    pub outcome: String,
+    pub details: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEventList {
+    pub items: Vec<AuditEventView>,
+}

@@ -1,0 +1,308 @@
+//! Configuration: defaults, then a TOML file, then `REKEY_*` environment variables (with
+//! `_FILE` variants for secrets), then command-line overrides. See `rekey.example.toml`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The commented example config, also printed by `rekey default-config`.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../../rekey.example.toml");
+
+/// Keys that may hold secrets and so may also be read from `REKEY_<KEY>_FILE`.
+const SECRET_KEYS: &[&str] = &["server_key", "database_url"];
+
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub auto_migrate: bool,
+    pub server_key: String,
+    pub role: NodeRole,
+    pub log_format: LogFormat,
+    pub body_limit_bytes: usize,
+    pub request_timeout_seconds: u64,
+    pub user_token_ttl_seconds: i64,
+    pub default_access_token_ttl_seconds: i64,
+    pub default_secret_lifetime_seconds: i64,
+    pub default_rotation_grace_seconds: i64,
+    pub last_use_flush_seconds: u64,
+    pub signing_key_reload_seconds: u64,
+    pub signing_key_overlap_seconds: i64,
+    pub auth_failure_window_seconds: u64,
+    pub auth_failures_per_client: u32,
+    pub auth_failures_per_address: u32,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    Api,
+    Worker,
+    All,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+            data_dir: PathBuf::from("./data"),
+            database_url: String::new(),
+            database_max_connections: 16,
+            auto_migrate: true,
+            server_key: String::new(),
+            role: NodeRole::All,
+            log_format: LogFormat::Text,
+            body_limit_bytes: 64 * 1024,
+            request_timeout_seconds: 30,
+            user_token_ttl_seconds: 1800,
+            default_access_token_ttl_seconds: 3600,
+            default_secret_lifetime_seconds: 180 * 86400,
+            default_rotation_grace_seconds: 48 * 3600,
+            last_use_flush_seconds: 10,
+            signing_key_reload_seconds: 30,
+            signing_key_overlap_seconds: 86400,
+            auth_failure_window_seconds: 60,
+            auth_failures_per_client: 10,
+            auth_failures_per_address: 50,
+        }
+    }
+}
+
+// Secrets never reach a log through Debug.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |s: &str| if s.is_empty() { "" } else { "<redacted>" };
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redacted(&self.database_url))
+            .field("server_key", &redacted(&self.server_key))
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything wrong with a configuration, for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads the layered configuration. `file` is optional; `overrides` are CLI flags as a
+    /// partial table (only the keys the user gave).
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, ConfigError> {
+        Self::load_from_env(file, overrides, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_from_env(
+        file: Option<&Path>,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        let env: Vec<(String, String)> = env.collect();
+        let known = known_keys();
+        let mut from_env = serde_json::Map::new();
+        for (name, value) in &env {
+            let Some(key) = name.strip_prefix("REKEY_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if let Some(base) = key.strip_suffix("_file") {
+                if SECRET_KEYS.contains(&base) {
+                    let content = std::fs::read_to_string(value).map_err(|e| {
+                        ConfigError(format!("cannot read {name} ({value}): {e}"))
+                    })?;
+                    from_env.insert(base.to_string(), content.trim_end().to_string().into());
+                }
+            }
+        }
+        // Plain variables parse as figment values so numbers and booleans work as in TOML.
+        // Only known keys are read: other REKEY_* variables (test settings) are not config.
+        let mut plain = figment::value::Dict::new();
+        for (name, value) in &env {
+            let Some(key) = name.strip_prefix("REKEY_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if known.contains(&key) {
+                let parsed: figment::value::Value = value
+                    .parse()
+                    .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+                plain.insert(key, parsed);
+            }
+        }
+        fig = fig.merge(Serialized::defaults(plain));
+        fig = fig.merge(Serialized::defaults(from_env));
+        fig = fig.merge(Serialized::defaults(overrides.clone()));
+        let config: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("database_max_connections", self.database_max_connections as i64),
+            ("body_limit_bytes", self.body_limit_bytes as i64),
+            ("request_timeout_seconds", self.request_timeout_seconds as i64),
+            ("user_token_ttl_seconds", self.user_token_ttl_seconds),
+            (
+                "default_access_token_ttl_seconds",
+                self.default_access_token_ttl_seconds,
+            ),
+            ("last_use_flush_seconds", self.last_use_flush_seconds as i64),
+            (
+                "signing_key_reload_seconds",
+                self.signing_key_reload_seconds as i64,
+            ),
+            (
+                "auth_failure_window_seconds",
+                self.auth_failure_window_seconds as i64,
+            ),
+        ];
+        for (k, v) in positive {
+            if v <= 0 {
+                return Err(ConfigError(format!("{k} must be greater than 0")));
+            }
+        }
+        if self.default_secret_lifetime_seconds < 0 || self.default_rotation_grace_seconds < 0 {
+            return Err(ConfigError(
+                "secret lifetime and rotation grace must not be negative".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The token issuer and base URL of published endpoints, without a trailing slash.
+    pub fn issuer(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    /// The database URL in effect (SQLite in the data directory by default).
+    pub fn effective_database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            rekey_store::SqlStore::sqlite_url(&self.data_dir.join("rekey.db"))
+        } else {
+            self.database_url.clone()
+        }
+    }
+}
+
+/// The names of every config key, from the struct itself.
+pub fn known_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> std::vec::IntoIter<(String, String)> {
+        Vec::new().into_iter()
+    }
+
+    #[test]
+    fn the_example_config_parses_to_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, EXAMPLE_CONFIG).unwrap();
+        let c = Config::load_from_env(Some(&p), &Default::default(), no_env()).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn every_config_key_is_documented_in_the_example_and_the_other_way_round() {
+        let documented: std::collections::BTreeSet<String> = EXAMPLE_CONFIG
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
+            .map(|l| l.split('=').next().unwrap().trim().to_string())
+            .collect();
+        let known: std::collections::BTreeSet<String> = known_keys().into_iter().collect();
+        assert_eq!(documented, known);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap();
+        let e = Config::load_from_env(Some(&p), &Default::default(), no_env()).unwrap_err();
+        assert!(e.0.contains("listen_port"), "{}", e.0);
+    }
+
+    #[test]
+    fn env_overrides_the_file_and_flags_override_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "auth_failures_per_client = 3\nlog_format = \"json\"\n").unwrap();
+        let env = vec![
+            ("REKEY_AUTH_FAILURES_PER_CLIENT".to_string(), "4".to_string()),
+            ("REKEY_LISTEN".to_string(), "127.0.0.1:9000".to_string()),
+            ("REKEY_TEST_SOMETHING".to_string(), "ignored".to_string()),
+        ];
+        let mut flags = serde_json::Map::new();
+        flags.insert("listen".into(), "127.0.0.1:9001".into());
+        let c = Config::load_from_env(Some(&p), &flags, env.into_iter()).unwrap();
+        assert_eq!(c.auth_failures_per_client, 4);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.listen, "127.0.0.1:9001".parse().unwrap());
+    }
+
+    #[test]
+    fn secrets_can_come_from_files_and_are_redacted_in_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "c2VjcmV0\n").unwrap();
+        let env = vec![(
+            "REKEY_SERVER_KEY_FILE".to_string(),
+            key_file.display().to_string(),
+        )];
+        let c = Config::load_from_env(None, &Default::default(), env.into_iter()).unwrap();
+        assert_eq!(c.server_key, "c2VjcmV0");
+        assert!(!format!("{c:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        let mut flags = serde_json::Map::new();
+        flags.insert("request_timeout_seconds".into(), 0.into());
+        assert!(Config::load_from_env(None, &flags, no_env()).is_err());
+    }
+}

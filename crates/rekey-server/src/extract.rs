@@ -1,0 +1,183 @@
+//! Request extractors of the native API: the authenticated caller, audit metadata, and a
+//! JSON body whose rejections render as problem details.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use rekey_core::model::{ApiTokenId, AuditContext, OrgId, Principal, Role, SecretId, UserId};
+use rekey_core::token::{AccessClaims, TokenError};
+use serde::de::DeserializeOwned;
+
+use crate::errors::ApiError;
+use crate::state::SharedState;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The bearer token of a request: `Authorization: Bearer` or CSP's `csp-auth-token`.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let (scheme, rest) = v.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(rest.trim());
+    }
+    headers.get("csp-auth-token").and_then(|v| v.to_str().ok())
+}
+
+/// Who is calling, established from a valid access token whose minting credential (client
+/// secret or API token) is still valid.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    /// The org the token acts in (a user's API-token org, or an app's own org).
+    pub org_id: OrgId,
+    pub claims: AccessClaims,
+    pub audit: AuditContext,
+}
+
+impl Caller {
+    /// The caller's role in `org`. Tokens act in one org: any other org is forbidden.
+    pub async fn role_in(&self, state: &SharedState, org: OrgId) -> Result<Role, ApiError> {
+        if org != self.org_id {
+            return Err(ApiError::forbidden("The caller is not a member of this organization"));
+        }
+        state
+            .store
+            .get_membership(org, self.principal)
+            .await?
+            .map(|m| m.role)
+            .ok_or_else(|| ApiError::forbidden("The caller is not a member of this organization"))
+    }
+
+    /// Requires a role that may manage apps (owner, admin, developer).
+    pub async fn require_app_manager(&self, state: &SharedState, org: OrgId) -> Result<Role, ApiError> {
+        let role = self.role_in(state, org).await?;
+        if role.can_manage_apps() {
+            Ok(role)
+        } else {
+            Err(ApiError::forbidden("This action needs the org_owner, org_admin or developer role"))
+        }
+    }
+}
+
+impl FromRequestParts<SharedState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers)
+            .ok_or_else(|| ApiError::unauthenticated("A bearer access token is required"))?;
+        let now = state.now();
+        let claims = state.keys().verify(token, now).map_err(|e| match e {
+            TokenError::Expired => ApiError::unauthenticated("The access token has expired"),
+            _ => ApiError::unauthenticated("The access token is not valid"),
+        })?;
+        let revoked = || ApiError::unauthenticated("The credential that minted this access token is no longer valid");
+        let (principal, org_id) = if let Some(sid) = &claims.sid {
+            let sid = SecretId::parse(sid).ok_or_else(revoked)?;
+            let secret = state.store.get_secret(sid).await?.ok_or_else(revoked)?;
+            if !secret.is_valid(now) {
+                return Err(revoked());
+            }
+            let app = state.store.get_app(secret.app_id).await?.ok_or_else(revoked)?;
+            if claims.client_id.as_deref() != Some(app.client_id.as_str()) {
+                return Err(revoked());
+            }
+            (Principal::App(app.id), app.org_id)
+        } else if let Some(tid) = &claims.tid {
+            let tid = ApiTokenId::parse(tid).ok_or_else(revoked)?;
+            let t = state.store.get_api_token(tid).await?.ok_or_else(revoked)?;
+            if !t.is_valid(now) || UserId::parse(&claims.sub) != Some(t.user_id) {
+                return Err(revoked());
+            }
+            (Principal::User(t.user_id), t.org_id)
+        } else {
+            return Err(ApiError::unauthenticated("The access token is not valid"));
+        };
+        let meta = AuditMeta::from_parts(parts);
+        Ok(Caller {
+            principal,
+            org_id,
+            claims,
+            audit: AuditContext {
+                actor: principal.to_string(),
+                request_id: meta.request_id,
+                source: meta.source,
+            },
+        })
+    }
+}
+
+/// Request id and source address, for audit events.
+#[derive(Debug, Clone, Default)]
+pub struct AuditMeta {
+    pub request_id: Option<String>,
+    pub source: Option<String>,
+}
+
+impl AuditMeta {
+    pub fn from_parts(parts: &Parts) -> Self {
+        Self {
+            request_id: parts
+                .headers
+                .get(REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            source: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        }
+    }
+}
+
+/// A JSON body; wrong content type (415), size (413) and shape (400) render as problems.
+/// Error messages name fields but never echo values, which may be secret.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<SharedState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &SharedState) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                let m = m.trim();
+                m.eq_ignore_ascii_case("application/json") || m.to_ascii_lowercase().ends_with("+json")
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The body must be JSON (Content-Type: application/json)",
+            ));
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), state.config.body_limit_bytes)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload-too-large",
+                    "The request body is too large",
+                )
+            })?;
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            let msg = e.to_string();
+            let detail = if msg.starts_with("unknown field") || msg.starts_with("missing field") {
+                msg.split(" at line").next().unwrap_or_default().to_string()
+            } else {
+                format!(
+                    "The body is not valid for this request (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            };
+            ApiError::bad_request(detail)
+        })
+    }
+}

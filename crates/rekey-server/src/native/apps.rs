@@ -1,0 +1,253 @@
+//! Apps and their secrets' metadata.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rekey_core::apps::{new_app, AppSettings};
+use rekey_core::error::CoreError;
+use rekey_core::model::{App, AppId, Membership, OrgId, Principal, Role, SecretId, SecretState, GRANT_CLIENT_CREDENTIALS};
+use rekey_core::store::SecretChanges;
+use rekey_proto::native::{
+    AppList, AppView, CreateAppRequest, CreatedApp, SecretList, SecretView,
+    UpdateAppRequest,
+};
+use secrecy::ExposeSecret;
+
+use super::orgs::{page_from_query, parse_org};
+use super::views;
+use crate::errors::ApiError;
+use crate::extract::{ApiJson, Caller};
+use crate::state::SharedState;
+
+/// Parses both path ids and loads the app, which must belong to the org (404 otherwise).
+async fn load_app(state: &SharedState, org: &str, app: &str) -> Result<(OrgId, App), ApiError> {
+    let org_id = parse_org(org)?;
+    let app_id = AppId::parse(app).ok_or_else(|| ApiError::bad_request("The app id must be a UUID"))?;
+    Ok((org_id, find_app(state, org_id, app_id).await?))
+}
+
+async fn find_app(state: &SharedState, org_id: OrgId, app_id: AppId) -> Result<App, ApiError> {
+    match state.store.get_app(app_id).await? {
+        Some(a) if a.org_id == org_id => Ok(a),
+        _ => Err(ApiError::not_found("No such app in this organization")),
+    }
+}
+
+/// `POST /api/v1/orgs/{org_id}/apps`: 201 with the app and its first secret (shown once).
+pub async fn create_app(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(org_id): Path<String>,
+    ApiJson(req): ApiJson<CreateAppRequest>,
+) -> Result<(StatusCode, Json<CreatedApp>), ApiError> {
+    let org_id = parse_org(&org_id)?;
+    caller.require_app_manager(&state, org_id).await?;
+    let c = &state.config;
+    let settings = AppSettings {
+        name: req.name,
+        description: req.description.unwrap_or_default(),
+        grant_types: req.grant_types.unwrap_or_else(|| vec![GRANT_CLIENT_CREDENTIALS.into()]),
+        scopes: req.scopes.unwrap_or_default(),
+        access_token_ttl_secs: req.access_token_ttl_seconds.unwrap_or(c.default_access_token_ttl_seconds),
+        secret_lifetime_secs: req.secret_lifetime_seconds.unwrap_or(c.default_secret_lifetime_seconds),
+        rotation_grace_secs: req.rotation_grace_seconds.unwrap_or(c.default_rotation_grace_seconds),
+        owner_only_secret_rotation: req.owner_only_secret_rotation.unwrap_or(false),
+    };
+    let sa_role: Option<Role> = req
+        .service_account_role
+        .as_deref()
+        .map(|r| r.parse().map_err(|_| ApiError::bad_request("serviceAccountRole must be org_owner, org_admin, developer or org_member")))
+        .transpose()?;
+    if sa_role == Some(Role::OrgOwner) {
+        return Err(ApiError::bad_request("A service account cannot be org_owner"));
+    }
+    let now = state.now();
+    let (app, secret, plain) = new_app(
+        org_id,
+        req.client_id,
+        settings,
+        sa_role.is_some(),
+        &state.secret_hasher,
+        &caller.audit.actor,
+        now,
+    )?;
+    let membership = sa_role.map(|role| Membership {
+        org_id,
+        principal: Principal::App(app.id),
+        role,
+        created_at: now,
+    });
+    let audit = vec![
+        caller.audit.event(now, "app.created").org(org_id).app(app.id).details(serde_json::json!({
+            "clientId": app.client_id, "name": app.name, "serviceAccountRole": sa_role.map(Role::as_str),
+        })),
+        caller.audit.event(now, "secret.created").org(org_id).app(app.id).secret(secret.id),
+    ];
+    state
+        .store
+        .create_app(&app, &secret, membership.as_ref(), &audit)
+        .await
+        .map_err(|e| match e {
+            CoreError::Conflict(_) => ApiError::conflict("An app with this clientId exists"),
+            e => e.into(),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApp {
+            app: views::app(&app),
+            client_secret: plain.expose_secret().to_string(),
+            secret: views::secret(&secret),
+        }),
+    ))
+}
+
+/// `GET /api/v1/orgs/{org_id}/apps`
+pub async fn list_apps(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(org_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<AppList>, ApiError> {
+    let org_id = parse_org(&org_id)?;
+    let page = page_from_query(q.as_deref())?;
+    caller.role_in(&state, org_id).await?;
+    let apps = state.store.list_apps(org_id, page).await?;
+    Ok(Json(AppList {
+        items: apps.iter().map(views::app).collect(),
+        page_start: page.start,
+        page_limit: page.limit,
+    }))
+}
+
+/// `GET /api/v1/orgs/{org_id}/apps/{app_id}`
+pub async fn get_app(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((org_id, app_id)): Path<(String, String)>,
+) -> Result<Json<AppView>, ApiError> {
+    caller.role_in(&state, parse_org(&org_id)?).await?;
+    let (_, app) = load_app(&state, &org_id, &app_id).await?;
+    Ok(Json(views::app(&app)))
+}
+
+/// `PATCH /api/v1/orgs/{org_id}/apps/{app_id}`: changes the given fields only.
+pub async fn update_app(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((org_id, app_id)): Path<(String, String)>,
+    ApiJson(req): ApiJson<UpdateAppRequest>,
+) -> Result<Json<AppView>, ApiError> {
+    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    let (org_id, mut app) = load_app(&state, &org_id, &app_id).await?;
+    let mut s = AppSettings {
+        name: app.name.clone(),
+        description: app.description.clone(),
+        grant_types: app.grant_types.clone(),
+        scopes: app.scopes.clone(),
+        access_token_ttl_secs: app.access_token_ttl_secs,
+        secret_lifetime_secs: app.secret_lifetime_secs,
+        rotation_grace_secs: app.rotation_grace_secs,
+        owner_only_secret_rotation: app.owner_only_secret_rotation,
+    };
+    if let Some(v) = req.name { s.name = v; }
+    if let Some(v) = req.description { s.description = v; }
+    if let Some(v) = req.grant_types { s.grant_types = v; }
+    if let Some(v) = req.scopes { s.scopes = v; }
+    if let Some(v) = req.access_token_ttl_seconds { s.access_token_ttl_secs = v; }
+    if let Some(v) = req.secret_lifetime_seconds { s.secret_lifetime_secs = v; }
+    if let Some(v) = req.rotation_grace_seconds { s.rotation_grace_secs = v; }
+    if let Some(v) = req.owner_only_secret_rotation { s.owner_only_secret_rotation = v; }
+    s.validate()?;
+    let now = state.now();
+    app.name = s.name;
+    app.description = s.description;
+    app.grant_types = s.grant_types;
+    app.scopes = s.scopes;
+    app.access_token_ttl_secs = s.access_token_ttl_secs;
+    app.secret_lifetime_secs = s.secret_lifetime_secs;
+    app.rotation_grace_secs = s.rotation_grace_secs;
+    app.owner_only_secret_rotation = s.owner_only_secret_rotation;
+    app.updated_at = now;
+    let ev = caller.audit.event(now, "app.updated").org(org_id).app(app.id);
+    if !state.store.update_app(&app, &[ev]).await? {
+        return Err(ApiError::not_found("No such app in this organization"));
+    }
+    Ok(Json(views::app(&app)))
+}
+
+/// `DELETE /api/v1/orgs/{org_id}/apps/{app_id}`: 204; the app's secrets go with it.
+pub async fn delete_app(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((org_id, app_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
+    let ev = caller
+        .audit
+        .event(state.now(), "app.deleted")
+        .org(org_id)
+        .app(app.id)
+        .details(serde_json::json!({ "clientId": app.client_id }));
+    if !state.store.delete_app(app.id, &[ev]).await? {
+        return Err(ApiError::not_found("No such app in this organization"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/orgs/{org_id}/apps/{app_id}/secrets`: metadata only, newest first.
+pub async fn list_secrets(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((org_id, app_id)): Path<(String, String)>,
+) -> Result<Json<SecretList>, ApiError> {
+    caller.role_in(&state, parse_org(&org_id)?).await?;
+    let (_, app) = load_app(&state, &org_id, &app_id).await?;
+    let secrets = state.store.list_secrets(app.id).await?;
+    Ok(Json(SecretList {
+        items: secrets.iter().map(views::secret).collect(),
+    }))
+}
+
+/// `POST /api/v1/orgs/{org_id}/apps/{app_id}/secrets/{secret_id}/revoke`: ends one secret
+/// now. Explicit, so it may leave the app without a valid secret; access tokens minted with
+/// the secret stop working on Rekey's APIs at once.
+pub async fn revoke_secret(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((org_id, app_id, secret_id)): Path<(String, String, String)>,
+) -> Result<Json<SecretView>, ApiError> {
+    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
+    let secret_id = SecretId::parse(&secret_id).ok_or_else(|| ApiError::bad_request("The secret id must be a UUID"))?;
+    let reason = format!("revoked by {}", caller.audit.actor);
+    let now = state.now();
+    let audit = caller.audit.clone();
+    let changes = state
+        .store
+        .change_secrets(app.id, &move |_, secrets| {
+            let mut s = secrets
+                .iter()
+                .find(|s| s.id == secret_id)
+                .cloned()
+                .ok_or(CoreError::NotFound)?;
+            if s.state == SecretState::Revoked {
+                return Ok(SecretChanges { update: vec![s], ..Default::default() });
+            }
+            s.state = SecretState::Revoked;
+            s.revoked_at = Some(now);
+            s.revoked_reason = Some(reason.clone());
+            Ok(SecretChanges {
+                audit: vec![audit.event(now, "secret.revoked").org(org_id).app(s.app_id).secret(s.id)],
+                update: vec![s],
+                insert: vec![],
+            })
+        })
+        .await
+        .map_err(|e| match e {
+            CoreError::NotFound => ApiError::not_found("No such secret for this app"),
+            e => e.into(),
+        })?;
+    let s = changes.update.first().ok_or_else(ApiError::internal)?;
+    Ok(Json(views::secret(s)))
+}

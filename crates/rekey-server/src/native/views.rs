@@ -1,0 +1,74 @@
+//! Domain records to wire types.
+
+use rekey_core::model::{App, AuditEvent, Membership, Org, Outcome, Secret};
+use rekey_proto::native::{AppView, AuditEventView, MemberView, OrgView, SecretView};
+
+pub fn org(o: &Org) -> OrgView {
+    OrgView {
+        id: o.id.0,
+        name: o.name.clone(),
+        created_at: o.created_at.to_rfc3339(),
+    }
+}
+
+pub fn member(m: &Membership) -> MemberView {
+    MemberView {
+        kind: m.principal.kind().to_string(),
+        id: m.principal.uuid(),
+        role: m.role.as_str().to_string(),
+        created_at: m.created_at.to_rfc3339(),
+    }
+}
+
+pub fn app(a: &App) -> AppView {
+    AppView {
+        id: a.id.0,
+        org_id: a.org_id.0,
+        client_id: a.client_id.clone(),
+        name: a.name.clone(),
+        description: a.description.clone(),
+        grant_types: a.grant_types.clone(),
+        scopes: a.scopes.clone(),
+        access_token_ttl_seconds: a.access_token_ttl_secs,
+        secret_lifetime_seconds: a.secret_lifetime_secs,
+        rotation_grace_seconds: a.rotation_grace_secs,
+        owner_only_secret_rotation: a.owner_only_secret_rotation,
+        service_account: a.service_account,
+        created_at: a.created_at.to_rfc3339(),
+        updated_at: a.updated_at.to_rfc3339(),
+    }
+}
+
+pub fn secret(s: &Secret) -> SecretView {
+    SecretView {
+        id: s.id.0,
+        state: s.state.as_str().to_string(),
+        hint: s.hint.clone(),
+        created_at: s.created_at.to_rfc3339(),
+        expires_at: s.expires_at.map(|t| t.to_rfc3339()),
+        last_used_at: s.last_used_at.map(|t| t.to_rfc3339()),
+        created_by: s.created_by.clone(),
+        revoked_at: s.revoked_at.map(|t| t.to_rfc3339()),
+        revoked_reason: s.revoked_reason.clone(),
+    }
+}
+
+pub fn audit_event(e: &AuditEvent) -> AuditEventView {
+    AuditEventView {
+        id: e.id.0,
+        time: e.time.to_rfc3339(),
+        action: e.action.clone(),
+        actor: e.actor.clone(),
+        org_id: e.org_id.map(|v| v.0),
+        app_id: e.app_id.map(|v| v.0),
+        secret_id: e.secret_id.map(|v| v.0),
+        request_id: e.request_id.clone(),
+        source: e.source.clone(),
+        outcome: match e.outcome {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+        .to_string(),
+        details: e.details.clone(),
+    }
+}

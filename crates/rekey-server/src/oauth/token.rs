@@ -1,0 +1,503 @@
+//! Token endpoints: `POST /auth/o2/token` (LWA), `POST /oauth2/token`, the CSP client
+//! credentials paths, and the CSP API-token exchange.
+//!
+//! The hot path is one store lookup (app and its valid secrets), one keyed hash, one
+//! Ed25519 signature, and an in-memory last-use note; nothing is written per request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use rekey_core::auth::{grant_scopes, match_secret, ClientAuthError};
+use rekey_core::clock::Timestamp;
+use rekey_core::model::{Principal, Role};
+use rekey_core::token::AccessClaims;
+use rekey_proto::oauth::{IdToken, TokenResponse};
+use uuid::Uuid;
+
+use crate::errors::OAuthError;
+use crate::state::{AppState, SharedState};
+
+/// Which public API family a token request arrived through; it decides error details.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// Login with Amazon (SP-API SDKs): accepts JSON bodies; `invalid_client` is always 401.
+    Lwa,
+    /// Plain RFC 6749.
+    Generic,
+    /// VMware CSP: `id_token: null`, org context and perms in the token.
+    Csp,
+}
+
+/// `POST /auth/o2/token`
+pub async fn lwa_token(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    client_credentials(&state, Dialect::Lwa, peer, &headers, body).await
+}
+
+/// `POST /oauth2/token`
+pub async fn generic_token(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    client_credentials(&state, Dialect::Generic, peer, &headers, body).await
+}
+
+/// `POST /csp/gateway/am/api/auth/authorize` and `.../auth/token`
+pub async fn csp_token(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    client_credentials(&state, Dialect::Csp, peer, &headers, body).await
+}
+
+async fn client_credentials(
+    state: &AppState,
+    dialect: Dialect,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    match issue_client_token(state, dialect, peer, headers, body).await {
+        Ok(r) => token_response(r),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Reads the body within the configured limit (413 in the OAuth shape above it).
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, OAuthError> {
+    axum::body::to_bytes(body, state.config.body_limit_bytes)
+        .await
+        .map_err(|_| OAuthError::payload_too_large())
+}
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(ct.split(';').next()?.trim().to_ascii_lowercase())
+}
+
+/// Parses the request parameters. Form bodies everywhere; JSON objects on the LWA path.
+/// A parameter given twice is an error (RFC 6749 section 3.2); empty values count as absent.
+pub(crate) fn parse_params(
+    dialect: Dialect,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<HashMap<String, String>, OAuthError> {
+    let mut params = HashMap::new();
+    match media_type(headers).as_deref() {
+        Some("application/x-www-form-urlencoded") => {
+            for (k, v) in form_urlencoded::parse(body) {
+                if params.contains_key(k.as_ref()) {
+                    return Err(OAuthError::invalid_request(format!(
+                        "The parameter {k} is repeated"
+                    )));
+                }
+                params.insert(k.into_owned(), v.into_owned());
+            }
+        }
+        Some("application/json") if dialect == Dialect::Lwa => {
+            let v: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|_| OAuthError::invalid_request("The request body is not valid JSON"))?;
+            let obj = v
+                .as_object()
+                .ok_or_else(|| OAuthError::invalid_request("The request body must be a JSON object"))?;
+            for (k, v) in obj {
+                let v = v.as_str().ok_or_else(|| {
+                    OAuthError::invalid_request(format!("The parameter {k} must be a string"))
+                })?;
+                params.insert(k.clone(), v.to_string());
+            }
+        }
+        None if body.is_empty() => {}
+        _ => {
+            let expected = if dialect == Dialect::Lwa {
+                "application/x-www-form-urlencoded or application/json"
+            } else {
+                "application/x-www-form-urlencoded"
+            };
+            return Err(OAuthError::invalid_request(format!(
+                "The Content-Type must be {expected}"
+            )));
+        }
+    }
+    params.retain(|_, v| !v.is_empty());
+    Ok(params)
+}
+
+/// Client credentials from the request: at most one method (RFC 6749 section 2.3).
+#[derive(Debug)]
+struct ClientCredentials {
+    client_id: String,
+    /// Candidate secrets: as decoded, then as sent (some clients do not URL-encode).
+    secrets: Vec<String>,
+    basic: bool,
+}
+
+fn client_credentials_from(
+    dialect: Dialect,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<ClientCredentials, OAuthError> {
+    let auth_status = |basic: bool| {
+        if basic || dialect == Dialect::Lwa {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        }
+    };
+    let basic = match headers.get(header::AUTHORIZATION) {
+        Some(h) => Some(parse_basic(h).ok_or_else(|| {
+            OAuthError::invalid_client(StatusCode::UNAUTHORIZED, true)
+        })?),
+        None => None,
+    };
+    match basic {
+        Some((id, secrets)) => {
+            if params.contains_key("client_secret") {
+                return Err(OAuthError::invalid_request(
+                    "Use one client authentication method, not both Basic and client_secret",
+                ));
+            }
+            if params.get("client_id").is_some_and(|c| *c != id) {
+                return Err(OAuthError::invalid_request(
+                    "client_id in the body differs from the Basic credentials",
+                ));
+            }
+            Ok(ClientCredentials {
+                client_id: id,
+                secrets,
+                basic: true,
+            })
+        }
+        None => {
+            let (Some(id), Some(secret)) = (params.get("client_id"), params.get("client_secret"))
+            else {
+                return Err(OAuthError::invalid_client(auth_status(false), false));
+            };
+            Ok(ClientCredentials {
+                client_id: id.clone(),
+                secrets: vec![secret.clone()],
+                basic: false,
+            })
+        }
+    }
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))`.
+fn parse_basic(h: &HeaderValue) -> Option<(String, Vec<String>)> {
+    let s = h.to_str().ok()?;
+    let (scheme, rest) = s.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let form_decode = |v: &str| -> String {
+        form_urlencoded::parse(format!("v={v}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let mut secrets = vec![form_decode(secret)];
+    if secrets[0] != secret {
+        secrets.push(secret.to_string());
+    }
+    Some((form_decode(id), secrets))
+}
+
+/// The outcome of a successful token request.
+pub(crate) struct Issued {
+    pub body: TokenResponse,
+}
+
+async fn issue_client_token(
+    state: &AppState,
+    dialect: Dialect,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Issued, OAuthError> {
+    let body = read_body(state, body).await?;
+    let params = parse_params(dialect, headers, &body)?;
+    let creds = client_credentials_from(dialect, headers, &params)?;
+    match params.get("grant_type").map(String::as_str) {
+        None => return Err(OAuthError::invalid_request("The grant_type parameter is missing")),
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(OAuthError::unsupported_grant_type(
+                "Only the client_credentials grant is supported",
+            ))
+        }
+    }
+    let now = state.now();
+    let address = peer.ip().to_string();
+    if let Some(wait) = state
+        .throttle
+        .blocked_for(Some(&creds.client_id), Some(&address), now)
+    {
+        return Err(OAuthError::throttled(wait));
+    }
+    let failed = || {
+        state
+            .throttle
+            .record_failure(Some(&creds.client_id), Some(&address), now);
+        tracing::info!(client_id = %creds.client_id, source = %address, "client authentication failed");
+        let status = if creds.basic || dialect == Dialect::Lwa {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        OAuthError::invalid_client(status, creds.basic)
+    };
+    let Some(client) = state.store.load_client(&creds.client_id).await? else {
+        return Err(failed());
+    };
+    let matched = creds.secrets.iter().find_map(|candidate| {
+        match_secret(&client.secrets, &state.secret_hasher.hash(candidate), now)
+    });
+    let Some(secret) = matched else {
+        return Err(failed());
+    };
+    let app = &client.app;
+    let scopes = grant_scopes(app, params.get("scope").map(String::as_str)).map_err(|e| match e {
+        ClientAuthError::GrantNotAllowed => {
+            OAuthError::unauthorized_client("The client may not use the client_credentials grant")
+        }
+        ClientAuthError::ScopeNotAllowed(s) => {
+            OAuthError::invalid_scope(format!("The scope {s} is not allowed for this client"))
+        }
+        ClientAuthError::BadCredentials => failed(),
+    })?;
+    let (context_name, perms) = if dialect == Dialect::Csp {
+        if let Some(org) = params.get("orgId") {
+            if *org != app.org_id.to_string() {
+                return Err(OAuthError::unauthorized_client(
+                    "The client does not belong to the organization in orgId",
+                ));
+            }
+        }
+        let role = if app.service_account {
+            state
+                .store
+                .get_membership(app.org_id, Principal::App(app.id))
+                .await?
+                .map(|m| m.role)
+        } else {
+            None
+        };
+        (
+            Some(app.org_id.to_string()),
+            Some(role.map(|r| vec![r.perm()]).unwrap_or_default()),
+        )
+    } else {
+        (None, None)
+    };
+    state.last_use.record(secret.id, now);
+    let scope = scopes.join(" ");
+    let claims = AccessClaims {
+        iss: state.issuer.clone(),
+        sub: app.client_id.clone(),
+        client_id: Some(app.client_id.clone()),
+        iat: now.as_secs(),
+        exp: now.as_secs() + app.access_token_ttl_secs,
+        jti: Uuid::new_v4().to_string(),
+        scope: scope.clone(),
+        sid: Some(secret.id.to_string()),
+        tid: None,
+        context_name,
+        perms,
+    };
+    let access_token = state.keys().sign(&claims)?;
+    Ok(Issued {
+        body: TokenResponse {
+            access_token,
+            token_type: "bearer".into(),
+            expires_in: app.access_token_ttl_secs,
+            scope,
+            id_token: if dialect == Dialect::Csp {
+                IdToken::Null
+            } else {
+                IdToken::Absent
+            },
+            refresh_token: None,
+        },
+    })
+}
+
+fn token_response(issued: Issued) -> Response {
+    let mut res = (StatusCode::OK, Json(issued.body)).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// `POST /csp/gateway/am/api/auth/api-tokens/authorize`: a user's API token (form field
+/// `api_token`, or `refresh_token` in the form or the query) for an access token in the
+/// token's org. The response's `refresh_token` is the API token, as CSP answers.
+pub async fn csp_api_token(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match exchange_api_token(&state, peer, query.as_deref(), &headers, body).await {
+        Ok(r) => token_response(r),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn exchange_api_token(
+    state: &AppState,
+    peer: SocketAddr,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Issued, OAuthError> {
+    let body = read_body(state, body).await?;
+    let params = parse_params(Dialect::Csp, headers, &body)?;
+    let from_query = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, v)| k == "refresh_token" && !v.is_empty())
+            .map(|(_, v)| v.into_owned())
+    });
+    let token = params
+        .get("api_token")
+        .or_else(|| params.get("refresh_token"))
+        .cloned()
+        .or(from_query)
+        .ok_or_else(|| OAuthError::invalid_request("The api_token parameter is missing"))?;
+    let now = state.now();
+    let address = peer.ip().to_string();
+    if let Some(wait) = state.throttle.blocked_for(None, Some(&address), now) {
+        return Err(OAuthError::throttled(wait));
+    }
+    let invalid = || {
+        state.throttle.record_failure(None, Some(&address), now);
+        tracing::info!(source = %address, "API token exchange failed");
+        OAuthError::invalid_grant("The API token is invalid, expired or revoked")
+    };
+    let Some(record) = state
+        .store
+        .find_api_token_by_hash(&state.api_token_hasher.hash(&token))
+        .await?
+    else {
+        return Err(invalid());
+    };
+    if !record.is_valid(now) {
+        return Err(invalid());
+    }
+    let Some(membership) = state
+        .store
+        .get_membership(record.org_id, Principal::User(record.user_id))
+        .await?
+    else {
+        return Err(invalid());
+    };
+    let perms = vec![membership.role.perm()];
+    let scope = perms.join(" ");
+    let ttl = state.config.user_token_ttl_seconds;
+    let claims = user_claims(state, &record.user_id.to_string(), &record.id.to_string(), record.org_id.to_string(), membership.role, now, ttl);
+    let access_token = state.keys().sign(&claims)?;
+    Ok(Issued {
+        body: TokenResponse {
+            access_token,
+            token_type: "bearer".into(),
+            expires_in: ttl,
+            scope,
+            id_token: IdToken::Null,
+            refresh_token: Some(token),
+        },
+    })
+}
+
+fn user_claims(
+    state: &AppState,
+    user_id: &str,
+    token_id: &str,
+    org_id: String,
+    role: Role,
+    now: Timestamp,
+    ttl: i64,
+) -> AccessClaims {
+    AccessClaims {
+        iss: state.issuer.clone(),
+        sub: user_id.to_string(),
+        client_id: None,
+        iat: now.as_secs(),
+        exp: now.as_secs() + ttl,
+        jti: Uuid::new_v4().to_string(),
+        scope: role.perm(),
+        sid: None,
+        tid: Some(token_id.to_string()),
+        context_name: Some(org_id),
+        perms: Some(vec![role.perm()]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=UTF-8"),
+        );
+        h
+    }
+
+    #[test]
+    fn unencoded_colons_in_form_values_are_kept() {
+        let p = parse_params(
+            Dialect::Lwa,
+            &form_headers(),
+            b"grant_type=client_credentials&scope=sellingpartnerapi::client_credential:rotation",
+        )
+        .unwrap();
+        assert_eq!(p["scope"], "sellingpartnerapi::client_credential:rotation");
+    }
+
+    #[test]
+    fn a_repeated_parameter_is_an_invalid_request() {
+        let e = parse_params(Dialect::Generic, &form_headers(), b"a=1&a=2").unwrap_err();
+        assert_eq!(e.code, "invalid_request");
+        assert!(e.description.contains("repeated"));
+    }
+
+    #[test]
+    fn json_bodies_are_accepted_on_the_lwa_path_only() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let body = br#"{"grant_type":"client_credentials","client_id":"x"}"#;
+        assert_eq!(parse_params(Dialect::Lwa, &h, body).unwrap()["client_id"], "x");
+        assert!(parse_params(Dialect::Generic, &h, body).is_err());
+        assert!(parse_params(Dialect::Lwa, &h, br#"{"a":1}"#).is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded_with_the_raw_value_as_fallback() {
+        let v = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode("my%2Did:a%2Bb"))).unwrap();
+        let (id, secrets) = parse_basic(&v).unwrap();
+        assert_eq!(id, "my-id");
+        assert_eq!(secrets, vec!["a+b".to_string(), "a%2Bb".to_string()]);
+        assert!(parse_basic(&HeaderValue::from_static("Bearer x")).is_none());
+        assert!(parse_basic(&HeaderValue::from_static("Basic !!!")).is_none());
+    }
+}

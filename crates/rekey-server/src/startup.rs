@@ -1,0 +1,234 @@
+//! Building and running the server: store, server key, state, router, background tasks.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use rekey_core::clock::Clock;
+use rekey_core::crypto::ServerKey;
+use rekey_core::store::Store;
+use rekey_store::SqlStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::extract::REQUEST_ID_HEADER;
+use crate::state::{AppState, SharedState};
+use crate::{native, oauth, telemetry};
+
+/// Opens (and, if configured, migrates) the store named by the config.
+pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
+    let url = config.effective_database_url();
+    if config.database_url.is_empty() {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+    }
+    let store = SqlStore::connect(&url, config.database_max_connections).await?;
+    if config.auto_migrate {
+        store.migrate().await?;
+    }
+    Ok(store)
+}
+
+/// The server key from config, else from `<data_dir>/server.key`, created (0600) if missing.
+pub fn load_or_create_server_key(config: &Config) -> anyhow::Result<ServerKey> {
+    if !config.server_key.is_empty() {
+        return Ok(ServerKey::from_base64(&config.server_key)?);
+    }
+    let path = config.data_dir.join("server.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return ServerKey::from_base64(&text)
+            .with_context(|| format!("{} does not hold a valid server key", path.display()));
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let key = ServerKey::generate();
+    write_private_file(&path, key.to_base64().as_bytes())?;
+    tracing::info!(path = %path.display(), "created a new server key; back it up with the database");
+    Ok(key)
+}
+
+/// Creates `path` with mode 0600 (fails if it exists, so a key is never overwritten).
+fn write_private_file(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(content)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// A server bound to its listener, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: SharedState,
+}
+
+impl Application {
+    /// Opens the configured store and key, binds `config.listen`.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let store = open_store(&config).await?;
+        let key = load_or_create_server_key(&config)?;
+        Self::build_with(config, Arc::new(store), clock, &key).await
+    }
+
+    /// Builds on a given store and key (tests use this with a fresh database).
+    pub async fn build_with(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        key: &ServerKey,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let mut config = config;
+        if config.public_url.is_empty() {
+            // With port 0 the issuer must name the port actually bound.
+            config.public_url = format!("http://{}", listener.local_addr()?);
+        }
+        let state = Arc::new(AppState::new(config, store, clock, key).await?);
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains requests and flushes last-use data.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let flusher = tokio::spawn(flush_last_use_periodically(state.clone(), stop_rx.clone()));
+        let reloader = tokio::spawn(reload_keys_periodically(state.clone(), stop_rx));
+        let app = router(state.clone());
+        tracing::info!(address = %self.local_addr(), backend = state.store.backend(), "rekey is serving");
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        let _ = stop_tx.send(true);
+        let _ = reloader.await;
+        let _ = flusher.await;
+        if let Err(e) = state.last_use.flush(&*state.store).await {
+            tracing::warn!(error = %e, "final last-use flush failed");
+        }
+        tracing::info!("rekey stopped");
+        Ok(())
+    }
+}
+
+async fn flush_last_use_periodically(state: SharedState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(state.config.last_use_flush_seconds));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = state.last_use.flush(&*state.store).await {
+                    tracing::warn!(error = %e, "last-use flush failed; will retry");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn reload_keys_periodically(state: SharedState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(state.config.signing_key_reload_seconds));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = state.reload_keys().await {
+                    tracing::warn!(error = %e, "signing key reload failed");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Every route, with the shared layers: request ids, tracing, timeouts.
+pub fn router(state: SharedState) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    let timeout = Duration::from_secs(state.config.request_timeout_seconds);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .merge(oauth::routes())
+        .merge(native::routes())
+        .fallback(not_found)
+        .layer(middleware::from_fn(add_request_id_to_problems))
+        .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<SharedState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+async fn not_found() -> Response {
+    crate::errors::ApiError::not_found("No such endpoint").into_response()
+}
+
+/// Puts the request id into problem bodies, so a client can quote it to an operator.
+async fn add_request_id_to_problems(req: Request, next: Next) -> Response {
+    let request_id = req.headers().get(REQUEST_ID_HEADER).cloned();
+    let res = next.run(req).await;
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    let Some(id) = request_id.filter(|_| is_problem) else {
+        return res;
+    };
+    let (parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if let (Some(obj), Ok(id)) = (v.as_object_mut(), id.to_str()) {
+        obj.insert("requestId".into(), id.into());
+    }
+    let mut res = Response::from_parts(parts, axum::body::Body::from(v.to_string()));
+    res.headers_mut().remove(header::CONTENT_LENGTH);
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res
+}

@@ -1,0 +1,128 @@
+//! Throttling of failed client authentications, per client id and per source address.
+//!
+//! Fixed windows kept in memory on each node: it slows guessing without a database write per
+//! failure. (The SP-API rotation limit, which must hold across nodes, lives in the database.)
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rekey_core::clock::Timestamp;
+
+#[derive(Debug)]
+pub struct FailureThrottle {
+    window_ms: i64,
+    max_per_client: u32,
+    max_per_address: u32,
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Timestamp,
+    failures: u32,
+}
+
+/// Entries kept before expired windows are swept.
+const SWEEP_ABOVE: usize = 10_000;
+
+impl FailureThrottle {
+    pub fn new(window_secs: u64, max_per_client: u32, max_per_address: u32) -> Self {
+        Self {
+            window_ms: i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            max_per_client,
+            max_per_address,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn keys(client_id: Option<&str>, address: Option<&str>) -> [(Option<String>, bool); 2] {
+        [
+            (client_id.map(|c| format!("c:{c}")), true),
+            (address.map(|a| format!("a:{a}")), false),
+        ]
+    }
+
+    /// Seconds until the caller may try again, if it is throttled now.
+    pub fn blocked_for(
+        &self,
+        client_id: Option<&str>,
+        address: Option<&str>,
+        now: Timestamp,
+    ) -> Option<u64> {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        Self::keys(client_id, address)
+            .into_iter()
+            .filter_map(|(key, is_client)| {
+                let w = windows.get(key.as_ref()?)?;
+                let max = if is_client {
+                    self.max_per_client
+                } else {
+                    self.max_per_address
+                };
+                let end = w.start.as_millis() + self.window_ms;
+                (w.failures >= max && now.as_millis() < end)
+                    .then(|| u64::try_from((end - now.as_millis() + 999) / 1000).unwrap_or(1))
+            })
+            .max()
+    }
+
+    pub fn record_failure(&self, client_id: Option<&str>, address: Option<&str>, now: Timestamp) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() > SWEEP_ABOVE {
+            let window_ms = self.window_ms;
+            windows.retain(|_, w| now.as_millis() < w.start.as_millis() + window_ms);
+        }
+        for (key, _) in Self::keys(client_id, address) {
+            let Some(key) = key else { continue };
+            let w = windows.entry(key).or_insert(Window {
+                start: now,
+                failures: 0,
+            });
+            if now.as_millis() >= w.start.as_millis() + self.window_ms {
+                *w = Window {
+                    start: now,
+                    failures: 0,
+                };
+            }
+            w.failures = w.failures.saturating_add(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp::from_millis(1_000_000);
+
+    #[test]
+    fn a_client_is_blocked_after_its_failure_budget_until_the_window_ends() {
+        let t = FailureThrottle::new(60, 3, 100);
+        for _ in 0..2 {
+            t.record_failure(Some("c1"), Some("1.1.1.1"), T0);
+        }
+        assert_eq!(t.blocked_for(Some("c1"), Some("2.2.2.2"), T0), None);
+        t.record_failure(Some("c1"), Some("1.1.1.1"), T0);
+        assert_eq!(t.blocked_for(Some("c1"), Some("2.2.2.2"), T0), Some(60));
+        assert_eq!(t.blocked_for(Some("c2"), Some("2.2.2.2"), T0), None);
+        assert_eq!(t.blocked_for(Some("c1"), None, T0.plus_secs(59)), Some(1));
+        assert_eq!(t.blocked_for(Some("c1"), None, T0.plus_secs(60)), None);
+    }
+
+    #[test]
+    fn an_address_is_blocked_across_client_ids() {
+        let t = FailureThrottle::new(60, 100, 2);
+        t.record_failure(Some("a"), Some("9.9.9.9"), T0);
+        t.record_failure(Some("b"), Some("9.9.9.9"), T0);
+        assert!(t.blocked_for(Some("c"), Some("9.9.9.9"), T0).is_some());
+        assert!(t.blocked_for(Some("c"), Some("8.8.8.8"), T0).is_none());
+    }
+
+    #[test]
+    fn a_new_window_starts_the_count_again() {
+        let t = FailureThrottle::new(10, 2, 100);
+        t.record_failure(Some("c"), None, T0);
+        t.record_failure(Some("c"), None, T0.plus_secs(11));
+        assert!(t.blocked_for(Some("c"), None, T0.plus_secs(11)).is_none());
+    }
+}

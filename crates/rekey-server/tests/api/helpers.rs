@@ -1,0 +1,222 @@
+//! `spawn_app()`: a server on a random port with a fresh database and a manual clock.
+
+use std::sync::Arc;
+
+use rekey_core::clock::{Clock, ManualClock, SystemClock};
+use rekey_core::crypto::ServerKey;
+use rekey_core::model::{ApiToken, ApiTokenId, Membership, Org, OrgId, Principal, Role, User, UserId};
+use rekey_core::secret::{generate_api_token, hint};
+use rekey_core::store::Store;
+use rekey_proto::native::CreatedApp;
+use rekey_server::state::SharedState;
+use rekey_server::{Application, Config};
+use rekey_store::testing::TestDb;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub state: SharedState,
+    pub clock: Arc<ManualClock>,
+    pub db: TestDb,
+    pub key: ServerKey,
+    pub org_id: OrgId,
+    /// The org owner's API token.
+    pub owner_api_token: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+pub fn test_config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        // Tests flush last-use data themselves.
+        last_use_flush_seconds: 3600,
+        ..Config::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(TestDb::sqlite().await, test_config()).await
+}
+
+pub async fn spawn_app_on(db: TestDb, config: Config) -> TestApp {
+    spawn_app_with_key(db, config, ServerKey::generate()).await
+}
+
+pub async fn spawn_app_with_key(db: TestDb, config: Config, key: ServerKey) -> TestApp {
+    // Start at the real time so outside JWT libraries accept `exp`.
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let store: Arc<dyn Store> = Arc::new(db.store.clone());
+    let app = Application::build_with(config, store.clone(), clock.clone(), &key)
+        .await
+        .expect("build app");
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    let (org_id, owner_api_token) = seed_org(&*store, &key, clock.now()).await;
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        state,
+        clock,
+        db,
+        key,
+        org_id,
+        owner_api_token,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+/// An org with an owner and the owner's API token.
+async fn seed_org(store: &dyn Store, key: &ServerKey, now: rekey_core::Timestamp) -> (OrgId, String) {
+    let org = Org { id: OrgId::new(), name: "test org".into(), created_at: now };
+    store.create_org(&org, &[]).await.unwrap();
+    let (_, token) = add_user(store, key, org.id, Role::OrgOwner, now).await;
+    (org.id, token)
+}
+
+/// A user with `role` in `org` and an API token.
+pub async fn add_user(
+    store: &dyn Store,
+    key: &ServerKey,
+    org: OrgId,
+    role: Role,
+    now: rekey_core::Timestamp,
+) -> (UserId, String) {
+    let user = User {
+        id: UserId::new(),
+        email: format!("{}@example.com", uuid::Uuid::new_v4().simple()),
+        display_name: "u".into(),
+        created_at: now,
+    };
+    store.create_user(&user).await.unwrap();
+    store
+        .put_membership(&Membership { org_id: org, principal: Principal::User(user.id), role, created_at: now }, &[])
+        .await
+        .unwrap();
+    let plain = generate_api_token();
+    let t = ApiToken {
+        id: ApiTokenId::new(),
+        user_id: user.id,
+        org_id: org,
+        name: "test".into(),
+        hash: key.api_token_hasher().hash(plain.expose_secret()),
+        hint: hint(plain.expose_secret()),
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+    };
+    store.create_api_token(&t, &[]).await.unwrap();
+    (user.id, plain.expose_secret().to_string())
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &self.db.store
+    }
+
+    /// Exchanges an API token for an access token on the CSP path.
+    pub async fn user_access_token(&self, api_token: &str) -> String {
+        let res = self
+            .http
+            .post(self.url("/csp/gateway/am/api/auth/api-tokens/authorize"))
+            .form(&[("api_token", api_token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "api token exchange");
+        res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn owner_access_token(&self) -> String {
+        self.user_access_token(&self.owner_api_token.clone()).await
+    }
+
+    /// Creates an app as the owner; `extra` fields are merged into the request.
+    pub async fn create_app(&self, extra: Value) -> CreatedApp {
+        let mut body = json!({ "name": "test app", "scopes": ["a", "b", "sellingpartnerapi::client_credential:rotation"] });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let token = self.owner_access_token().await;
+        let res = self
+            .http
+            .post(self.url(&format!("/api/v1/orgs/{}/apps", self.org_id)))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "create app: {}", res.text().await.unwrap());
+        res.json().await.unwrap()
+    }
+
+    /// `POST path` with Basic credentials and a form body.
+    pub async fn token_basic(&self, path: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .basic_auth(id, Some(secret))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST path` with credentials in the form body.
+    pub async fn token_post(&self, path: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut f: Vec<(&str, &str)> = vec![("client_id", id), ("client_secret", secret)];
+        f.extend_from_slice(form);
+        self.http.post(self.url(path)).form(&f).send().await.unwrap()
+    }
+
+    pub async fn flush_last_use(&self) {
+        self.state.last_use.flush(&*self.state.store).await.unwrap();
+    }
+
+    /// Stops the server gracefully (drains, flushes last-use data).
+    pub async fn shutdown(mut self) -> TestDb {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap();
+        }
+        self.db
+    }
+
+    /// Stops the server as a crash would: no drain, no flush.
+    pub fn crash(mut self) -> TestDb {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+        self.shutdown.take();
+        self.db
+    }
+}
+
+pub const TOKEN_PATHS: [&str; 4] = [
+    "/auth/o2/token",
+    "/oauth2/token",
+    "/csp/gateway/am/api/auth/authorize",
+    "/csp/gateway/am/api/auth/token",
+];
+
+pub const CC: [(&str, &str); 1] = [("grant_type", "client_credentials")];
