@@ -28,13 +28,18 @@ impl ApiClient {
             .user_agent(concat!("rekey-cli/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let res = http
-            .post(format!("{base}/csp/gateway/am/api/auth/api-tokens/authorize"))
+            .post(format!(
+                "{base}/csp/gateway/am/api/auth/api-tokens/authorize"
+            ))
             .form(&[("api_token", api_token)])
             .send()
             .await
             .with_context(|| format!("cannot reach {base}"))?;
         if !res.status().is_success() {
-            bail!("the API token was refused ({}): is it valid and not revoked?", res.status());
+            bail!(
+                "the API token was refused ({}): is it valid and not revoked?",
+                res.status()
+            );
         }
         let body: serde_json::Value = res.json().await?;
         let access_token = body["access_token"]
@@ -43,9 +48,15 @@ impl ApiClient {
             .to_string();
         let org = match &args.org {
             Some(o) => o.clone(),
-            None => token_org(&access_token).context("cannot tell the org from the token; pass --org")?,
+            None => token_org(&access_token)
+                .context("cannot tell the org from the token; pass --org")?,
         };
-        Ok(Self { http, base, access_token, org })
+        Ok(Self {
+            http,
+            base,
+            access_token,
+            org,
+        })
     }
 
     pub async fn call<B: Serialize, T: DeserializeOwned>(
@@ -61,7 +72,10 @@ impl ApiClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let res = req.send().await.with_context(|| format!("cannot reach {}", self.base))?;
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
         let status = res.status();
         if status == StatusCode::NO_CONTENT {
             return Ok(None);
@@ -74,7 +88,9 @@ impl ApiClient {
                 .unwrap_or(text);
             bail!("{status}: {detail}");
         }
-        Ok(Some(serde_json::from_str(&text).context("unexpected response body")?))
+        Ok(Some(
+            serde_json::from_str(&text).context("unexpected response body")?,
+        ))
     }
 }
 
@@ -82,6 +98,7 @@ impl ApiClient {
 /// the server verifies; the CLI only needs to know which org to address.
 fn token_org(jwt: &str) -> Option<String> {
     let payload = jwt.split('.').nth(1)?;
-    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
     claims["context_name"].as_str().map(str::to_string)
 }

@@ -98,7 +98,12 @@ pub enum OutputFormat {
 #[derive(Debug, Args, Clone)]
 pub struct ApiArgs {
     /// Base URL of the server.
-    #[arg(long, env = "REKEY_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "REKEY_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub url: String,
     /// A user API token (from `rekey init` or an admin). Prefer the environment variable.
     #[arg(long, env = "REKEY_API_TOKEN", hide_env_values = true, global = true)]

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use rekey_core::clock::{Clock, SystemClock};
-use rekey_core::model::{ApiToken, ApiTokenId, AuditContext, Membership, Org, OrgId, Principal, Role, User, UserId};
+use rekey_core::model::{
+    ApiToken, ApiTokenId, AuditContext, Membership, Org, OrgId, Principal, Role, User, UserId,
+};
 use rekey_core::secret::{generate_api_token, hint};
 use rekey_core::store::Store;
 use rekey_core::token::generate_signing_key;
@@ -16,7 +18,9 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 
 use crate::api::ApiClient;
-use crate::cli::{AppsCommand, Command, InitArgs, OutputFormat, SecretsCommand, ServerArgs, SigningKeysCommand};
+use crate::cli::{
+    AppsCommand, Command, InitArgs, OutputFormat, SecretsCommand, ServerArgs, SigningKeysCommand,
+};
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -94,9 +98,18 @@ async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         bail!("this database already has an organization; `rekey init` only sets up a new one");
     }
     let now = SystemClock.now();
-    let ctx = AuditContext { actor: "cli:init".into(), ..Default::default() };
-    let org = Org { id: OrgId::new(), name: args.org_name.clone(), created_at: now };
-    store.create_org(&org, &[ctx.event(now, "org.created").org(org.id)]).await?;
+    let ctx = AuditContext {
+        actor: "cli:init".into(),
+        ..Default::default()
+    };
+    let org = Org {
+        id: OrgId::new(),
+        name: args.org_name.clone(),
+        created_at: now,
+    };
+    store
+        .create_org(&org, &[ctx.event(now, "org.created").org(org.id)])
+        .await?;
     let email = args.email.trim().to_string();
     if !email.contains('@') {
         bail!("--email must be an email address");
@@ -108,9 +121,19 @@ async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         created_at: now,
     };
     store.create_user(&user).await?;
-    let m = Membership { org_id: org.id, principal: Principal::User(user.id), role: Role::OrgOwner, created_at: now };
+    let m = Membership {
+        org_id: org.id,
+        principal: Principal::User(user.id),
+        role: Role::OrgOwner,
+        created_at: now,
+    };
     store
-        .put_membership(&m, &[ctx.event(now, "member.role_set").org(org.id).details(serde_json::json!({"member": m.principal.to_string(), "role": "org_owner"}))])
+        .put_membership(
+            &m,
+            &[ctx.event(now, "member.role_set").org(org.id).details(
+                serde_json::json!({"member": m.principal.to_string(), "role": "org_owner"}),
+            )],
+        )
         .await?;
     let plain = generate_api_token();
     let token = ApiToken {
@@ -124,7 +147,9 @@ async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         expires_at: None,
         revoked_at: None,
     };
-    store.create_api_token(&token, &[ctx.event(now, "api_token.created").org(org.id)]).await?;
+    store
+        .create_api_token(&token, &[ctx.event(now, "api_token.created").org(org.id)])
+        .await?;
     match args.output {
         OutputFormat::Json => println!(
             "{}",
@@ -159,7 +184,11 @@ async fn healthcheck(url: &str) -> anyhow::Result<ExitCode> {
         Err(_) => false,
     };
     println!("{}", if ok { "healthy" } else { "unhealthy" });
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<ExitCode> {
@@ -173,30 +202,56 @@ async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<ExitCode> {
     if rotate {
         let key = load_or_create_server_key(&config)?;
         let new = generate_signing_key(&key.sealer("signing-keys"), now);
-        let ev = AuditContext { actor: "cli:signing-keys".into(), ..Default::default() }
-            .event(now, "signing_key.rotated")
-            .details(serde_json::json!({ "kid": new.kid }));
+        let ev = AuditContext {
+            actor: "cli:signing-keys".into(),
+            ..Default::default()
+        }
+        .event(now, "signing_key.rotated")
+        .details(serde_json::json!({ "kid": new.kid }));
         store
-            .add_signing_key(&new, now.plus_secs(config.signing_key_overlap_seconds), &[ev])
+            .add_signing_key(
+                &new,
+                now.plus_secs(config.signing_key_overlap_seconds),
+                &[ev],
+            )
             .await?;
-        println!("new signing key {} (nodes pick it up within {} s)", new.kid, config.signing_key_reload_seconds);
+        println!(
+            "new signing key {} (nodes pick it up within {} s)",
+            new.kid, config.signing_key_reload_seconds
+        );
     }
     for k in store.list_signing_keys().await? {
-        let until = k.publish_until.map_or("signing".to_string(), |t| format!("published until {t}"));
-        println!("{}  {}  created {}  {}", k.kid, k.algorithm, k.created_at, until);
+        let until = k
+            .publish_until
+            .map_or("signing".to_string(), |t| format!("published until {t}"));
+        println!(
+            "{}  {}  created {}  {}",
+            k.kid, k.algorithm, k.created_at, until
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_app(a: &AppView) {
     println!("{}  {}  {}", a.id, a.client_id, a.name);
-    println!("  scopes: {}", if a.scopes.is_empty() { "(none)".into() } else { a.scopes.join(" ") });
+    println!(
+        "  scopes: {}",
+        if a.scopes.is_empty() {
+            "(none)".into()
+        } else {
+            a.scopes.join(" ")
+        }
+    );
     println!(
         "  token ttl {} s, secret lifetime {} s, rotation grace {} s{}",
         a.access_token_ttl_seconds,
         a.secret_lifetime_seconds,
         a.rotation_grace_seconds,
-        if a.service_account { ", service account" } else { "" }
+        if a.service_account {
+            ", service account"
+        } else {
+            ""
+        }
     );
 }
 
@@ -207,7 +262,16 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 
 async fn apps(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        AppsCommand::Create { api, name, description, client_id, scopes, token_ttl, secret_lifetime, service_account_role } => {
+        AppsCommand::Create {
+            api,
+            name,
+            description,
+            client_id,
+            scopes,
+            token_ttl,
+            secret_lifetime,
+            service_account_role,
+        } => {
             let c = ApiClient::connect(&api).await?;
             let req = CreateAppRequest {
                 name,
@@ -220,7 +284,11 @@ async fn apps(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             };
             let created: CreatedApp = c
-                .call(Method::POST, &format!("/api/v1/orgs/{}/apps", c.org), Some(&req))
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/apps", c.org),
+                    Some(&req),
+                )
                 .await?
                 .context("empty response")?;
             match api.output {
@@ -236,7 +304,11 @@ async fn apps(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
         AppsCommand::List { api } => {
             let c = ApiClient::connect(&api).await?;
             let list: AppList = c
-                .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/apps?pageLimit=1000", c.org), None)
+                .call::<(), _>(
+                    Method::GET,
+                    &format!("/api/v1/orgs/{}/apps?pageLimit=1000", c.org),
+                    None,
+                )
                 .await?
                 .context("empty response")?;
             match api.output {
@@ -254,7 +326,11 @@ async fn apps(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
         AppsCommand::Show { api, app_id } => {
             let c = ApiClient::connect(&api).await?;
             let app: AppView = c
-                .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/apps/{app_id}", c.org), None)
+                .call::<(), _>(
+                    Method::GET,
+                    &format!("/api/v1/orgs/{}/apps/{app_id}", c.org),
+                    None,
+                )
                 .await?
                 .context("empty response")?;
             match api.output {
@@ -264,8 +340,12 @@ async fn apps(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
         }
         AppsCommand::Delete { api, app_id } => {
             let c = ApiClient::connect(&api).await?;
-            c.call::<(), serde_json::Value>(Method::DELETE, &format!("/api/v1/orgs/{}/apps/{app_id}", c.org), None)
-                .await?;
+            c.call::<(), serde_json::Value>(
+                Method::DELETE,
+                &format!("/api/v1/orgs/{}/apps/{app_id}", c.org),
+                None,
+            )
+            .await?;
             if api.output == OutputFormat::Human {
                 println!("deleted {app_id}");
             } else {
@@ -280,7 +360,11 @@ async fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
     let SecretsCommand::List { api, app_id } = cmd;
     let c = ApiClient::connect(&api).await?;
     let list: SecretList = c
-        .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/apps/{app_id}/secrets", c.org), None)
+        .call::<(), _>(
+            Method::GET,
+            &format!("/api/v1/orgs/{}/apps/{app_id}/secrets", c.org),
+            None,
+        )
         .await?
         .context("empty response")?;
     match api.output {

@@ -39,11 +39,17 @@ impl AppSettings {
         if self.description.len() > MAX_DESCRIPTION_LEN {
             return bad("description must be at most 4096 characters");
         }
-        if self.grant_types.iter().any(|g| g != GRANT_CLIENT_CREDENTIALS) {
+        if self
+            .grant_types
+            .iter()
+            .any(|g| g != GRANT_CLIENT_CREDENTIALS)
+        {
             return bad("grantTypes may only contain \"client_credentials\"");
         }
         if self.scopes.len() > 100 || !self.scopes.iter().all(|s| is_valid_scope_token(s)) {
-            return bad("scopes must be at most 100 printable tokens without spaces, quotes or backslashes");
+            return bad(
+                "scopes must be at most 100 printable tokens without spaces, quotes or backslashes",
+            );
         }
         if !(1..=MAX_TOKEN_TTL_SECS).contains(&self.access_token_ttl_secs) {
             return bad("accessTokenTtlSeconds must be between 1 and 86400");
@@ -176,11 +182,46 @@ mod tests {
         let h = ServerKey::generate().secret_hasher();
         let now = Timestamp::from_millis(0);
         let cases: Vec<(AppSettings, Option<String>, &str)> = vec![
-            (AppSettings { name: " ".into(), ..settings() }, None, "name"),
-            (AppSettings { grant_types: vec!["password".into()], ..settings() }, None, "grantTypes"),
-            (AppSettings { scopes: vec!["a b".into()], ..settings() }, None, "scopes"),
-            (AppSettings { access_token_ttl_secs: 0, ..settings() }, None, "accessTokenTtlSeconds"),
-            (AppSettings { secret_lifetime_secs: -1, ..settings() }, None, "secretLifetimeSeconds"),
+            (
+                AppSettings {
+                    name: " ".into(),
+                    ..settings()
+                },
+                None,
+                "name",
+            ),
+            (
+                AppSettings {
+                    grant_types: vec!["password".into()],
+                    ..settings()
+                },
+                None,
+                "grantTypes",
+            ),
+            (
+                AppSettings {
+                    scopes: vec!["a b".into()],
+                    ..settings()
+                },
+                None,
+                "scopes",
+            ),
+            (
+                AppSettings {
+                    access_token_ttl_secs: 0,
+                    ..settings()
+                },
+                None,
+                "accessTokenTtlSeconds",
+            ),
+            (
+                AppSettings {
+                    secret_lifetime_secs: -1,
+                    ..settings()
+                },
+                None,
+                "secretLifetimeSeconds",
+            ),
             (settings(), Some("bad id!".into()), "clientId"),
         ];
         for (s, id, field) in cases {

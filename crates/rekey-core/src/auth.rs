@@ -36,7 +36,11 @@ pub fn match_secret<'a>(
 /// Checks the grant type and resolves the scope to grant: requested scopes must all be
 /// allowed for the app; none requested means all allowed. Returns the granted scopes.
 pub fn grant_scopes(app: &App, requested: Option<&str>) -> Result<Vec<String>, ClientAuthError> {
-    if !app.grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) {
+    if !app
+        .grant_types
+        .iter()
+        .any(|g| g == GRANT_CLIENT_CREDENTIALS)
+    {
         return Err(ClientAuthError::GrantNotAllowed);
     }
     let requested: Vec<&str> = requested
@@ -141,8 +145,14 @@ mod tests {
 
     #[test]
     fn no_requested_scope_grants_all_allowed_scopes() {
-        assert_eq!(grant_scopes(&app(&["a", "b"]), None).unwrap(), vec!["a", "b"]);
-        assert_eq!(grant_scopes(&app(&["a", "b"]), Some("")).unwrap(), vec!["a", "b"]);
+        assert_eq!(
+            grant_scopes(&app(&["a", "b"]), None).unwrap(),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            grant_scopes(&app(&["a", "b"]), Some("")).unwrap(),
+            vec!["a", "b"]
+        );
     }
 
     #[test]
@@ -163,7 +173,10 @@ mod tests {
     fn an_app_without_the_client_credentials_grant_is_unauthorized() {
         let mut a = app(&["a"]);
         a.grant_types.clear();
-        assert_eq!(grant_scopes(&a, None), Err(ClientAuthError::GrantNotAllowed));
+        assert_eq!(
+            grant_scopes(&a, None),
+            Err(ClientAuthError::GrantNotAllowed)
+        );
     }
 
     #[test]

@@ -155,8 +155,8 @@ impl Sealer {
             return Err(CoreError::Crypto("sealed value is too short"));
         }
         let (nonce, rest) = sealed.split_at(12);
-        let nonce = Nonce::try_assume_unique_for_key(nonce)
-            .map_err(|_| CoreError::Crypto("bad nonce"))?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| CoreError::Crypto("bad nonce"))?;
         let mut buf = rest.to_vec();
         let plain = self
             .0

@@ -58,7 +58,8 @@ fn random_base62(n: usize) -> String {
     let mut out = String::with_capacity(n);
     let mut buf = [0u8; 64];
     while out.len() < n {
-        rng.fill(&mut buf).expect("the OS random number generator failed");
+        rng.fill(&mut buf)
+            .expect("the OS random number generator failed");
         // 248 = 4 * 62: rejecting larger bytes keeps every character equally likely.
         for &b in buf.iter().filter(|&&b| b < 248) {
             if out.len() == n {
@@ -149,8 +150,7 @@ pub fn hint(s: &str) -> String {
 /// The CSP rule for client ids: 5 to 256 characters of `A-Za-z0-9_-`.
 pub fn is_valid_client_id(s: &str) -> bool {
     (5..=256).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -200,11 +200,23 @@ mod tests {
     #[test]
     fn complexity_rule_names_what_is_missing() {
         assert_eq!(check_complexity("Ab1!"), Err(ComplexityError::TooShort));
-        assert_eq!(check_complexity("ABCDEFG1!"), Err(ComplexityError::NoLowercase));
-        assert_eq!(check_complexity("abcdefg1!"), Err(ComplexityError::NoUppercase));
+        assert_eq!(
+            check_complexity("ABCDEFG1!"),
+            Err(ComplexityError::NoLowercase)
+        );
+        assert_eq!(
+            check_complexity("abcdefg1!"),
+            Err(ComplexityError::NoUppercase)
+        );
         assert_eq!(check_complexity("abcdefgH!"), Err(ComplexityError::NoDigit));
-        assert_eq!(check_complexity("abcdefgH1"), Err(ComplexityError::NoSpecial));
-        assert_eq!(check_complexity("abc defH1!"), Err(ComplexityError::BadCharacter));
+        assert_eq!(
+            check_complexity("abcdefgH1"),
+            Err(ComplexityError::NoSpecial)
+        );
+        assert_eq!(
+            check_complexity("abc defH1!"),
+            Err(ComplexityError::BadCharacter)
+        );
         assert_eq!(check_complexity("abcdefH1!"), Ok(()));
     }
 

@@ -42,8 +42,7 @@ pub struct SecretChanges {
 }
 
 /// Plans a change from an app and its current secrets (all states). Pure: no I/O.
-pub type SecretPlan<'a> =
-    &'a (dyn Fn(&App, &[Secret]) -> CoreResult<SecretChanges> + Send + Sync);
+pub type SecretPlan<'a> = &'a (dyn Fn(&App, &[Secret]) -> CoreResult<SecretChanges> + Send + Sync);
 
 /// An app with the secrets that can authenticate it (current and previous).
 #[derive(Clone, Debug)]

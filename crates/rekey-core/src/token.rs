@@ -248,10 +248,7 @@ mod tests {
         let ks = KeySet::load("http://rekey.test", &[key], &sealer, now).unwrap();
         let jwt = ks.sign(&claims(now)).unwrap();
         assert_eq!(ks.verify(&jwt, now).unwrap(), claims(now));
-        assert_eq!(
-            ks.verify(&jwt, now.plus_secs(60)),
-            Err(TokenError::Expired)
-        );
+        assert_eq!(ks.verify(&jwt, now.plus_secs(60)), Err(TokenError::Expired));
     }
 
     #[test]

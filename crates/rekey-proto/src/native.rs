@@ -160,7 +160,6 @@ pub struct SecretList {
     pub items: Vec<SecretView>,
 }
 
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEventView {

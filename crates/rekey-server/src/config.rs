@@ -140,9 +140,8 @@ impl Config {
             let key = key.to_ascii_lowercase();
             if let Some(base) = key.strip_suffix("_file") {
                 if SECRET_KEYS.contains(&base) {
-                    let content = std::fs::read_to_string(value).map_err(|e| {
-                        ConfigError(format!("cannot read {name} ({value}): {e}"))
-                    })?;
+                    let content = std::fs::read_to_string(value)
+                        .map_err(|e| ConfigError(format!("cannot read {name} ({value}): {e}")))?;
                     from_env.insert(base.to_string(), content.trim_end().to_string().into());
                 }
             }
@@ -172,9 +171,15 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
-            ("database_max_connections", self.database_max_connections as i64),
+            (
+                "database_max_connections",
+                self.database_max_connections as i64,
+            ),
             ("body_limit_bytes", self.body_limit_bytes as i64),
-            ("request_timeout_seconds", self.request_timeout_seconds as i64),
+            (
+                "request_timeout_seconds",
+                self.request_timeout_seconds as i64,
+            ),
             ("user_token_ttl_seconds", self.user_token_ttl_seconds),
             (
                 "default_access_token_ttl_seconds",
@@ -273,7 +278,10 @@ mod tests {
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "auth_failures_per_client = 3\nlog_format = \"json\"\n").unwrap();
         let env = vec![
-            ("REKEY_AUTH_FAILURES_PER_CLIENT".to_string(), "4".to_string()),
+            (
+                "REKEY_AUTH_FAILURES_PER_CLIENT".to_string(),
+                "4".to_string(),
+            ),
             ("REKEY_LISTEN".to_string(), "127.0.0.1:9000".to_string()),
             ("REKEY_TEST_SOMETHING".to_string(), "ignored".to_string()),
         ];

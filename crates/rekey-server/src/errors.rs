@@ -207,7 +207,9 @@ mod tests {
     use super::*;
 
     async fn body(res: Response) -> serde_json::Value {
-        let b = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let b = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
         serde_json::from_slice(&b).unwrap()
     }
 
@@ -237,7 +239,10 @@ mod tests {
     async fn internal_errors_are_opaque_problems() {
         let res = ApiError::from(CoreError::Storage("password=hunter2".into())).into_response();
         assert_eq!(res.status(), 500);
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
         let b = body(res).await;
         assert!(!b.to_string().contains("hunter2"));
         assert_eq!(b["type"], "urn:rekey:problem:internal");

@@ -18,11 +18,12 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The bearer token of a request: `Authorization: Bearer` or CSP's `csp-auth-token`.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let (scheme, rest) = v.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then_some(rest.trim());
+        return scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim());
     }
     headers.get("csp-auth-token").and_then(|v| v.to_str().ok())
 }
@@ -42,7 +43,9 @@ impl Caller {
     /// The caller's role in `org`. Tokens act in one org: any other org is forbidden.
     pub async fn role_in(&self, state: &SharedState, org: OrgId) -> Result<Role, ApiError> {
         if org != self.org_id {
-            return Err(ApiError::forbidden("The caller is not a member of this organization"));
+            return Err(ApiError::forbidden(
+                "The caller is not a member of this organization",
+            ));
         }
         state
             .store
@@ -53,12 +56,18 @@ impl Caller {
     }
 
     /// Requires a role that may manage apps (owner, admin, developer).
-    pub async fn require_app_manager(&self, state: &SharedState, org: OrgId) -> Result<Role, ApiError> {
+    pub async fn require_app_manager(
+        &self,
+        state: &SharedState,
+        org: OrgId,
+    ) -> Result<Role, ApiError> {
         let role = self.role_in(state, org).await?;
         if role.can_manage_apps() {
             Ok(role)
         } else {
-            Err(ApiError::forbidden("This action needs the org_owner, org_admin or developer role"))
+            Err(ApiError::forbidden(
+                "This action needs the org_owner, org_admin or developer role",
+            ))
         }
     }
 }
@@ -74,14 +83,22 @@ impl FromRequestParts<SharedState> for Caller {
             TokenError::Expired => ApiError::unauthenticated("The access token has expired"),
             _ => ApiError::unauthenticated("The access token is not valid"),
         })?;
-        let revoked = || ApiError::unauthenticated("The credential that minted this access token is no longer valid");
+        let revoked = || {
+            ApiError::unauthenticated(
+                "The credential that minted this access token is no longer valid",
+            )
+        };
         let (principal, org_id) = if let Some(sid) = &claims.sid {
             let sid = SecretId::parse(sid).ok_or_else(revoked)?;
             let secret = state.store.get_secret(sid).await?.ok_or_else(revoked)?;
             if !secret.is_valid(now) {
                 return Err(revoked());
             }
-            let app = state.store.get_app(secret.app_id).await?.ok_or_else(revoked)?;
+            let app = state
+                .store
+                .get_app(secret.app_id)
+                .await?
+                .ok_or_else(revoked)?;
             if claims.client_id.as_deref() != Some(app.client_id.as_str()) {
                 return Err(revoked());
             }
@@ -148,7 +165,8 @@ impl<T: DeserializeOwned> FromRequest<SharedState> for ApiJson<T> {
             .and_then(|v| v.split(';').next())
             .is_some_and(|m| {
                 let m = m.trim();
-                m.eq_ignore_ascii_case("application/json") || m.to_ascii_lowercase().ends_with("+json")
+                m.eq_ignore_ascii_case("application/json")
+                    || m.to_ascii_lowercase().ends_with("+json")
             });
         if !is_json {
             return Err(ApiError::new(

@@ -114,7 +114,9 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> SharedState {
@@ -122,7 +124,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains requests and flushes last-use data.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let flusher = tokio::spawn(flush_last_use_periodically(state.clone(), stop_rx.clone()));
@@ -162,7 +167,8 @@ async fn flush_last_use_periodically(state: SharedState, mut stop: watch::Receiv
 }
 
 async fn reload_keys_periodically(state: SharedState, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(state.config.signing_key_reload_seconds));
+    let mut tick =
+        tokio::time::interval(Duration::from_secs(state.config.signing_key_reload_seconds));
     tick.tick().await;
     loop {
         tokio::select! {
@@ -188,7 +194,10 @@ pub fn router(state: SharedState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn(add_request_id_to_problems))
         .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
@@ -229,6 +238,9 @@ async fn add_request_id_to_problems(req: Request, next: Next) -> Response {
     }
     let mut res = Response::from_parts(parts, axum::body::Body::from(v.to_string()));
     res.headers_mut().remove(header::CONTENT_LENGTH);
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     res
 }

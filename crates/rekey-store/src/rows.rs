@@ -95,9 +95,7 @@ pub(crate) fn membership(row: &AnyRow) -> Result<Membership, CoreError> {
     Ok(Membership {
         org_id: OrgId(uuid(row, "org_id")?),
         principal,
-        role: string(row, "role")?
-            .parse()
-            .map_err(|_| corrupt("role"))?,
+        role: string(row, "role")?.parse().map_err(|_| corrupt("role"))?,
         created_at: ts(row, "created_at")?,
     })
 }

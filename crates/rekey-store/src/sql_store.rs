@@ -391,13 +391,15 @@ impl Store for SqlStore {
     }
 
     async fn get_app(&self, id: AppId) -> CoreResult<Option<App>> {
-        sqlx::query(&format!("SELECT {APP_COLUMNS} FROM apps WHERE apps.id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .map(|r| rows::app(&r))
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE apps.id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::app(&r))
+        .transpose()
     }
 
     async fn find_app_by_client_id(&self, client_id: &str) -> CoreResult<Option<App>> {
@@ -532,23 +534,30 @@ impl Store for SqlStore {
         .transpose()
     }
 
-    async fn change_secrets(&self, app_id: AppId, plan: SecretPlan<'_>) -> CoreResult<SecretChanges> {
+    async fn change_secrets(
+        &self,
+        app_id: AppId,
+        plan: SecretPlan<'_>,
+    ) -> CoreResult<SecretChanges> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         // Lock first (a write as the first statement: see the crate docs).
-        let locked = sqlx::query("UPDATE apps SET secret_version = secret_version + 1 WHERE id = $1")
-            .bind(app_id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+        let locked =
+            sqlx::query("UPDATE apps SET secret_version = secret_version + 1 WHERE id = $1")
+                .bind(app_id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
         if locked != 1 {
             return Err(CoreError::NotFound);
         }
-        let app = sqlx::query(&format!("SELECT {APP_COLUMNS} FROM apps WHERE apps.id = $1"))
-            .bind(app_id.to_string())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let app = sqlx::query(&format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE apps.id = $1"
+        ))
+        .bind(app_id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
         let app = rows::app(&app)?;
         let secrets: Vec<Secret> = sqlx::query(&format!(
             "SELECT {SECRET_COLUMNS} FROM secrets WHERE secrets.app_id = $1"
@@ -667,6 +676,6 @@ impl Store for SqlStore {
         .map_err(db_err)?
         .iter()
         .map(rows::audit_event)
-            .collect()
+        .collect()
     }
 }

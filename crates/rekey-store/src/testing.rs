@@ -1,8 +1,6 @@
 //! Fresh databases for tests: an SQLite file in a temporary directory, or a new schema in the
 //! PostgreSQL database named by `REKEY_TEST_POSTGRES_URL`, so runs never see each other's data.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use rekey_core::error::CoreError;
 
 use crate::SqlStore;
@@ -51,14 +49,16 @@ impl TestDb {
     }
 
     async fn postgres_at(base: &str) -> Result<Self, CoreError> {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        use rekey_core::clock::{Clock as _, SystemClock};
+        let secs = u64::try_from(SystemClock.now().as_secs()).unwrap_or(0);
         let schema = format!("rekey_test_{secs}_{}", uuid::Uuid::new_v4().simple());
         let admin = SqlStore::connect(base, 1).await?;
-        admin.drop_stale_test_schemas(secs.saturating_sub(6 * 3600)).await?;
-        admin.execute_raw(&format!("CREATE SCHEMA {schema}")).await?;
+        admin
+            .drop_stale_test_schemas(secs.saturating_sub(6 * 3600))
+            .await?;
+        admin
+            .execute_raw(&format!("CREATE SCHEMA {schema}"))
+            .await?;
         admin.close().await;
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options[search_path]={schema}");

@@ -77,10 +77,17 @@ async fn orgs_users_and_memberships_round_trip() {
         };
         s.create_user(&u).await.unwrap();
         assert!(matches!(
-            s.create_user(&User { id: UserId::new(), ..u.clone() }).await,
+            s.create_user(&User {
+                id: UserId::new(),
+                ..u.clone()
+            })
+            .await,
             Err(CoreError::Conflict(_))
         ));
-        assert_eq!(s.find_user_by_email("a@example.com").await.unwrap(), Some(u.clone()));
+        assert_eq!(
+            s.find_user_by_email("a@example.com").await.unwrap(),
+            Some(u.clone())
+        );
         let m = Membership {
             org_id: o.id,
             principal: Principal::User(u.id),
@@ -88,9 +95,15 @@ async fn orgs_users_and_memberships_round_trip() {
             created_at: T0,
         };
         s.put_membership(&m, &[]).await.unwrap();
-        s.put_membership(&Membership { role: Role::OrgAdmin, ..m.clone() }, &[])
-            .await
-            .unwrap();
+        s.put_membership(
+            &Membership {
+                role: Role::OrgAdmin,
+                ..m.clone()
+            },
+            &[],
+        )
+        .await
+        .unwrap();
         let got = s.get_membership(o.id, m.principal).await.unwrap().unwrap();
         assert_eq!(got.role, Role::OrgAdmin, "{}", s.backend());
         assert_eq!(s.list_memberships(o.id).await.unwrap().len(), 1);
@@ -120,10 +133,17 @@ async fn an_app_is_created_with_its_first_secret_and_found_by_client_id() {
         assert_eq!(rec.secrets, vec![first.clone()]);
         assert!(s.load_client("rkc_nobody").await.unwrap().is_none());
         assert_eq!(s.get_secret(first.id).await.unwrap(), Some(first));
-        assert!(s.get_membership(o.id, Principal::App(a.id)).await.unwrap().is_some());
+        assert!(s
+            .get_membership(o.id, Principal::App(a.id))
+            .await
+            .unwrap()
+            .is_some());
 
         // Same client id again is a conflict, and nothing of the second app remains.
-        let dup = App { id: AppId::new(), ..a.clone() };
+        let dup = App {
+            id: AppId::new(),
+            ..a.clone()
+        };
         let r = s
             .create_app(&dup, &secret(dup.id, SecretState::Current, 2), None, &[])
             .await;
@@ -145,12 +165,19 @@ async fn apps_are_listed_in_pages_updated_and_deleted_with_their_secrets() {
                 .unwrap();
             apps.push(a);
         }
-        let page = s.list_apps(o.id, Page { start: 1, limit: 2 }).await.unwrap();
+        let page = s
+            .list_apps(o.id, Page { start: 1, limit: 2 })
+            .await
+            .unwrap();
         assert_eq!(
             page.iter().map(|a| a.id).collect::<Vec<_>>(),
             vec![apps[1].id, apps[2].id]
         );
-        assert!(s.list_apps(OrgId::new(), Page::default()).await.unwrap().is_empty());
+        assert!(s
+            .list_apps(OrgId::new(), Page::default())
+            .await
+            .unwrap()
+            .is_empty());
 
         let mut changed = apps[0].clone();
         changed.name = "renamed".into();
@@ -188,7 +215,11 @@ async fn the_database_refuses_a_second_current_secret_and_applies_nothing() {
             .await;
         assert!(matches!(r, Err(CoreError::Conflict(_))), "{}", s.backend());
         assert_eq!(s.list_secrets(a.id).await.unwrap().len(), 1);
-        assert!(s.list_audit(None, Page::default()).await.unwrap().is_empty());
+        assert!(s
+            .list_audit(None, Page::default())
+            .await
+            .unwrap()
+            .is_empty());
     }
 }
 
@@ -231,11 +262,15 @@ async fn concurrent_secret_changes_on_one_app_are_serialized() {
         let all = s.list_secrets(a.id).await.unwrap();
         assert_eq!(all.len(), 9, "{}", s.backend());
         assert_eq!(
-            all.iter().filter(|x| x.state == SecretState::Current).count(),
+            all.iter()
+                .filter(|x| x.state == SecretState::Current)
+                .count(),
             1
         );
         assert_eq!(
-            all.iter().filter(|x| x.state == SecretState::Revoked).count(),
+            all.iter()
+                .filter(|x| x.state == SecretState::Revoked)
+                .count(),
             8
         );
     }
@@ -260,7 +295,9 @@ async fn last_use_times_never_move_backwards() {
         let a = app(o.id, 1);
         let sec = secret(a.id, SecretState::Current, 1);
         s.create_app(&a, &sec, None, &[]).await.unwrap();
-        s.record_last_use(&[(sec.id, T0.plus_secs(10))]).await.unwrap();
+        s.record_last_use(&[(sec.id, T0.plus_secs(10))])
+            .await
+            .unwrap();
         s.record_last_use(&[(sec.id, T0.plus_secs(5)), (SecretId::new(), T0)])
             .await
             .unwrap();
@@ -294,8 +331,14 @@ async fn api_tokens_are_found_by_hash_only() {
             revoked_at: None,
         };
         s.create_api_token(&t, &[]).await.unwrap();
-        assert_eq!(s.find_api_token_by_hash(&h.hash("token")).await.unwrap(), Some(t.clone()));
-        assert_eq!(s.find_api_token_by_hash(&h.hash("other")).await.unwrap(), None);
+        assert_eq!(
+            s.find_api_token_by_hash(&h.hash("token")).await.unwrap(),
+            Some(t.clone())
+        );
+        assert_eq!(
+            s.find_api_token_by_hash(&h.hash("other")).await.unwrap(),
+            None
+        );
         assert_eq!(s.get_api_token(t.id).await.unwrap(), Some(t));
     }
 }
@@ -308,7 +351,9 @@ async fn a_new_signing_key_retires_the_others_at_the_given_time() {
         let k1 = generate_signing_key(&sealer, T0);
         s.add_signing_key(&k1, T0, &[]).await.unwrap();
         let k2 = generate_signing_key(&sealer, T0.plus_secs(1));
-        s.add_signing_key(&k2, T0.plus_secs(3600), &[]).await.unwrap();
+        s.add_signing_key(&k2, T0.plus_secs(3600), &[])
+            .await
+            .unwrap();
         let keys = s.list_signing_keys().await.unwrap();
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[0].kid, k1.kid);
@@ -333,13 +378,17 @@ async fn audit_events_are_listed_newest_first_and_by_org() {
             .org(o1.id)
             .details(serde_json::json!({"name": "x"}));
         let e3 = ctx.event(T0.plus_secs(2), "other").failed();
-        s.append_audit(&[e1.clone(), e2.clone(), e3.clone()]).await.unwrap();
+        s.append_audit(&[e1.clone(), e2.clone(), e3.clone()])
+            .await
+            .unwrap();
         assert_eq!(
             s.list_audit(Some(o1.id), Page::default()).await.unwrap(),
             vec![e2.clone(), e1]
         );
         assert_eq!(
-            s.list_audit(None, Page { start: 0, limit: 2 }).await.unwrap(),
+            s.list_audit(None, Page { start: 0, limit: 2 })
+                .await
+                .unwrap(),
             vec![e3, e2]
         );
     }

@@ -5,11 +5,12 @@ use axum::http::StatusCode;
 use axum::Json;
 use rekey_core::apps::{new_app, AppSettings};
 use rekey_core::error::CoreError;
-use rekey_core::model::{App, AppId, Membership, OrgId, Principal, Role, SecretId, SecretState, GRANT_CLIENT_CREDENTIALS};
+use rekey_core::model::{
+    App, AppId, Membership, OrgId, Principal, Role, SecretId, SecretState, GRANT_CLIENT_CREDENTIALS,
+};
 use rekey_core::store::SecretChanges;
 use rekey_proto::native::{
-    AppList, AppView, CreateAppRequest, CreatedApp, SecretList, SecretView,
-    UpdateAppRequest,
+    AppList, AppView, CreateAppRequest, CreatedApp, SecretList, SecretView, UpdateAppRequest,
 };
 use secrecy::ExposeSecret;
 
@@ -22,7 +23,8 @@ use crate::state::SharedState;
 /// Parses both path ids and loads the app, which must belong to the org (404 otherwise).
 async fn load_app(state: &SharedState, org: &str, app: &str) -> Result<(OrgId, App), ApiError> {
     let org_id = parse_org(org)?;
-    let app_id = AppId::parse(app).ok_or_else(|| ApiError::bad_request("The app id must be a UUID"))?;
+    let app_id =
+        AppId::parse(app).ok_or_else(|| ApiError::bad_request("The app id must be a UUID"))?;
     Ok((org_id, find_app(state, org_id, app_id).await?))
 }
 
@@ -46,20 +48,36 @@ pub async fn create_app(
     let settings = AppSettings {
         name: req.name,
         description: req.description.unwrap_or_default(),
-        grant_types: req.grant_types.unwrap_or_else(|| vec![GRANT_CLIENT_CREDENTIALS.into()]),
+        grant_types: req
+            .grant_types
+            .unwrap_or_else(|| vec![GRANT_CLIENT_CREDENTIALS.into()]),
         scopes: req.scopes.unwrap_or_default(),
-        access_token_ttl_secs: req.access_token_ttl_seconds.unwrap_or(c.default_access_token_ttl_seconds),
-        secret_lifetime_secs: req.secret_lifetime_seconds.unwrap_or(c.default_secret_lifetime_seconds),
-        rotation_grace_secs: req.rotation_grace_seconds.unwrap_or(c.default_rotation_grace_seconds),
+        access_token_ttl_secs: req
+            .access_token_ttl_seconds
+            .unwrap_or(c.default_access_token_ttl_seconds),
+        secret_lifetime_secs: req
+            .secret_lifetime_seconds
+            .unwrap_or(c.default_secret_lifetime_seconds),
+        rotation_grace_secs: req
+            .rotation_grace_seconds
+            .unwrap_or(c.default_rotation_grace_seconds),
         owner_only_secret_rotation: req.owner_only_secret_rotation.unwrap_or(false),
     };
     let sa_role: Option<Role> = req
         .service_account_role
         .as_deref()
-        .map(|r| r.parse().map_err(|_| ApiError::bad_request("serviceAccountRole must be org_owner, org_admin, developer or org_member")))
+        .map(|r| {
+            r.parse().map_err(|_| {
+                ApiError::bad_request(
+                    "serviceAccountRole must be org_owner, org_admin, developer or org_member",
+                )
+            })
+        })
         .transpose()?;
     if sa_role == Some(Role::OrgOwner) {
-        return Err(ApiError::bad_request("A service account cannot be org_owner"));
+        return Err(ApiError::bad_request(
+            "A service account cannot be org_owner",
+        ));
     }
     let now = state.now();
     let (app, secret, plain) = new_app(
@@ -137,7 +155,9 @@ pub async fn update_app(
     Path((org_id, app_id)): Path<(String, String)>,
     ApiJson(req): ApiJson<UpdateAppRequest>,
 ) -> Result<Json<AppView>, ApiError> {
-    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    caller
+        .require_app_manager(&state, parse_org(&org_id)?)
+        .await?;
     let (org_id, mut app) = load_app(&state, &org_id, &app_id).await?;
     let mut s = AppSettings {
         name: app.name.clone(),
@@ -149,14 +169,30 @@ pub async fn update_app(
         rotation_grace_secs: app.rotation_grace_secs,
         owner_only_secret_rotation: app.owner_only_secret_rotation,
     };
-    if let Some(v) = req.name { s.name = v; }
-    if let Some(v) = req.description { s.description = v; }
-    if let Some(v) = req.grant_types { s.grant_types = v; }
-    if let Some(v) = req.scopes { s.scopes = v; }
-    if let Some(v) = req.access_token_ttl_seconds { s.access_token_ttl_secs = v; }
-    if let Some(v) = req.secret_lifetime_seconds { s.secret_lifetime_secs = v; }
-    if let Some(v) = req.rotation_grace_seconds { s.rotation_grace_secs = v; }
-    if let Some(v) = req.owner_only_secret_rotation { s.owner_only_secret_rotation = v; }
+    if let Some(v) = req.name {
+        s.name = v;
+    }
+    if let Some(v) = req.description {
+        s.description = v;
+    }
+    if let Some(v) = req.grant_types {
+        s.grant_types = v;
+    }
+    if let Some(v) = req.scopes {
+        s.scopes = v;
+    }
+    if let Some(v) = req.access_token_ttl_seconds {
+        s.access_token_ttl_secs = v;
+    }
+    if let Some(v) = req.secret_lifetime_seconds {
+        s.secret_lifetime_secs = v;
+    }
+    if let Some(v) = req.rotation_grace_seconds {
+        s.rotation_grace_secs = v;
+    }
+    if let Some(v) = req.owner_only_secret_rotation {
+        s.owner_only_secret_rotation = v;
+    }
     s.validate()?;
     let now = state.now();
     app.name = s.name;
@@ -168,7 +204,11 @@ pub async fn update_app(
     app.rotation_grace_secs = s.rotation_grace_secs;
     app.owner_only_secret_rotation = s.owner_only_secret_rotation;
     app.updated_at = now;
-    let ev = caller.audit.event(now, "app.updated").org(org_id).app(app.id);
+    let ev = caller
+        .audit
+        .event(now, "app.updated")
+        .org(org_id)
+        .app(app.id);
     if !state.store.update_app(&app, &[ev]).await? {
         return Err(ApiError::not_found("No such app in this organization"));
     }
@@ -181,7 +221,9 @@ pub async fn delete_app(
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    caller
+        .require_app_manager(&state, parse_org(&org_id)?)
+        .await?;
     let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
     let ev = caller
         .audit
@@ -217,9 +259,12 @@ pub async fn revoke_secret(
     caller: Caller,
     Path((org_id, app_id, secret_id)): Path<(String, String, String)>,
 ) -> Result<Json<SecretView>, ApiError> {
-    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    caller
+        .require_app_manager(&state, parse_org(&org_id)?)
+        .await?;
     let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
-    let secret_id = SecretId::parse(&secret_id).ok_or_else(|| ApiError::bad_request("The secret id must be a UUID"))?;
+    let secret_id = SecretId::parse(&secret_id)
+        .ok_or_else(|| ApiError::bad_request("The secret id must be a UUID"))?;
     let reason = format!("revoked by {}", caller.audit.actor);
     let now = state.now();
     let audit = caller.audit.clone();
@@ -232,13 +277,20 @@ pub async fn revoke_secret(
                 .cloned()
                 .ok_or(CoreError::NotFound)?;
             if s.state == SecretState::Revoked {
-                return Ok(SecretChanges { update: vec![s], ..Default::default() });
+                return Ok(SecretChanges {
+                    update: vec![s],
+                    ..Default::default()
+                });
             }
             s.state = SecretState::Revoked;
             s.revoked_at = Some(now);
             s.revoked_reason = Some(reason.clone());
             Ok(SecretChanges {
-                audit: vec![audit.event(now, "secret.revoked").org(org_id).app(s.app_id).secret(s.id)],
+                audit: vec![audit
+                    .event(now, "secret.revoked")
+                    .org(org_id)
+                    .app(s.app_id)
+                    .secret(s.id)],
                 update: vec![s],
                 insert: vec![],
             })

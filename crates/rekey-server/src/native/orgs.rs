@@ -26,11 +26,16 @@ pub(super) fn page_from_query(q: Option<&str>) -> Result<Page, ApiError> {
         page_start: Option<u32>,
         page_limit: Option<u32>,
     }
-    let p: P = serde_urlencoded::from_str(q.unwrap_or(""))
-        .map_err(|_| ApiError::bad_request("Query parameters are pageStart and pageLimit, both non-negative integers"))?;
+    let p: P = serde_urlencoded::from_str(q.unwrap_or("")).map_err(|_| {
+        ApiError::bad_request(
+            "Query parameters are pageStart and pageLimit, both non-negative integers",
+        )
+    })?;
     let limit = p.page_limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("pageLimit must be between 1 and 1000"));
+        return Err(ApiError::bad_request(
+            "pageLimit must be between 1 and 1000",
+        ));
     }
     Ok(Page {
         start: p.page_start.unwrap_or(0),
@@ -46,7 +51,11 @@ pub async fn get_org(
 ) -> Result<Json<OrgView>, ApiError> {
     let org_id = parse_org(&org_id)?;
     caller.role_in(&state, org_id).await?;
-    let org = state.store.get_org(org_id).await?.ok_or_else(|| ApiError::not_found("No such organization"))?;
+    let org = state
+        .store
+        .get_org(org_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("No such organization"))?;
     Ok(Json(views::org(&org)))
 }
 
@@ -73,12 +82,13 @@ pub async fn add_member(
     let org_id = parse_org(&org_id)?;
     let my_role = caller.role_in(&state, org_id).await?;
     if !my_role.can_manage_members() {
-        return Err(ApiError::forbidden("Adding members needs the org_owner or org_admin role"));
+        return Err(ApiError::forbidden(
+            "Adding members needs the org_owner or org_admin role",
+        ));
     }
-    let role: Role = req
-        .role
-        .parse()
-        .map_err(|_| ApiError::bad_request("role must be org_owner, org_admin, developer or org_member"))?;
+    let role: Role = req.role.parse().map_err(|_| {
+        ApiError::bad_request("role must be org_owner, org_admin, developer or org_member")
+    })?;
     if role == Role::OrgOwner && my_role != Role::OrgOwner {
         return Err(ApiError::forbidden("Only an org_owner may grant org_owner"));
     }
@@ -156,7 +166,9 @@ pub async fn list_audit(
     let org_id = parse_org(&org_id)?;
     let page = page_from_query(q.as_deref())?;
     if !caller.role_in(&state, org_id).await?.can_manage_members() {
-        return Err(ApiError::forbidden("Reading the audit trail needs the org_owner or org_admin role"));
+        return Err(ApiError::forbidden(
+            "Reading the audit trail needs the org_owner or org_admin role",
+        ));
     }
     let events = state.store.list_audit(Some(org_id), page).await?;
     Ok(Json(AuditEventList {

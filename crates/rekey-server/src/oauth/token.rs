@@ -15,8 +15,7 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use rekey_core::auth::{grant_scopes, match_secret, ClientAuthError};
-use rekey_core::clock::Timestamp;
-use rekey_core::model::{Principal, Role};
+use rekey_core::model::Principal;
 use rekey_core::token::AccessClaims;
 use rekey_proto::oauth::{IdToken, TokenResponse};
 use uuid::Uuid;
@@ -112,9 +111,9 @@ pub(crate) fn parse_params(
         Some("application/json") if dialect == Dialect::Lwa => {
             let v: serde_json::Value = serde_json::from_slice(body)
                 .map_err(|_| OAuthError::invalid_request("The request body is not valid JSON"))?;
-            let obj = v
-                .as_object()
-                .ok_or_else(|| OAuthError::invalid_request("The request body must be a JSON object"))?;
+            let obj = v.as_object().ok_or_else(|| {
+                OAuthError::invalid_request("The request body must be a JSON object")
+            })?;
             for (k, v) in obj {
                 let v = v.as_str().ok_or_else(|| {
                     OAuthError::invalid_request(format!("The parameter {k} must be a string"))
@@ -160,9 +159,10 @@ fn client_credentials_from(
         }
     };
     let basic = match headers.get(header::AUTHORIZATION) {
-        Some(h) => Some(parse_basic(h).ok_or_else(|| {
-            OAuthError::invalid_client(StatusCode::UNAUTHORIZED, true)
-        })?),
+        Some(h) => Some(
+            parse_basic(h)
+                .ok_or_else(|| OAuthError::invalid_client(StatusCode::UNAUTHORIZED, true))?,
+        ),
         None => None,
     };
     match basic {
@@ -235,7 +235,11 @@ async fn issue_client_token(
     let params = parse_params(dialect, headers, &body)?;
     let creds = client_credentials_from(dialect, headers, &params)?;
     match params.get("grant_type").map(String::as_str) {
-        None => return Err(OAuthError::invalid_request("The grant_type parameter is missing")),
+        None => {
+            return Err(OAuthError::invalid_request(
+                "The grant_type parameter is missing",
+            ))
+        }
         Some("client_credentials") => {}
         Some(_) => {
             return Err(OAuthError::unsupported_grant_type(
@@ -273,15 +277,16 @@ async fn issue_client_token(
         return Err(failed());
     };
     let app = &client.app;
-    let scopes = grant_scopes(app, params.get("scope").map(String::as_str)).map_err(|e| match e {
-        ClientAuthError::GrantNotAllowed => {
-            OAuthError::unauthorized_client("The client may not use the client_credentials grant")
-        }
-        ClientAuthError::ScopeNotAllowed(s) => {
-            OAuthError::invalid_scope(format!("The scope {s} is not allowed for this client"))
-        }
-        ClientAuthError::BadCredentials => failed(),
-    })?;
+    let scopes =
+        grant_scopes(app, params.get("scope").map(String::as_str)).map_err(|e| match e {
+            ClientAuthError::GrantNotAllowed => OAuthError::unauthorized_client(
+                "The client may not use the client_credentials grant",
+            ),
+            ClientAuthError::ScopeNotAllowed(s) => {
+                OAuthError::invalid_scope(format!("The scope {s} is not allowed for this client"))
+            }
+            ClientAuthError::BadCredentials => failed(),
+        })?;
     let (context_name, perms) = if dialect == Dialect::Csp {
         if let Some(org) = params.get("orgId") {
             if *org != app.org_id.to_string() {
@@ -409,10 +414,21 @@ async fn exchange_api_token(
     else {
         return Err(invalid());
     };
-    let perms = vec![membership.role.perm()];
-    let scope = perms.join(" ");
     let ttl = state.config.user_token_ttl_seconds;
-    let claims = user_claims(state, &record.user_id.to_string(), &record.id.to_string(), record.org_id.to_string(), membership.role, now, ttl);
+    let claims = AccessClaims {
+        iss: state.issuer.clone(),
+        sub: record.user_id.to_string(),
+        client_id: None,
+        iat: now.as_secs(),
+        exp: now.as_secs() + ttl,
+        jti: Uuid::new_v4().to_string(),
+        scope: membership.role.perm(),
+        sid: None,
+        tid: Some(record.id.to_string()),
+        context_name: Some(record.org_id.to_string()),
+        perms: Some(vec![membership.role.perm()]),
+    };
+    let scope = claims.scope.clone();
     let access_token = state.keys().sign(&claims)?;
     Ok(Issued {
         body: TokenResponse {
@@ -424,30 +440,6 @@ async fn exchange_api_token(
             refresh_token: Some(token),
         },
     })
-}
-
-fn user_claims(
-    state: &AppState,
-    user_id: &str,
-    token_id: &str,
-    org_id: String,
-    role: Role,
-    now: Timestamp,
-    ttl: i64,
-) -> AccessClaims {
-    AccessClaims {
-        iss: state.issuer.clone(),
-        sub: user_id.to_string(),
-        client_id: None,
-        iat: now.as_secs(),
-        exp: now.as_secs() + ttl,
-        jti: Uuid::new_v4().to_string(),
-        scope: role.perm(),
-        sid: None,
-        tid: Some(token_id.to_string()),
-        context_name: Some(org_id),
-        perms: Some(vec![role.perm()]),
-    }
 }
 
 #[cfg(test)]
@@ -484,16 +476,23 @@ mod tests {
     #[test]
     fn json_bodies_are_accepted_on_the_lwa_path_only() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         let body = br#"{"grant_type":"client_credentials","client_id":"x"}"#;
-        assert_eq!(parse_params(Dialect::Lwa, &h, body).unwrap()["client_id"], "x");
+        assert_eq!(
+            parse_params(Dialect::Lwa, &h, body).unwrap()["client_id"],
+            "x"
+        );
         assert!(parse_params(Dialect::Generic, &h, body).is_err());
         assert!(parse_params(Dialect::Lwa, &h, br#"{"a":1}"#).is_err());
     }
 
     #[test]
     fn basic_credentials_are_form_decoded_with_the_raw_value_as_fallback() {
-        let v = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode("my%2Did:a%2Bb"))).unwrap();
+        let v =
+            HeaderValue::from_str(&format!("Basic {}", STANDARD.encode("my%2Did:a%2Bb"))).unwrap();
         let (id, secrets) = parse_basic(&v).unwrap();
         assert_eq!(id, "my-id");
         assert_eq!(secrets, vec!["a+b".to_string(), "a%2Bb".to_string()]);

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use rekey_core::clock::{Clock, ManualClock, SystemClock};
 use rekey_core::crypto::ServerKey;
-use rekey_core::model::{ApiToken, ApiTokenId, Membership, Org, OrgId, Principal, Role, User, UserId};
+use rekey_core::model::{
+    ApiToken, ApiTokenId, Membership, Org, OrgId, Principal, Role, User, UserId,
+};
 use rekey_core::secret::{generate_api_token, hint};
 use rekey_core::store::Store;
 use rekey_proto::native::CreatedApp;
@@ -80,8 +82,16 @@ pub async fn spawn_app_with_key(db: TestDb, config: Config, key: ServerKey) -> T
 }
 
 /// An org with an owner and the owner's API token.
-async fn seed_org(store: &dyn Store, key: &ServerKey, now: rekey_core::Timestamp) -> (OrgId, String) {
-    let org = Org { id: OrgId::new(), name: "test org".into(), created_at: now };
+async fn seed_org(
+    store: &dyn Store,
+    key: &ServerKey,
+    now: rekey_core::Timestamp,
+) -> (OrgId, String) {
+    let org = Org {
+        id: OrgId::new(),
+        name: "test org".into(),
+        created_at: now,
+    };
     store.create_org(&org, &[]).await.unwrap();
     let (_, token) = add_user(store, key, org.id, Role::OrgOwner, now).await;
     (org.id, token)
@@ -103,7 +113,15 @@ pub async fn add_user(
     };
     store.create_user(&user).await.unwrap();
     store
-        .put_membership(&Membership { org_id: org, principal: Principal::User(user.id), role, created_at: now }, &[])
+        .put_membership(
+            &Membership {
+                org_id: org,
+                principal: Principal::User(user.id),
+                role,
+                created_at: now,
+            },
+            &[],
+        )
         .await
         .unwrap();
     let plain = generate_api_token();
@@ -141,7 +159,10 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(res.status(), 200, "api token exchange");
-        res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+        res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     pub async fn owner_access_token(&self) -> String {
@@ -165,12 +186,23 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 201, "create app: {}", res.text().await.unwrap());
+        assert_eq!(
+            res.status(),
+            201,
+            "create app: {}",
+            res.text().await.unwrap()
+        );
         res.json().await.unwrap()
     }
 
     /// `POST path` with Basic credentials and a form body.
-    pub async fn token_basic(&self, path: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn token_basic(
+        &self,
+        path: &str,
+        id: &str,
+        secret: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
         self.http
             .post(self.url(path))
             .basic_auth(id, Some(secret))
@@ -181,10 +213,21 @@ impl TestApp {
     }
 
     /// `POST path` with credentials in the form body.
-    pub async fn token_post(&self, path: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn token_post(
+        &self,
+        path: &str,
+        id: &str,
+        secret: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut f: Vec<(&str, &str)> = vec![("client_id", id), ("client_secret", secret)];
         f.extend_from_slice(form);
-        self.http.post(self.url(path)).form(&f).send().await.unwrap()
+        self.http
+            .post(self.url(path))
+            .form(&f)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn flush_last_use(&self) {

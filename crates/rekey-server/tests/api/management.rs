@@ -12,7 +12,10 @@ async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
     let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], status);
-    assert!(body["type"].as_str().unwrap().starts_with("urn:rekey:problem:"));
+    assert!(body["type"]
+        .as_str()
+        .unwrap()
+        .starts_with("urn:rekey:problem:"));
     assert!(body["title"].is_string());
     assert_eq!(body["requestId"], request_id);
     body
@@ -29,47 +32,131 @@ async fn an_owner_creates_lists_reads_updates_and_deletes_apps() {
         let app = spawn_app_on(db, test_config()).await;
         let token = app.owner_access_token().await;
         let base = app.url(&format!("/api/v1/orgs/{}/apps", app.org_id));
-        let created = app.create_app(json!({ "name": "one", "clientId": "my-client-1", "description": "first" })).await;
+        let created = app
+            .create_app(json!({ "name": "one", "clientId": "my-client-1", "description": "first" }))
+            .await;
         assert_eq!(created.app.client_id, "my-client-1");
         assert_eq!(created.secret.state, "current");
         assert!(created.client_secret.starts_with("rks_"));
-        assert_eq!(created.secret.hint, created.client_secret[created.client_secret.len() - 4..]);
+        assert_eq!(
+            created.secret.hint,
+            created.client_secret[created.client_secret.len() - 4..]
+        );
         app.clock.advance(std::time::Duration::from_millis(1));
         app.create_app(json!({ "name": "two" })).await;
 
-        let list: Value = app.http.get(format!("{base}?pageStart=1&pageLimit=1")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let list: Value = app
+            .http
+            .get(format!("{base}?pageStart=1&pageLimit=1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(list["items"].as_array().unwrap().len(), 1);
         assert_eq!(list["items"][0]["name"], "two");
 
         let one = format!("{base}/{}", created.app.id);
-        let got: Value = app.http.get(&one).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let got: Value = app
+            .http
+            .get(&one)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(got["clientId"], "my-client-1");
         assert!(!got.to_string().contains(&created.client_secret));
 
-        let res = app.http.patch(&one).bearer_auth(&token).json(&json!({ "name": "renamed", "scopes": ["x"] })).send().await.unwrap();
+        let res = app
+            .http
+            .patch(&one)
+            .bearer_auth(&token)
+            .json(&json!({ "name": "renamed", "scopes": ["x"] }))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         let patched: Value = res.json().await.unwrap();
         assert_eq!(patched["name"], "renamed");
         assert_eq!(patched["scopes"], json!(["x"]));
         assert_eq!(patched["description"], "first");
 
-        let secrets: Value = app.http.get(format!("{one}/secrets")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let secrets: Value = app
+            .http
+            .get(format!("{one}/secrets"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(secrets["items"].as_array().unwrap().len(), 1);
         assert!(!secrets.to_string().contains(&created.client_secret));
 
         // The same client id again is a conflict.
-        let res = app.http.post(&base).bearer_auth(&token).json(&json!({ "name": "dup", "clientId": "my-client-1" })).send().await.unwrap();
+        let res = app
+            .http
+            .post(&base)
+            .bearer_auth(&token)
+            .json(&json!({ "name": "dup", "clientId": "my-client-1" }))
+            .send()
+            .await
+            .unwrap();
         assert_problem(res, 409).await;
 
-        assert_eq!(app.http.delete(&one).bearer_auth(&token).send().await.unwrap().status(), 204);
-        assert_problem(app.http.get(&one).bearer_auth(&token).send().await.unwrap(), 404).await;
-        let res = app.token_basic("/oauth2/token", "my-client-1", &created.client_secret, &crate::helpers::CC).await;
+        assert_eq!(
+            app.http
+                .delete(&one)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            204
+        );
+        assert_problem(
+            app.http.get(&one).bearer_auth(&token).send().await.unwrap(),
+            404,
+        )
+        .await;
+        let res = app
+            .token_basic(
+                "/oauth2/token",
+                "my-client-1",
+                &created.client_secret,
+                &crate::helpers::CC,
+            )
+            .await;
         assert_eq!(res.status(), 401);
 
-        let audit: Value = app.http.get(app.url(&format!("/api/v1/orgs/{}/audit-events", app.org_id))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-        let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        let audit: Value = app
+            .http
+            .get(app.url(&format!("/api/v1/orgs/{}/audit-events", app.org_id)))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let actions: Vec<&str> = audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
         assert_eq!(actions[0], "app.deleted");
-        assert!(actions.contains(&"app.created") && actions.contains(&"app.updated") && actions.contains(&"secret.created"));
+        assert!(
+            actions.contains(&"app.created")
+                && actions.contains(&"app.updated")
+                && actions.contains(&"secret.created")
+        );
         app.shutdown().await;
     }
 }
@@ -79,15 +166,43 @@ async fn roles_decide_who_may_read_and_who_may_change() {
     let app = spawn_app().await;
     let existing = app.create_app(json!({})).await;
     let base = app.url(&format!("/api/v1/orgs/{}/apps", app.org_id));
-    for (role, may_change) in [(Role::OrgOwner, true), (Role::OrgAdmin, true), (Role::Developer, true), (Role::OrgMember, false)] {
+    for (role, may_change) in [
+        (Role::OrgOwner, true),
+        (Role::OrgAdmin, true),
+        (Role::Developer, true),
+        (Role::OrgMember, false),
+    ] {
         let token = token_for_role(&app, role).await;
-        assert_eq!(app.http.get(&base).bearer_auth(&token).send().await.unwrap().status(), 200, "{role} reads");
-        let res = app.http.post(&base).bearer_auth(&token).json(&json!({ "name": "x" })).send().await.unwrap();
+        assert_eq!(
+            app.http
+                .get(&base)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{role} reads"
+        );
+        let res = app
+            .http
+            .post(&base)
+            .bearer_auth(&token)
+            .json(&json!({ "name": "x" }))
+            .send()
+            .await
+            .unwrap();
         if may_change {
             assert_eq!(res.status(), 201, "{role} creates");
         } else {
             assert_problem(res, 403).await;
-            let res = app.http.delete(format!("{base}/{}", existing.app.id)).bearer_auth(&token).send().await.unwrap();
+            let res = app
+                .http
+                .delete(format!("{base}/{}", existing.app.id))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
             assert_problem(res, 403).await;
         }
     }
@@ -98,11 +213,31 @@ async fn another_org_is_forbidden_and_an_app_of_another_org_is_not_found() {
     let app = spawn_app().await;
     let token = app.owner_access_token().await;
     // A second org with an app, in the same database.
-    let other_org = rekey_core::model::Org { id: rekey_core::model::OrgId::new(), name: "other".into(), created_at: app.state.now() };
+    let other_org = rekey_core::model::Org {
+        id: rekey_core::model::OrgId::new(),
+        name: "other".into(),
+        created_at: app.state.now(),
+    };
     app.store().create_org(&other_org, &[]).await.unwrap();
-    let res = app.http.get(app.url(&format!("/api/v1/orgs/{}/apps", other_org.id))).bearer_auth(&token).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.url(&format!("/api/v1/orgs/{}/apps", other_org.id)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_problem(res, 403).await;
-    let res = app.http.get(app.url(&format!("/api/v1/orgs/{}/apps/{}", app.org_id, uuid::Uuid::new_v4()))).bearer_auth(&token).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.url(&format!(
+            "/api/v1/orgs/{}/apps/{}",
+            app.org_id,
+            uuid::Uuid::new_v4()
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_problem(res, 404).await;
 }
 
@@ -112,22 +247,92 @@ async fn bad_input_gets_a_problem_never_a_500() {
     let token = app.owner_access_token().await;
     let base = app.url(&format!("/api/v1/orgs/{}/apps", app.org_id));
     let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
-        (app.http.get(app.url("/api/v1/orgs/not-a-uuid/apps")).bearer_auth(&token), 400),
-        (app.http.get(format!("{base}/not-a-uuid")).bearer_auth(&token), 400),
-        (app.http.get(format!("{base}?pageLimit=0")).bearer_auth(&token), 400),
-        (app.http.get(format!("{base}?pageLimit=abc")).bearer_auth(&token), 400),
-        (app.http.post(&base).bearer_auth(&token).body("{").header("content-type", "application/json"), 400),
-        (app.http.post(&base).bearer_auth(&token).json(&json!({ "name": 5 })), 400),
-        (app.http.post(&base).bearer_auth(&token).json(&json!({ "name": "x", "bogus": 1 })), 400),
-        (app.http.post(&base).bearer_auth(&token).json(&json!({})), 400),
-        (app.http.post(&base).bearer_auth(&token).json(&json!({ "name": "x", "clientId": "no spaces!" })), 400),
-        (app.http.post(&base).bearer_auth(&token).json(&json!({ "name": "x", "accessTokenTtlSeconds": -1 })), 400),
-        (app.http.post(&base).bearer_auth(&token).json(&json!({ "name": "x", "serviceAccountRole": "king" })), 400),
+        (
+            app.http
+                .get(app.url("/api/v1/orgs/not-a-uuid/apps"))
+                .bearer_auth(&token),
+            400,
+        ),
+        (
+            app.http
+                .get(format!("{base}/not-a-uuid"))
+                .bearer_auth(&token),
+            400,
+        ),
+        (
+            app.http
+                .get(format!("{base}?pageLimit=0"))
+                .bearer_auth(&token),
+            400,
+        ),
+        (
+            app.http
+                .get(format!("{base}?pageLimit=abc"))
+                .bearer_auth(&token),
+            400,
+        ),
+        (
+            app.http
+                .post(&base)
+                .bearer_auth(&token)
+                .body("{")
+                .header("content-type", "application/json"),
+            400,
+        ),
+        (
+            app.http
+                .post(&base)
+                .bearer_auth(&token)
+                .json(&json!({ "name": 5 })),
+            400,
+        ),
+        (
+            app.http
+                .post(&base)
+                .bearer_auth(&token)
+                .json(&json!({ "name": "x", "bogus": 1 })),
+            400,
+        ),
+        (
+            app.http.post(&base).bearer_auth(&token).json(&json!({})),
+            400,
+        ),
+        (
+            app.http
+                .post(&base)
+                .bearer_auth(&token)
+                .json(&json!({ "name": "x", "clientId": "no spaces!" })),
+            400,
+        ),
+        (
+            app.http
+                .post(&base)
+                .bearer_auth(&token)
+                .json(&json!({ "name": "x", "accessTokenTtlSeconds": -1 })),
+            400,
+        ),
+        (
+            app.http
+                .post(&base)
+                .bearer_auth(&token)
+                .json(&json!({ "name": "x", "serviceAccountRole": "king" })),
+            400,
+        ),
         (app.http.post(&base).bearer_auth(&token).body("name=x"), 415),
-        (app.http.post(&base).bearer_auth(&token).header("content-type", "application/json").body(format!("{{\"name\":\"{}\"}}", "x".repeat(70_000))), 413),
+        (
+            app.http
+                .post(&base)
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(format!("{{\"name\":\"{}\"}}", "x".repeat(70_000))),
+            413,
+        ),
         (app.http.get(&base), 401),
         (app.http.get(&base).bearer_auth("not.a.jwt"), 401),
-        (app.http.get(&base).header("authorization", "Basic abc"), 401),
+        (
+            app.http.get(&base).header("authorization", "Basic abc"),
+            401,
+        ),
         (app.http.get(app.url("/api/v1/nothing-here")), 404),
     ];
     for (req, status) in cases {
@@ -142,7 +347,16 @@ async fn an_expired_access_token_is_refused() {
     let token = app.owner_access_token().await;
     let base = app.url(&format!("/api/v1/orgs/{}/apps", app.org_id));
     app.clock.advance(std::time::Duration::from_secs(1800));
-    let body = assert_problem(app.http.get(&base).bearer_auth(&token).send().await.unwrap(), 401).await;
+    let body = assert_problem(
+        app.http
+            .get(&base)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
     assert!(body["detail"].as_str().unwrap().contains("expired"));
 }
 
@@ -151,16 +365,57 @@ async fn an_admin_adds_members_and_only_an_owner_grants_owner() {
     let app = spawn_app().await;
     let admin = token_for_role(&app, Role::OrgAdmin).await;
     let members = app.url(&format!("/api/v1/orgs/{}/members", app.org_id));
-    let res = app.http.post(&members).bearer_auth(&admin).json(&json!({ "email": "dev@example.com", "role": "developer" })).send().await.unwrap();
+    let res = app
+        .http
+        .post(&members)
+        .bearer_auth(&admin)
+        .json(&json!({ "email": "dev@example.com", "role": "developer" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
     let added: Value = res.json().await.unwrap();
-    let dev_token = app.user_access_token(added["apiToken"].as_str().unwrap()).await;
-    assert_eq!(app.http.get(app.url(&format!("/api/v1/orgs/{}", app.org_id))).bearer_auth(&dev_token).send().await.unwrap().status(), 200);
+    let dev_token = app
+        .user_access_token(added["apiToken"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        app.http
+            .get(app.url(&format!("/api/v1/orgs/{}", app.org_id)))
+            .bearer_auth(&dev_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
-    let res = app.http.post(&members).bearer_auth(&admin).json(&json!({ "email": "boss@example.com", "role": "org_owner" })).send().await.unwrap();
+    let res = app
+        .http
+        .post(&members)
+        .bearer_auth(&admin)
+        .json(&json!({ "email": "boss@example.com", "role": "org_owner" }))
+        .send()
+        .await
+        .unwrap();
     assert_problem(res, 403).await;
-    let res = app.http.post(&members).bearer_auth(&dev_token).json(&json!({ "email": "x@example.com", "role": "org_member" })).send().await.unwrap();
+    let res = app
+        .http
+        .post(&members)
+        .bearer_auth(&dev_token)
+        .json(&json!({ "email": "x@example.com", "role": "org_member" }))
+        .send()
+        .await
+        .unwrap();
     assert_problem(res, 403).await;
-    let list: Value = app.http.get(&members).bearer_auth(&dev_token).send().await.unwrap().json().await.unwrap();
+    let list: Value = app
+        .http
+        .get(&members)
+        .bearer_auth(&dev_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 3);
 }

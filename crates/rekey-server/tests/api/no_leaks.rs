@@ -29,7 +29,9 @@ impl<'a> MakeWriter<'a> for Captured {
 }
 
 fn file_contains(path: &std::path::Path, needle: &[u8]) -> bool {
-    std::fs::read(path).map(|b| b.windows(needle.len()).any(|w| w == needle)).unwrap_or(false)
+    std::fs::read(path)
+        .map(|b| b.windows(needle.len()).any(|w| w == needle))
+        .unwrap_or(false)
 }
 
 #[tokio::test]
@@ -51,8 +53,15 @@ async fn a_full_flow_leaves_no_secret_in_logs_responses_audit_or_database() {
         for res in [
             app.token_basic(path, &id, &secret, &CC).await,
             app.token_post(path, &id, &secret, &CC).await,
-            app.token_post(path, &id, &secret, &[("grant_type", "password")]).await,
-            app.token_post(path, &id, &secret, &[("grant_type", "client_credentials"), ("scope", "nope")]).await,
+            app.token_post(path, &id, &secret, &[("grant_type", "password")])
+                .await,
+            app.token_post(
+                path,
+                &id,
+                &secret,
+                &[("grant_type", "client_credentials"), ("scope", "nope")],
+            )
+            .await,
             app.token_post(path, &id, &format!("{secret}x"), &CC).await,
         ] {
             bodies.push_str(&res.text().await.unwrap());
@@ -61,10 +70,23 @@ async fn a_full_flow_leaves_no_secret_in_logs_responses_audit_or_database() {
     let owner = app.owner_access_token().await;
     for url in [
         format!("/api/v1/orgs/{}/apps/{}", app.org_id, created.app.id),
-        format!("/api/v1/orgs/{}/apps/{}/secrets", app.org_id, created.app.id),
+        format!(
+            "/api/v1/orgs/{}/apps/{}/secrets",
+            app.org_id, created.app.id
+        ),
         format!("/api/v1/orgs/{}/apps", app.org_id),
     ] {
-        bodies.push_str(&app.http.get(app.url(&url)).bearer_auth(&owner).send().await.unwrap().text().await.unwrap());
+        bodies.push_str(
+            &app.http
+                .get(app.url(&url))
+                .bearer_auth(&owner)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
     }
     let audit: Value = app
         .http
@@ -82,15 +104,28 @@ async fn a_full_flow_leaves_no_secret_in_logs_responses_audit_or_database() {
     let db = app.shutdown().await;
 
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("client authentication failed"), "logs were captured");
+    assert!(
+        logs.contains("client authentication failed"),
+        "logs were captured"
+    );
     for needle in [&secret, &owner_api_token] {
         assert!(!logs.contains(needle.as_str()), "a secret is in the logs");
-        assert!(!bodies.contains(needle.as_str()), "a secret is in a response body");
-        assert!(!audit.to_string().contains(needle.as_str()), "a secret is in the audit trail");
+        assert!(
+            !bodies.contains(needle.as_str()),
+            "a secret is in a response body"
+        );
+        assert!(
+            !audit.to_string().contains(needle.as_str()),
+            "a secret is in the audit trail"
+        );
         let db_path = db.sqlite_path.clone().unwrap();
         for suffix in ["", "-wal", "-shm"] {
             let p = std::path::PathBuf::from(format!("{}{suffix}", db_path.display()));
-            assert!(!file_contains(&p, needle.as_bytes()), "a secret is in {}", p.display());
+            assert!(
+                !file_contains(&p, needle.as_bytes()),
+                "a secret is in {}",
+                p.display()
+            );
         }
     }
     // The search itself works: the client id is in the database file or its WAL.
