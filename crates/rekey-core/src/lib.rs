@@ -19,6 +19,7 @@ pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod model;
+pub mod notify;
 pub mod rotation;
 pub mod secret;
 pub mod store;

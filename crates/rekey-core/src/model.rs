@@ -69,6 +69,18 @@ id_type!(
     /// One audit event.
     AuditId
 );
+id_type!(
+    /// One notification destination of an app.
+    DestinationId
+);
+id_type!(
+    /// One outbox row (the delivery of one notification).
+    DeliveryId
+);
+id_type!(
+    /// The `notificationId` consumers deduplicate on.
+    NotificationId
+);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Org {

@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use crate::clock::Timestamp;
 use crate::crypto::SecretHash;
 use crate::error::CoreResult;
+use crate::notify::{Delivery, DeliveryState, Destination, NotificationType};
 use crate::model::{
     ApiToken, ApiTokenId, App, AppId, AuditEvent, Membership, Org, OrgId, Principal, Secret,
-    SecretId, StoredSigningKey, User, UserId,
+    SecretId, StoredSigningKey, User, UserId, DeliveryId, DestinationId,
 };
 
 /// A page request: skip `start`, return at most `limit`.
@@ -39,6 +40,8 @@ pub struct SecretChanges {
     pub insert: Vec<Secret>,
     pub update: Vec<Secret>,
     pub audit: Vec<AuditEvent>,
+    /// Notifications caused by the change, written to the outbox in the same transaction.
+    pub deliveries: Vec<Delivery>,
 }
 
 /// Plans a change from an app and its current secrets (all states). Pure: no I/O.
@@ -123,4 +126,62 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, events: &[AuditEvent]) -> CoreResult<()>;
     /// Newest first.
     async fn list_audit(&self, org: Option<OrgId>, page: Page) -> CoreResult<Vec<AuditEvent>>;
+
+    // Destinations (notification preferences).
+    /// Sets the app's destination for its notification type (replacing any).
+    async fn put_destination(&self, d: &Destination, audit: &[AuditEvent]) -> CoreResult<()>;
+    async fn get_destination(
+        &self,
+        app: AppId,
+        notification_type: NotificationType,
+    ) -> CoreResult<Option<Destination>>;
+    async fn get_destination_by_id(&self, id: DestinationId) -> CoreResult<Option<Destination>>;
+    async fn list_destinations(&self, app: AppId) -> CoreResult<Vec<Destination>>;
+    /// False if there was none.
+    async fn delete_destination(
+        &self,
+        app: AppId,
+        notification_type: NotificationType,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool>;
+
+    // The outbox.
+    /// Adds deliveries not caused by a secret change (expiry warnings, test notifications).
+    /// A delivery whose `dedupe_key` exists already is skipped. Returns how many were added.
+    async fn enqueue_deliveries(&self, d: &[Delivery], audit: &[AuditEvent]) -> CoreResult<usize>;
+    /// Leases up to `limit` due pending deliveries to `owner` until `lease_until`.
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> CoreResult<Vec<Delivery>>;
+    /// Marks a delivery delivered and wipes its payload.
+    async fn complete_delivery(&self, id: DeliveryId, now: Timestamp, audit: &[AuditEvent]) -> CoreResult<()>;
+    /// Records a failed attempt: retry at `retry_at`, or dead when `None`.
+    async fn fail_delivery(
+        &self,
+        id: DeliveryId,
+        error: &str,
+        retry_at: Option<Timestamp>,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()>;
+    async fn get_delivery(&self, id: DeliveryId) -> CoreResult<Option<Delivery>>;
+    /// Newest first, optionally one app's and one state's.
+    async fn list_deliveries(
+        &self,
+        org: OrgId,
+        app: Option<AppId>,
+        state: Option<DeliveryState>,
+        page: Page,
+    ) -> CoreResult<Vec<Delivery>>;
+    /// Puts a dead delivery back to pending with a fresh retry budget. False if not dead.
+    async fn retry_delivery(&self, id: DeliveryId, now: Timestamp, audit: &[AuditEvent]) -> CoreResult<bool>;
+
+    // Shared limits and sweeps.
+    /// Takes one token from the bucket `key` (rate per second, burst), shared by all nodes.
+    async fn take_rate_token(&self, key: &str, rate_per_sec: f64, burst: f64, now: Timestamp) -> CoreResult<bool>;
+    /// Current and previous secrets whose `expires_at` is before `before`.
+    async fn secrets_expiring_before(&self, before: Timestamp, limit: u32) -> CoreResult<Vec<Secret>>;
 }

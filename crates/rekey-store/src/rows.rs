@@ -3,9 +3,11 @@
 use rekey_core::clock::Timestamp;
 use rekey_core::crypto::SecretHash;
 use rekey_core::error::CoreError;
+use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
 use rekey_core::model::{
     ApiToken, ApiTokenId, App, AppId, AuditEvent, AuditId, Membership, Org, OrgId, Outcome,
-    Principal, Secret, SecretId, SecretState, StoredSigningKey, User, UserId,
+    Principal, Secret, SecretId, SecretState, StoredSigningKey, User, UserId, DeliveryId,
+    DestinationId, NotificationId,
 };
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -190,5 +192,47 @@ pub(crate) fn audit_event(row: &AnyRow) -> Result<AuditEvent, CoreError> {
             _ => Outcome::Failure,
         },
         details: serde_json::from_str(&string(row, "details")?).map_err(|_| corrupt("details"))?,
+    })
+}
+
+pub(crate) const DESTINATION_COLUMNS: &str =
+    "id, app_id, notification_type, target, sealed_signing_key, created_at, updated_at";
+
+pub(crate) fn destination(row: &AnyRow) -> Result<Destination, CoreError> {
+    Ok(Destination {
+        id: DestinationId(uuid(row, "id")?),
+        app_id: AppId(uuid(row, "app_id")?),
+        notification_type: NotificationType::parse(&string(row, "notification_type")?)
+            .ok_or_else(|| corrupt("notification_type"))?,
+        target: serde_json::from_str(&string(row, "target")?).map_err(|_| corrupt("target"))?,
+        sealed_signing_key: row.try_get("sealed_signing_key").map_err(db_err)?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+pub(crate) const DELIVERY_COLUMNS: &str = "id, notification_id, app_id, org_id, \
+    notification_type, destination_id, sealed_payload, state, attempts, next_attempt_at, \
+    lease_owner, lease_until, last_error, dedupe_key, created_at, delivered_at";
+
+pub(crate) fn delivery(row: &AnyRow) -> Result<Delivery, CoreError> {
+    Ok(Delivery {
+        id: DeliveryId(uuid(row, "id")?),
+        notification_id: NotificationId(uuid(row, "notification_id")?),
+        app_id: AppId(uuid(row, "app_id")?),
+        org_id: OrgId(uuid(row, "org_id")?),
+        notification_type: NotificationType::parse(&string(row, "notification_type")?)
+            .ok_or_else(|| corrupt("notification_type"))?,
+        destination_id: DestinationId(uuid(row, "destination_id")?),
+        sealed_payload: row.try_get("sealed_payload").map_err(db_err)?,
+        state: DeliveryState::parse(&string(row, "state")?).ok_or_else(|| corrupt("state"))?,
+        attempts: u32::try_from(int(row, "attempts")?).unwrap_or(u32::MAX),
+        next_attempt_at: ts(row, "next_attempt_at")?,
+        lease_owner: row.try_get("lease_owner").map_err(db_err)?,
+        lease_until: opt_ts(row, "lease_until")?,
+        last_error: row.try_get("last_error").map_err(db_err)?,
+        dedupe_key: row.try_get("dedupe_key").map_err(db_err)?,
+        created_at: ts(row, "created_at")?,
+        delivered_at: opt_ts(row, "delivered_at")?,
     })
 }

@@ -11,12 +11,16 @@ use rekey_core::model::{
     ApiToken, ApiTokenId, App, AppId, AuditEvent, Membership, Org, OrgId, Outcome, Principal,
     Secret, SecretId, StoredSigningKey, User, UserId,
 };
+use rekey_core::model::{DeliveryId, DestinationId};
+use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
 use rekey_core::store::{ClientRecord, Page, SecretChanges, SecretPlan, Store};
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool};
 
-use crate::rows::{self, db_err, to_json_list, APP_COLUMNS, SECRET_COLUMNS};
+use crate::rows::{
+    self, db_err, to_json_list, APP_COLUMNS, DELIVERY_COLUMNS, DESTINATION_COLUMNS, SECRET_COLUMNS,
+};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -162,6 +166,38 @@ async fn insert_secret(conn: &mut AnyConnection, s: &Secret) -> CoreResult<()> {
     .await
     .map_err(db_err)?;
     Ok(())
+}
+
+/// Inserts a delivery; false when its dedupe key exists already.
+async fn insert_delivery(conn: &mut AnyConnection, d: &Delivery) -> CoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO deliveries (id, notification_id, app_id, org_id, notification_type, \
+         destination_id, sealed_payload, state, attempts, next_attempt_at, lease_owner, \
+         lease_until, last_error, dedupe_key, created_at, delivered_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(d.id.to_string())
+    .bind(d.notification_id.to_string())
+    .bind(d.app_id.to_string())
+    .bind(d.org_id.to_string())
+    .bind(d.notification_type.as_str())
+    .bind(d.destination_id.to_string())
+    .bind(d.sealed_payload.clone())
+    .bind(d.state.as_str())
+    .bind(i64::from(d.attempts))
+    .bind(ms(d.next_attempt_at))
+    .bind(d.lease_owner.clone())
+    .bind(opt_ms(d.lease_until))
+    .bind(d.last_error.clone())
+    .bind(d.dedupe_key.clone())
+    .bind(ms(d.created_at))
+    .bind(opt_ms(d.delivered_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    Ok(done == 1)
 }
 
 async fn put_membership_on(conn: &mut AnyConnection, m: &Membership) -> CoreResult<()> {
@@ -589,6 +625,9 @@ impl Store for SqlStore {
         for s in &changes.insert {
             insert_secret(&mut tx, s).await?;
         }
+        for d in &changes.deliveries {
+            insert_delivery(&mut tx, d).await?;
+        }
         insert_audit(&mut tx, &changes.audit).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(changes)
@@ -676,6 +715,290 @@ impl Store for SqlStore {
         .map_err(db_err)?
         .iter()
         .map(rows::audit_event)
+        .collect()
+    }
+
+    async fn put_destination(&self, d: &Destination, audit: &[AuditEvent]) -> CoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO destinations (id, app_id, notification_type, target, sealed_signing_key, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (app_id, notification_type) DO UPDATE SET id = excluded.id, \
+             target = excluded.target, sealed_signing_key = excluded.sealed_signing_key, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(d.id.to_string())
+        .bind(d.app_id.to_string())
+        .bind(d.notification_type.as_str())
+        .bind(serde_json::to_string(&d.target).map_err(|e| CoreError::Invalid(e.to_string()))?)
+        .bind(d.sealed_signing_key.clone())
+        .bind(ms(d.created_at))
+        .bind(ms(d.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_destination(
+        &self,
+        app: AppId,
+        notification_type: NotificationType,
+    ) -> CoreResult<Option<Destination>> {
+        sqlx::query(&format!(
+            "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE app_id = $1 AND notification_type = $2"
+        ))
+        .bind(app.to_string())
+        .bind(notification_type.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::destination(&r))
+        .transpose()
+    }
+
+    async fn get_destination_by_id(&self, id: DestinationId) -> CoreResult<Option<Destination>> {
+        sqlx::query(&format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::destination(&r))
+            .transpose()
+    }
+
+    async fn list_destinations(&self, app: AppId) -> CoreResult<Vec<Destination>> {
+        sqlx::query(&format!(
+            "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE app_id = $1 ORDER BY notification_type"
+        ))
+        .bind(app.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::destination)
+        .collect()
+    }
+
+    async fn delete_destination(
+        &self,
+        app: AppId,
+        notification_type: NotificationType,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = sqlx::query("DELETE FROM destinations WHERE app_id = $1 AND notification_type = $2")
+            .bind(app.to_string())
+            .bind(notification_type.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+            == 1;
+        if done {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
+    }
+
+    async fn enqueue_deliveries(&self, d: &[Delivery], audit: &[AuditEvent]) -> CoreResult<usize> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut added = 0;
+        for item in d {
+            if insert_delivery(&mut tx, item).await? {
+                added += 1;
+            }
+        }
+        if added > 0 {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(added)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> CoreResult<Vec<Delivery>> {
+        // The conditions are repeated outside the subquery: on PostgreSQL a row another
+        // dispatcher leased meanwhile is re-checked after its lock is released and skipped.
+        sqlx::query(&format!(
+            "UPDATE deliveries SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' \
+                 AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until <= $3) \
+                 ORDER BY next_attempt_at LIMIT $4) \
+             AND state = 'pending' AND (lease_until IS NULL OR lease_until <= $3) \
+             RETURNING {DELIVERY_COLUMNS}"
+        ))
+        .bind(owner.to_string())
+        .bind(ms(lease_until))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::delivery)
+        .collect()
+    }
+
+    async fn complete_delivery(&self, id: DeliveryId, now: Timestamp, audit: &[AuditEvent]) -> CoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = 'delivered', sealed_payload = NULL, delivered_at = $1, \
+             lease_owner = NULL, lease_until = NULL, last_error = NULL \
+             WHERE id = $2 AND state <> 'delivered'",
+        )
+        .bind(ms(now))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if done == 1 {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn fail_delivery(
+        &self,
+        id: DeliveryId,
+        error: &str,
+        retry_at: Option<Timestamp>,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let (state, next) = match retry_at {
+            Some(t) => ("pending", Some(ms(t))),
+            None => ("dead", None),
+        };
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
+             last_error = $3, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $4 AND state = 'pending'",
+        )
+        .bind(state)
+        .bind(next)
+        .bind(error.chars().take(1000).collect::<String>())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if done == 1 {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_delivery(&self, id: DeliveryId) -> CoreResult<Option<Delivery>> {
+        sqlx::query(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::delivery(&r))
+            .transpose()
+    }
+
+    async fn list_deliveries(
+        &self,
+        org: OrgId,
+        app: Option<AppId>,
+        state: Option<DeliveryState>,
+        page: Page,
+    ) -> CoreResult<Vec<Delivery>> {
+        sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE org_id = $1 \
+             AND ($2 = '' OR app_id = $2) AND ($3 = '' OR state = $3) \
+             ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
+        ))
+        .bind(org.to_string())
+        .bind(app.map(|a| a.to_string()).unwrap_or_default())
+        .bind(state.map(|s| s.as_str().to_string()).unwrap_or_default())
+        .bind(i64::from(page.limit))
+        .bind(i64::from(page.start))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::delivery)
+        .collect()
+    }
+
+    async fn retry_delivery(&self, id: DeliveryId, now: Timestamp, audit: &[AuditEvent]) -> CoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1, \
+             lease_owner = NULL, lease_until = NULL WHERE id = $2 AND state = 'dead'",
+        )
+        .bind(ms(now))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+            == 1;
+        if done {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
+    }
+
+    async fn take_rate_token(&self, key: &str, rate_per_sec: f64, burst: f64, now: Timestamp) -> CoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO rate_limits (bucket, tokens, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (bucket) DO NOTHING",
+        )
+        .bind(key.to_string())
+        .bind(burst)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        // Refill for the time passed (never for time going backwards), cap at the burst,
+        // and take one token only if one is there: a single atomic statement.
+        let refilled = "(CASE WHEN tokens + (CASE WHEN $2 > updated_at THEN $2 - updated_at ELSE 0 END) * $3 > $4 \
+             THEN $4 ELSE tokens + (CASE WHEN $2 > updated_at THEN $2 - updated_at ELSE 0 END) * $3 END)";
+        let taken = sqlx::query(&format!(
+            "UPDATE rate_limits SET tokens = {refilled} - 1, \
+             updated_at = CASE WHEN $2 > updated_at THEN $2 ELSE updated_at END \
+             WHERE bucket = $1 AND {refilled} >= 1"
+        ))
+        .bind(key.to_string())
+        .bind(ms(now))
+        .bind(rate_per_sec / 1000.0)
+        .bind(burst)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+            == 1;
+        tx.commit().await.map_err(db_err)?;
+        Ok(taken)
+    }
+
+    async fn secrets_expiring_before(&self, before: Timestamp, limit: u32) -> CoreResult<Vec<Secret>> {
+        sqlx::query(&format!(
+            "SELECT {SECRET_COLUMNS} FROM secrets WHERE secrets.state IN ('current', 'previous') \
+             AND secrets.expires_at IS NOT NULL AND secrets.expires_at < $1 \
+             ORDER BY secrets.expires_at LIMIT $2"
+        ))
+        .bind(ms(before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::secret)
         .collect()
     }
 }

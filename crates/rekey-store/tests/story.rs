@@ -210,6 +210,7 @@ async fn the_database_refuses_a_second_current_secret_and_applies_nothing() {
                     insert: vec![second.clone()],
                     update: vec![],
                     audit: vec![ev.clone()],
+                    deliveries: vec![],
                 })
             })
             .await;
@@ -251,6 +252,7 @@ async fn concurrent_secret_changes_on_one_app_are_serialized() {
                         insert: vec![secret(app_id, SecretState::Current, n)],
                         update: vec![old],
                         audit: vec![],
+                        deliveries: vec![],
                     })
                 })
                 .await

@@ -292,7 +292,7 @@ pub async fn revoke_secret(
                     .app(s.app_id)
                     .secret(s.id)],
                 update: vec![s],
-                insert: vec![],
+                ..Default::default()
             })
         })
         .await

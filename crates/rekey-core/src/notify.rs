@@ -1,0 +1,352 @@
+//! Notifications: the SP-API envelope and payloads, destinations (the "Notification
+//! Preferences"), and deliveries (rows of the transactional outbox).
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::clock::Timestamp;
+use crate::crypto::Sealer;
+use crate::error::CoreError;
+use crate::model::{AppId, DeliveryId, DestinationId, NotificationId, OrgId};
+
+/// The two notification types Rekey sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NotificationType {
+    #[serde(rename = "APPLICATION_OAUTH_CLIENT_NEW_SECRET")]
+    NewSecret,
+    #[serde(rename = "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY")]
+    SecretExpiry,
+}
+
+impl NotificationType {
+    pub const ALL: [NotificationType; 2] = [NotificationType::NewSecret, NotificationType::SecretExpiry];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationType::NewSecret => "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+            NotificationType::SecretExpiry => "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Where notifications of one type go. Holds no secret (a webhook's signing key is sealed
+/// beside it in [`Destination::sealed_signing_key`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    /// An AWS SQS queue (or any SQS-compatible server through `endpoint_url`). Credentials
+    /// come from the standard AWS chain of the node that delivers.
+    Sqs {
+        queue_url: String,
+        region: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint_url: Option<String>,
+    },
+    /// An HTTPS endpoint, signed with Standard Webhooks headers.
+    Webhook { url: String },
+    /// A local spool directory; each notification is a 0600 file `<notificationId>.json`.
+    File { directory: String },
+}
+
+impl Target {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Sqs { .. } => "sqs",
+            Target::Webhook { .. } => "webhook",
+            Target::File { .. } => "file",
+        }
+    }
+
+    /// Checks the settings' shape (not reachability).
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let bad = |m: &str| Err(CoreError::Invalid(m.to_string()));
+        match self {
+            Target::Sqs { queue_url, region, endpoint_url } => {
+                if !(queue_url.starts_with("https://") || queue_url.starts_with("http://")) || queue_url.len() > 2048 {
+                    return bad("queueUrl must be an http(s) URL");
+                }
+                if region.is_empty() || region.len() > 64 || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                    return bad("region must be an AWS region name such as us-east-1");
+                }
+                if endpoint_url.as_ref().is_some_and(|e| !(e.starts_with("https://") || e.starts_with("http://"))) {
+                    return bad("endpointUrl must be an http(s) URL");
+                }
+            }
+            Target::Webhook { url } => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
+                    return bad("url must be an http(s) URL");
+                }
+            }
+            Target::File { directory } => {
+                if directory.is_empty() || !directory.starts_with('/') {
+                    return bad("directory must be an absolute path");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One notification preference of an app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub id: DestinationId,
+    pub app_id: AppId,
+    pub notification_type: NotificationType,
+    pub target: Target,
+    pub sealed_signing_key: Option<Vec<u8>>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Sealing context of a webhook signing key.
+pub fn signing_key_context(id: DestinationId) -> Vec<u8> {
+    format!("webhook-signing-key/{id}").into_bytes()
+}
+
+/// Sealing context of a delivery payload: a payload copied to another row does not open.
+pub fn payload_context(id: DeliveryId) -> Vec<u8> {
+    format!("delivery/{id}").into_bytes()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [DeliveryState::Pending, DeliveryState::Delivered, DeliveryState::Dead]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+/// A row of the outbox: one notification on its way to one destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub notification_id: NotificationId,
+    pub app_id: AppId,
+    pub org_id: OrgId,
+    pub notification_type: NotificationType,
+    pub destination_id: DestinationId,
+    /// The envelope JSON, sealed; `None` once delivered.
+    pub sealed_payload: Option<Vec<u8>>,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Timestamp>,
+    pub last_error: Option<String>,
+    /// Makes a notification unique (e.g. one expiry warning per secret and threshold).
+    pub dedupe_key: Option<String>,
+    pub created_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+}
+
+impl Delivery {
+    /// A pending delivery of `envelope` (see [`envelope`]), sealed with `sealer`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sealer: &Sealer,
+        notification_id: NotificationId,
+        app_id: AppId,
+        org_id: OrgId,
+        notification_type: NotificationType,
+        destination_id: DestinationId,
+        envelope: &serde_json::Value,
+        dedupe_key: Option<String>,
+        now: Timestamp,
+    ) -> Self {
+        let id = DeliveryId::new();
+        let body = serde_json::to_vec(envelope).expect("a JSON value serializes");
+        Self {
+            sealed_payload: Some(sealer.seal(&body, &payload_context(id))),
+            id,
+            notification_id,
+            app_id,
+            org_id,
+            notification_type,
+            destination_id,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            lease_owner: None,
+            lease_until: None,
+            last_error: None,
+            dedupe_key,
+            created_at: now,
+            delivered_at: None,
+        }
+    }
+}
+
+/// The SP-API notification envelope (camelCase, times ISO 8601 UTC).
+pub fn envelope(
+    notification_type: NotificationType,
+    notification_id: NotificationId,
+    application_id: &str,
+    subscription_id: DestinationId,
+    payload: serde_json::Value,
+    now: Timestamp,
+) -> serde_json::Value {
+    json!({
+        "notificationVersion": "1.0",
+        "notificationType": notification_type.as_str(),
+        "payloadVersion": "2023-11-30",
+        "eventTime": now.to_rfc3339(),
+        "payload": payload,
+        "notificationMetadata": {
+            "applicationId": application_id,
+            "subscriptionId": subscription_id.to_string(),
+            "publishTime": now.to_rfc3339(),
+            "notificationId": notification_id.to_string(),
+        },
+    })
+}
+
+/// `APPLICATION_OAUTH_CLIENT_NEW_SECRET` payload. Holds the new secret: only ever sealed.
+pub fn new_secret_payload(
+    client_id: &str,
+    new_secret: &str,
+    new_expires_at: Option<Timestamp>,
+    old_expires_at: Option<Timestamp>,
+) -> serde_json::Value {
+    json!({
+        "applicationOAuthClientNewSecret": {
+            "clientId": client_id,
+            "newClientSecret": new_secret,
+            "newClientSecretExpiryTime": new_expires_at.map(Timestamp::to_rfc3339),
+            "oldClientSecretExpiryTime": old_expires_at.map(Timestamp::to_rfc3339),
+        }
+    })
+}
+
+/// `APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY` payload.
+pub fn secret_expiry_payload(client_id: &str, expires_at: Timestamp) -> serde_json::Value {
+    json!({
+        "applicationOAuthClientSecretExpiry": {
+            "clientId": client_id,
+            "clientSecretExpiryTime": expires_at.to_rfc3339(),
+            "clientSecretExpiryReason": "PERIODIC_ROTATION",
+        }
+    })
+}
+
+/// Days before expiry at which the current secret's owner is warned.
+pub const EXPIRY_WARNING_DAYS: [i64; 6] = [90, 60, 30, 15, 7, 1];
+
+/// The most urgent warning threshold (in days) that `expires_at` has crossed at `now`, if
+/// any. One warning per threshold is sent; thresholds skipped while Rekey was not running
+/// are not sent late.
+pub fn expiry_warning_due(expires_at: Timestamp, now: Timestamp) -> Option<i64> {
+    if now >= expires_at {
+        return None;
+    }
+    let left_ms = expires_at.as_millis() - now.as_millis();
+    EXPIRY_WARNING_DAYS
+        .iter()
+        .rev()
+        .copied()
+        .find(|d| left_ms <= d * 86_400_000)
+}
+
+/// Backoff before retry `attempt` (1-based): `base * 2^(attempt-1)`, capped, with "full
+/// jitter" drawn from `jitter` in [0, 1) so that retries from many rows spread out.
+pub fn backoff_ms(attempt: u32, base_ms: i64, cap_ms: i64, jitter: f64) -> i64 {
+    let exp = base_ms.saturating_mul(1i64 << attempt.saturating_sub(1).min(30));
+    let ceiling = exp.min(cap_ms).max(1);
+    // Half fixed, half random: never retries immediately, never all at once.
+    ceiling / 2 + ((ceiling / 2) as f64 * jitter.clamp(0.0, 1.0)) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+    #[test]
+    fn the_envelope_has_the_sp_api_fields() {
+        let nid = NotificationId::new();
+        let did = DestinationId::new();
+        let e = envelope(
+            NotificationType::NewSecret,
+            nid,
+            "rkc_app",
+            did,
+            new_secret_payload("rkc_app", "rks_x", Some(T0), None),
+            T0,
+        );
+        assert_eq!(e["notificationVersion"], "1.0");
+        assert_eq!(e["notificationType"], "APPLICATION_OAUTH_CLIENT_NEW_SECRET");
+        assert_eq!(e["payloadVersion"], "2023-11-30");
+        assert_eq!(e["eventTime"], T0.to_rfc3339());
+        assert_eq!(e["notificationMetadata"]["notificationId"], nid.to_string());
+        assert_eq!(e["notificationMetadata"]["subscriptionId"], did.to_string());
+        let p = &e["payload"]["applicationOAuthClientNewSecret"];
+        assert_eq!(p["newClientSecret"], "rks_x");
+        assert_eq!(p["newClientSecretExpiryTime"], T0.to_rfc3339());
+        assert!(p["oldClientSecretExpiryTime"].is_null());
+    }
+
+    #[test]
+    fn a_delivery_payload_is_sealed_to_its_row() {
+        let key = crate::crypto::ServerKey::generate();
+        let sealer = key.sealer("outbox");
+        let env = json!({"secret": "rks_plain"});
+        let d = Delivery::new(&sealer, NotificationId::new(), AppId::new(), OrgId::new(), NotificationType::NewSecret, DestinationId::new(), &env, None, T0);
+        let sealed = d.sealed_payload.clone().unwrap();
+        assert!(!sealed.windows(9).any(|w| w == b"rks_plain"));
+        let opened = sealer.open(&sealed, &payload_context(d.id)).unwrap();
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&opened).unwrap(), env);
+        assert!(sealer.open(&sealed, &payload_context(DeliveryId::new())).is_err());
+    }
+
+    #[test]
+    fn expiry_warnings_fire_at_the_most_urgent_threshold_crossed() {
+        let day = 86_400_000;
+        let exp = T0.plus_secs(100 * 86_400);
+        assert_eq!(expiry_warning_due(exp, T0), None);
+        assert_eq!(expiry_warning_due(exp, Timestamp::from_millis(exp.as_millis() - 90 * day)), Some(90));
+        assert_eq!(expiry_warning_due(exp, Timestamp::from_millis(exp.as_millis() - 59 * day)), Some(60));
+        assert_eq!(expiry_warning_due(exp, Timestamp::from_millis(exp.as_millis() - day)), Some(1));
+        assert_eq!(expiry_warning_due(exp, exp), None);
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_a_cap() {
+        assert_eq!(backoff_ms(1, 1000, 60_000, 0.0), 500);
+        assert_eq!(backoff_ms(1, 1000, 60_000, 1.0), 1000);
+        assert_eq!(backoff_ms(3, 1000, 60_000, 0.0), 2000);
+        assert_eq!(backoff_ms(20, 1000, 60_000, 0.5), 45_000);
+        assert!(backoff_ms(64, 1000, 60_000, 0.99) <= 60_000);
+    }
+
+    #[test]
+    fn targets_are_validated() {
+        assert!(Target::Sqs { queue_url: "http://127.0.0.1:5000/123/q".into(), region: "us-east-1".into(), endpoint_url: None }.validate().is_ok());
+        assert!(Target::Sqs { queue_url: "q".into(), region: "us-east-1".into(), endpoint_url: None }.validate().is_err());
+        assert!(Target::Webhook { url: "ftp://x".into() }.validate().is_err());
+        assert!(Target::File { directory: "relative".into() }.validate().is_err());
+        let t: Target = serde_json::from_value(json!({"kind": "file", "directory": "/tmp/x"})).unwrap();
+        assert_eq!(t.kind(), "file");
+        assert!(serde_json::from_value::<Target>(json!({"kind": "file", "directory": "/x", "extra": 1})).is_err());
+    }
+}
