@@ -1,0 +1,207 @@
+//! The dispatcher loop and the handling of one delivery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rekey_core::clock::Clock;
+use rekey_core::crypto::Sealer;
+use rekey_core::error::CoreResult;
+use rekey_core::model::AuditContext;
+use rekey_core::notify::{backoff_ms, payload_context, Delivery};
+use rekey_core::store::Store;
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::{watch, Notify};
+
+use crate::sinks::{SendError, Sink};
+
+/// How deliveries are attempted.
+#[derive(Clone, Debug)]
+pub struct DispatchSettings {
+    /// Identifies this dispatcher in leases (node name and a random suffix).
+    pub owner: String,
+    /// How long a claimed row is ours; longer than `send_timeout`.
+    pub lease: Duration,
+    /// Attempts before a delivery is dead.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Rows claimed at once.
+    pub batch: u32,
+    /// Longest time one send may take.
+    pub send_timeout: Duration,
+    /// How often to look for due rows when nobody wakes us.
+    pub poll_interval: Duration,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            owner: format!("dispatcher-{}", std::process::id()),
+            lease: Duration::from_secs(60),
+            max_attempts: 12,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(600),
+            batch: 16,
+            send_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    payload_sealer: Sealer,
+    sink: Arc<dyn Sink>,
+    settings: DispatchSettings,
+    wake: Arc<Notify>,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn jitter() -> f64 {
+    let mut b = [0u8; 4];
+    let _ = SystemRandom::new().fill(&mut b);
+    f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0)
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        payload_sealer: Sealer,
+        sink: Arc<dyn Sink>,
+        settings: DispatchSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            payload_sealer,
+            sink,
+            settings,
+            wake,
+        }
+    }
+
+    /// Claims one batch of due deliveries and attempts each. Returns how many were attempted.
+    pub async fn try_execute_batch(&self) -> CoreResult<usize> {
+        let now = self.clock.now();
+        let claimed = self
+            .store
+            .claim_deliveries(
+                &self.settings.owner,
+                now,
+                now.plus(self.settings.lease),
+                self.settings.batch,
+            )
+            .await?;
+        for d in &claimed {
+            self.attempt(d).await?;
+        }
+        Ok(claimed.len())
+    }
+
+    /// Attempts every due delivery until none is due (tests, shutdown).
+    pub async fn drain(&self) -> CoreResult<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.try_execute_batch().await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    async fn attempt(&self, d: &Delivery) -> CoreResult<()> {
+        let result = self.send(d).await;
+        let now = self.clock.now();
+        let ctx = AuditContext {
+            actor: format!("dispatcher:{}", self.settings.owner),
+            ..Default::default()
+        };
+        let event = |action: &str| {
+            ctx.event(now, action)
+                .org(d.org_id)
+                .app(d.app_id)
+                .details(serde_json::json!({
+                    "notificationId": d.notification_id.to_string(),
+                    "notificationType": d.notification_type.as_str(),
+                    "deliveryId": d.id.to_string(),
+                    "attempt": d.attempts,
+                }))
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(delivery = %d.id, notification = %d.notification_id, "notification delivered");
+                self.store
+                    .complete_delivery(d.id, now, &[event("notification.delivered")])
+                    .await
+            }
+            Err(e) if d.attempts >= self.settings.max_attempts => {
+                tracing::warn!(delivery = %d.id, error = %e.0, attempts = d.attempts, "delivery is dead");
+                let ev = event("notification.dead").failed();
+                self.store.fail_delivery(d.id, &e.0, None, &[ev]).await
+            }
+            Err(e) => {
+                let wait = backoff_ms(
+                    d.attempts,
+                    ms(self.settings.backoff_base),
+                    ms(self.settings.backoff_cap),
+                    jitter(),
+                );
+                tracing::info!(delivery = %d.id, error = %e.0, retry_in_ms = wait, "delivery failed; will retry");
+                let retry_at = rekey_core::Timestamp::from_millis(now.as_millis() + wait);
+                let ev = event("notification.failed").failed();
+                self.store.fail_delivery(d.id, &e.0, Some(retry_at), &[ev]).await
+            }
+        }
+    }
+
+    async fn send(&self, d: &Delivery) -> Result<(), SendError> {
+        let sealed = d
+            .sealed_payload
+            .as_ref()
+            .ok_or_else(|| SendError("the payload is missing".into()))?;
+        let body = self
+            .payload_sealer
+            .open(sealed, &payload_context(d.id))
+            .map_err(|_| SendError("the payload does not open with this server key".into()))?;
+        // The destination the notification was addressed to; if it was replaced since, the
+        // app's current one for the type (its Notification Preferences now).
+        let dest = match self.store.get_destination_by_id(d.destination_id).await {
+            Ok(Some(dest)) => Some(dest),
+            Ok(None) => self
+                .store
+                .get_destination(d.app_id, d.notification_type)
+                .await
+                .map_err(|e| SendError(format!("storage error: {e}")))?,
+            Err(e) => return Err(SendError(format!("storage error: {e}"))),
+        };
+        let dest =
+            dest.ok_or_else(|| SendError("the app has no destination for this notification type".into()))?;
+        match tokio::time::timeout(self.settings.send_timeout, self.sink.send(&dest, d, &body)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError("the destination did not answer in time".into())),
+        }
+    }
+
+    /// Delivers until `stop` turns true: a batch whenever woken or every poll interval.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            match self.try_execute_batch().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "dispatcher could not read the outbox"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
