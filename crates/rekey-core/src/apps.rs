@@ -72,7 +72,19 @@ pub fn new_current_secret(
     now: Timestamp,
 ) -> (Secret, SecretString) {
     let plain = generate_client_secret();
-    let record = Secret {
+    let record = secret_record(app, &plain, hasher, created_by, now);
+    (record, plain)
+}
+
+/// The stored record of `plain` as `app`'s new current secret (plain text is not kept).
+pub fn secret_record(
+    app: &App,
+    plain: &SecretString,
+    hasher: &KeyedHasher,
+    created_by: &str,
+    now: Timestamp,
+) -> Secret {
+    Secret {
         id: SecretId::new(),
         app_id: app.id,
         state: SecretState::Current,
@@ -84,8 +96,7 @@ pub fn new_current_secret(
         created_by: created_by.to_string(),
         revoked_at: None,
         revoked_reason: None,
-    };
-    (record, plain)
+    }
 }
 
 /// Builds a new app and its first secret. `client_id` is generated when not given.

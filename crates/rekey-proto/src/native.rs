@@ -181,3 +181,108 @@ pub struct AuditEventView {
 pub struct AuditEventList {
     pub items: Vec<AuditEventView>,
 }
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the old secret stays valid; default: the app's rotation grace.
+    #[serde(default)]
+    pub grace_seconds: Option<i64>,
+}
+
+/// A new secret (rotate or regenerate): the only time it is shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewSecretView {
+    pub client_id: String,
+    pub client_secret: String,
+    pub secret: SecretView,
+    /// When the previous secret stops working (rotation only).
+    pub previous_expires_at: Option<String>,
+    /// The `APPLICATION_OAUTH_CLIENT_NEW_SECRET` notification queued, if a destination exists.
+    pub notification_id: Option<Uuid>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishedRotation {
+    /// The previous secret(s) revoked now; empty when no rotation was in progress.
+    pub revoked: Vec<SecretView>,
+}
+
+/// A destination as sent by a client (`kind` decides which other fields apply).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DestinationRequest {
+    /// `sqs`, `webhook` or `file`.
+    pub kind: String,
+    #[serde(default)]
+    pub queue_url: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub directory: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationView {
+    pub id: Uuid,
+    pub notification_type: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub queue_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub endpoint_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub directory: Option<String>,
+    /// Webhooks: the Standard Webhooks signing secret, shown only when the destination is set.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signing_secret: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationList {
+    pub items: Vec<DestinationView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    pub id: Uuid,
+    pub notification_id: Uuid,
+    pub app_id: Uuid,
+    pub notification_type: String,
+    pub destination_id: Uuid,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryList {
+    pub items: Vec<DeliveryView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedNotification {
+    pub notification_id: Uuid,
+    pub delivery_id: Uuid,
+}

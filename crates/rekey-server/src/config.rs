@@ -15,7 +15,7 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../../../rekey.example.toml");
 /// Keys that may hold secrets and so may also be read from `REKEY_<KEY>_FILE`.
 const SECRET_KEYS: &[&str] = &["server_key", "database_url"];
 
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -39,6 +39,15 @@ pub struct Config {
     pub auth_failure_window_seconds: u64,
     pub auth_failures_per_client: u32,
     pub auth_failures_per_address: u32,
+    pub delivery_max_attempts: u32,
+    pub delivery_backoff_base_ms: u64,
+    pub delivery_backoff_max_seconds: u64,
+    pub delivery_lease_seconds: u64,
+    pub delivery_timeout_seconds: u64,
+    pub dispatcher_poll_ms: u64,
+    pub sweep_interval_seconds: u64,
+    pub spapi_rotation_rate: f64,
+    pub spapi_rotation_burst: f64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -80,6 +89,15 @@ impl Default for Config {
             auth_failure_window_seconds: 60,
             auth_failures_per_client: 10,
             auth_failures_per_address: 50,
+            delivery_max_attempts: 12,
+            delivery_backoff_base_ms: 1000,
+            delivery_backoff_max_seconds: 600,
+            delivery_lease_seconds: 60,
+            delivery_timeout_seconds: 10,
+            dispatcher_poll_ms: 500,
+            sweep_interval_seconds: 60,
+            spapi_rotation_rate: 0.0167,
+            spapi_rotation_burst: 1.0,
         }
     }
 }
@@ -194,7 +212,23 @@ impl Config {
                 "auth_failure_window_seconds",
                 self.auth_failure_window_seconds as i64,
             ),
+            ("delivery_max_attempts", self.delivery_max_attempts as i64),
+            ("delivery_backoff_base_ms", self.delivery_backoff_base_ms as i64),
+            ("delivery_backoff_max_seconds", self.delivery_backoff_max_seconds as i64),
+            ("delivery_timeout_seconds", self.delivery_timeout_seconds as i64),
+            ("dispatcher_poll_ms", self.dispatcher_poll_ms as i64),
+            ("sweep_interval_seconds", self.sweep_interval_seconds as i64),
         ];
+        if self.delivery_lease_seconds <= self.delivery_timeout_seconds {
+            return Err(ConfigError(
+                "delivery_lease_seconds must be longer than delivery_timeout_seconds".into(),
+            ));
+        }
+        if !(self.spapi_rotation_rate > 0.0 && self.spapi_rotation_burst >= 1.0) {
+            return Err(ConfigError(
+                "spapi_rotation_rate must be > 0 and spapi_rotation_burst >= 1".into(),
+            ));
+        }
         for (k, v) in positive {
             if v <= 0 {
                 return Err(ConfigError(format!("{k} must be greater than 0")));

@@ -23,10 +23,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::Config;
+use crate::config::{Config, NodeRole};
 use crate::extract::REQUEST_ID_HEADER;
 use crate::state::{AppState, SharedState};
-use crate::{native, oauth, telemetry};
+use crate::{native, oauth, spapi, telemetry};
 
 /// Opens (and, if configured, migrates) the store named by the config.
 pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
@@ -131,7 +131,12 @@ impl Application {
         let state = self.state.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let flusher = tokio::spawn(flush_last_use_periodically(state.clone(), stop_rx.clone()));
-        let reloader = tokio::spawn(reload_keys_periodically(state.clone(), stop_rx));
+        let reloader = tokio::spawn(reload_keys_periodically(state.clone(), stop_rx.clone()));
+        let mut workers = Vec::new();
+        if state.config.role != NodeRole::Api {
+            workers.push(tokio::spawn(state.dispatcher.clone().run(stop_rx.clone())));
+            workers.push(tokio::spawn(sweep_periodically(state.clone(), stop_rx)));
+        }
         let app = router(state.clone());
         tracing::info!(address = %self.local_addr(), backend = state.store.backend(), "rekey is serving");
         axum::serve(
@@ -142,6 +147,9 @@ impl Application {
         .await?;
         let _ = stop_tx.send(true);
         let _ = reloader.await;
+        for w in workers {
+            let _ = w.await;
+        }
         let _ = flusher.await;
         if let Err(e) = state.last_use.flush(&*state.store).await {
             tracing::warn!(error = %e, "final last-use flush failed");
@@ -159,6 +167,20 @@ async fn flush_last_use_periodically(state: SharedState, mut stop: watch::Receiv
             _ = tick.tick() => {
                 if let Err(e) = state.last_use.flush(&*state.store).await {
                     tracing::warn!(error = %e, "last-use flush failed; will retry");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn sweep_periodically(state: SharedState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(state.config.sweep_interval_seconds));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = crate::sweeper::sweep(&state).await {
+                    tracing::warn!(error = %e, "sweep failed; will retry");
                 }
             }
             _ = stop.changed() => return,
@@ -186,12 +208,19 @@ async fn reload_keys_periodically(state: SharedState, mut stop: watch::Receiver<
 pub fn router(state: SharedState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let timeout = Duration::from_secs(state.config.request_timeout_seconds);
-    Router::new()
+    let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .merge(oauth::routes())
-        .merge(native::routes())
-        .fallback(not_found)
+        .route("/readyz", get(readyz));
+    // A worker node serves only its health endpoints.
+    let app = if state.config.role == NodeRole::Worker {
+        health
+    } else {
+        health
+            .merge(oauth::routes())
+            .merge(native::routes())
+            .merge(spapi::routes())
+    };
+    app.fallback(not_found)
         .layer(middleware::from_fn(add_request_id_to_problems))
         .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
         .layer(TimeoutLayer::with_status_code(

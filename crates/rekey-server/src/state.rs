@@ -1,6 +1,10 @@
 //! What every handler shares. Built once by [`crate::startup`]; no globals.
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rekey_dispatch::{DestinationSinks, DispatchSettings, Dispatcher};
+use tokio::sync::Notify;
 
 use rekey_core::clock::{Clock, Timestamp};
 use rekey_core::crypto::{KeyedHasher, Sealer, ServerKey};
@@ -25,6 +29,14 @@ pub struct AppState {
     keys: RwLock<Arc<KeySet>>,
     pub throttle: FailureThrottle,
     pub last_use: LastUseRecorder,
+    /// Seals outbox payloads (they may hold a new secret).
+    pub outbox_sealer: Sealer,
+    /// Seals webhook signing keys.
+    pub webhook_key_sealer: Sealer,
+    /// Wakes this node's dispatcher when a notification is enqueued.
+    pub delivery_wake: Arc<Notify>,
+    /// This node's dispatcher (also what tests drain).
+    pub dispatcher: Arc<Dispatcher>,
 }
 
 impl AppState {
@@ -39,7 +51,35 @@ impl AppState {
         let sealer = server_key.sealer("signing-keys");
         let now = clock.now();
         let keys = load_or_create_keys(&*store, &issuer, &sealer, now).await?;
+        let delivery_wake = Arc::new(Notify::new());
+        let settings = DispatchSettings {
+            owner: format!("node-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            lease: Duration::from_secs(config.delivery_lease_seconds),
+            max_attempts: config.delivery_max_attempts,
+            backoff_base: Duration::from_millis(config.delivery_backoff_base_ms),
+            backoff_cap: Duration::from_secs(config.delivery_backoff_max_seconds),
+            batch: 16,
+            send_timeout: Duration::from_secs(config.delivery_timeout_seconds),
+            poll_interval: Duration::from_millis(config.dispatcher_poll_ms),
+        };
+        let sinks = DestinationSinks::new(
+            server_key.sealer("webhook-keys"),
+            clock.clone(),
+            settings.send_timeout,
+        );
+        let dispatcher = Arc::new(Dispatcher::new(
+            store.clone(),
+            clock.clone(),
+            server_key.sealer("outbox"),
+            Arc::new(sinks),
+            settings,
+            delivery_wake.clone(),
+        ));
         Ok(Self {
+            outbox_sealer: server_key.sealer("outbox"),
+            webhook_key_sealer: server_key.sealer("webhook-keys"),
+            delivery_wake,
+            dispatcher,
             throttle: FailureThrottle::new(
                 config.auth_failure_window_seconds,
                 config.auth_failures_per_client,

@@ -2,7 +2,9 @@
 //! once, call the store or a domain function, map to wire types.
 
 mod apps;
+mod delivery;
 mod orgs;
+mod secrets;
 mod views;
 
 use axum::routing::{get, post};
@@ -35,5 +37,40 @@ pub fn routes() -> Router<SharedState> {
         .route(
             "/api/v1/orgs/{org_id}/apps/{app_id}/secrets/{secret_id}/revoke",
             post(apps::revoke_secret),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/apps/{app_id}/secrets/rotate",
+            post(secrets::rotate),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/apps/{app_id}/secrets/regenerate",
+            post(secrets::regenerate),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/apps/{app_id}/secrets/finish",
+            post(secrets::finish),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/apps/{app_id}/destinations",
+            get(delivery::list_destinations),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/apps/{app_id}/destinations/{notification_type}",
+            axum::routing::put(delivery::put_destination)
+                .get(delivery::get_destination)
+                .delete(delivery::delete_destination),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/apps/{app_id}/destinations/{notification_type}/test",
+            post(delivery::test_destination),
+        )
+        .route("/api/v1/orgs/{org_id}/deliveries", get(delivery::list_deliveries))
+        .route(
+            "/api/v1/orgs/{org_id}/deliveries/{delivery_id}",
+            get(delivery::get_delivery),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/deliveries/{delivery_id}/retry",
+            post(delivery::retry_delivery),
         )
 }

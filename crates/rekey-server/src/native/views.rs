@@ -72,3 +72,46 @@ pub fn audit_event(e: &AuditEvent) -> AuditEventView {
         details: e.details.clone(),
     }
 }
+
+pub fn destination(d: &rekey_core::notify::Destination, signing_secret: Option<String>) -> rekey_proto::native::DestinationView {
+    use rekey_core::notify::Target;
+    let mut v = rekey_proto::native::DestinationView {
+        id: d.id.0,
+        notification_type: d.notification_type.as_str().to_string(),
+        kind: d.target.kind().to_string(),
+        queue_url: None,
+        region: None,
+        endpoint_url: None,
+        url: None,
+        directory: None,
+        signing_secret,
+        created_at: d.created_at.to_rfc3339(),
+        updated_at: d.updated_at.to_rfc3339(),
+    };
+    match &d.target {
+        Target::Sqs { queue_url, region, endpoint_url } => {
+            v.queue_url = Some(queue_url.clone());
+            v.region = Some(region.clone());
+            v.endpoint_url = endpoint_url.clone();
+        }
+        Target::Webhook { url } => v.url = Some(url.clone()),
+        Target::File { directory } => v.directory = Some(directory.clone()),
+    }
+    v
+}
+
+pub fn delivery(d: &rekey_core::notify::Delivery) -> rekey_proto::native::DeliveryView {
+    rekey_proto::native::DeliveryView {
+        id: d.id.0,
+        notification_id: d.notification_id.0,
+        app_id: d.app_id.0,
+        notification_type: d.notification_type.as_str().to_string(),
+        destination_id: d.destination_id.0,
+        state: d.state.as_str().to_string(),
+        attempts: d.attempts,
+        next_attempt_at: d.next_attempt_at.to_rfc3339(),
+        last_error: d.last_error.clone(),
+        created_at: d.created_at.to_rfc3339(),
+        delivered_at: d.delivered_at.map(|t| t.to_rfc3339()),
+    }
+}

@@ -35,8 +35,10 @@ pub struct TestApp {
 pub fn test_config() -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        // Tests flush last-use data themselves.
+        // Tests flush last-use data, drain the outbox and sweep themselves: no background
+        // workers, so every state between commit and delivery can be observed.
         last_use_flush_seconds: 3600,
+        role: rekey_server::config::NodeRole::Api,
         ..Config::default()
     }
 }
@@ -263,3 +265,62 @@ pub const TOKEN_PATHS: [&str; 4] = [
 ];
 
 pub const CC: [(&str, &str); 1] = [("grant_type", "client_credentials")];
+
+impl TestApp {
+    /// An LWA token for the app (scope as given, all allowed scopes when `None`).
+    pub async fn lwa_token(&self, id: &str, secret: &str, scope: Option<&str>) -> String {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let res = self.token_post("/auth/o2/token", id, secret, &form).await;
+        assert_eq!(res.status(), 200, "lwa token");
+        res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// `POST /applications/2023-11-30/clientSecret` with `x-amz-access-token`.
+    pub async fn spapi_rotate(&self, token: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/applications/2023-11-30/clientSecret"))
+            .header("x-amz-access-token", token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sets a destination as the owner; returns the view (with a webhook's signing secret).
+    pub async fn set_destination(&self, app_id: uuid::Uuid, notification_type: &str, body: Value) -> Value {
+        let token = self.owner_access_token().await;
+        let res = self
+            .http
+            .put(self.url(&format!("/api/v1/orgs/{}/apps/{app_id}/destinations/{notification_type}", self.org_id)))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "set destination: {}", res.text().await.unwrap());
+        res.json().await.unwrap()
+    }
+
+    /// How many of the app's secrets are valid now, read from the store.
+    pub async fn valid_secrets(&self, app_id: uuid::Uuid) -> usize {
+        let now = self.clock.now();
+        self.store()
+            .list_secrets(rekey_core::model::AppId(app_id))
+            .await
+            .unwrap()
+            .iter()
+            .filter(|s| s.is_valid(now))
+            .count()
+    }
+
+    /// Delivers everything due now.
+    pub async fn drain(&self) -> usize {
+        self.state.dispatcher.drain().await.unwrap()
+    }
+
+    pub async fn status_of(&self, id: &str, secret: &str) -> u16 {
+        self.token_post("/oauth2/token", id, secret, &CC).await.status().as_u16()
+    }
+}

@@ -4,4 +4,6 @@
 mod helpers;
 mod management;
 mod no_leaks;
+mod rotation;
+mod spapi_errors;
 mod token_endpoints;
