@@ -40,14 +40,16 @@ class Server:
             raise AssertionError(f"rekey {args[0]} failed: {out.stderr}")
         return out.stdout
 
-    def start(self):
+    def start(self, **env_extra):
         log = open(self.log_path, "ab")
         env = dict(
             os.environ,
             REKEY_DATA_DIR=self.data_dir,
             REKEY_LISTEN=f"127.0.0.1:{self.port}",
             RUST_LOG="trace",
+            **AWS_TEST_ENV,
         )
+        env.update(env_extra)
         self.proc = subprocess.Popen([REKEY_BIN, "serve"], stdout=log, stderr=log, env=env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -66,14 +68,79 @@ class Server:
             self.proc.terminate()
             self.proc.wait(timeout=30)
 
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rekey")
-    srv = Server(root / "data", free_port(), root / "server.log")
+    def access_token(self):
+        res = requests.post(
+            self.base + "/csp/gateway/am/api/auth/api-tokens/authorize",
+            data={"api_token": self.api_token},
+            timeout=5,
+        )
+        assert res.status_code == 200, res.text
+        return res.json()["access_token"]
+
+    def api(self, method, path, **kw):
+        return requests.request(
+            method, self.base + path, headers={"Authorization": "Bearer " + self.access_token()}, timeout=10, **kw
+        )
+
+    def create_app(self, *scopes):
+        args = ["apps", "create", "--name", "t", "--output", "json"]
+        for s in scopes:
+            args += ["--scope", s]
+        return json.loads(self.cli(*args, env_extra={"REKEY_API_TOKEN": self.api_token}))
+
+
+# AWS settings for every process a test starts: fake credentials for moto, and never the
+# instance metadata service (it is not on loopback).
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+# Short delivery retries for tests of the binary.
+FAST_DELIVERY_ENV = {
+    "REKEY_DELIVERY_BACKOFF_BASE_MS": "100",
+    "REKEY_DELIVERY_BACKOFF_MAX_SECONDS": "1",
+    "REKEY_DISPATCHER_POLL_MS": "100",
+    "REKEY_DELIVERY_TIMEOUT_SECONDS": "3",
+}
+
+
+def start_moto(port, log_path):
+    venv_bin = os.path.dirname(os.path.abspath(__import__("sys").executable))
+    proc = subprocess.Popen(
+        [os.path.join(venv_bin, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return proc
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("moto_server did not start")
+
+
+def new_server(tmp_path):
+    """A fresh data directory, initialised, not started."""
+    srv = Server(tmp_path / "data", free_port(), tmp_path / "server.log")
     init = json.loads(srv.cli("init", "--email", "owner@example.com", "--output", "json"))
     srv.api_token = init["apiToken"]
     srv.org_id = init["orgId"]
+    return srv
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    srv = new_server(tmp_path_factory.mktemp("rekey"))
     srv.start()
     yield srv
     srv.stop()

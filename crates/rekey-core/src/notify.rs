@@ -19,7 +19,8 @@ pub enum NotificationType {
 }
 
 impl NotificationType {
-    pub const ALL: [NotificationType; 2] = [NotificationType::NewSecret, NotificationType::SecretExpiry];
+    pub const ALL: [NotificationType; 2] =
+        [NotificationType::NewSecret, NotificationType::SecretExpiry];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,19 +66,34 @@ impl Target {
     pub fn validate(&self) -> Result<(), CoreError> {
         let bad = |m: &str| Err(CoreError::Invalid(m.to_string()));
         match self {
-            Target::Sqs { queue_url, region, endpoint_url } => {
-                if !(queue_url.starts_with("https://") || queue_url.starts_with("http://")) || queue_url.len() > 2048 {
+            Target::Sqs {
+                queue_url,
+                region,
+                endpoint_url,
+            } => {
+                if !(queue_url.starts_with("https://") || queue_url.starts_with("http://"))
+                    || queue_url.len() > 2048
+                {
                     return bad("queueUrl must be an http(s) URL");
                 }
-                if region.is_empty() || region.len() > 64 || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                if region.is_empty()
+                    || region.len() > 64
+                    || !region
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
                     return bad("region must be an AWS region name such as us-east-1");
                 }
-                if endpoint_url.as_ref().is_some_and(|e| !(e.starts_with("https://") || e.starts_with("http://"))) {
+                if endpoint_url
+                    .as_ref()
+                    .is_some_and(|e| !(e.starts_with("https://") || e.starts_with("http://")))
+                {
                     return bad("endpointUrl must be an http(s) URL");
                 }
             }
             Target::Webhook { url } => {
-                if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
+                if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048
+                {
                     return bad("url must be an http(s) URL");
                 }
             }
@@ -131,9 +147,13 @@ impl DeliveryState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [DeliveryState::Pending, DeliveryState::Delivered, DeliveryState::Dead]
-            .into_iter()
-            .find(|d| d.as_str() == s)
+        [
+            DeliveryState::Pending,
+            DeliveryState::Delivered,
+            DeliveryState::Dead,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
     }
 }
 
@@ -311,12 +331,27 @@ mod tests {
         let key = crate::crypto::ServerKey::generate();
         let sealer = key.sealer("outbox");
         let env = json!({"secret": "rks_plain"});
-        let d = Delivery::new(&sealer, NotificationId::new(), AppId::new(), OrgId::new(), NotificationType::NewSecret, DestinationId::new(), &env, None, T0);
+        let d = Delivery::new(
+            &sealer,
+            NotificationId::new(),
+            AppId::new(),
+            OrgId::new(),
+            NotificationType::NewSecret,
+            DestinationId::new(),
+            &env,
+            None,
+            T0,
+        );
         let sealed = d.sealed_payload.clone().unwrap();
         assert!(!sealed.windows(9).any(|w| w == b"rks_plain"));
         let opened = sealer.open(&sealed, &payload_context(d.id)).unwrap();
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&opened).unwrap(), env);
-        assert!(sealer.open(&sealed, &payload_context(DeliveryId::new())).is_err());
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&opened).unwrap(),
+            env
+        );
+        assert!(sealer
+            .open(&sealed, &payload_context(DeliveryId::new()))
+            .is_err());
     }
 
     #[test]
@@ -324,9 +359,18 @@ mod tests {
         let day = 86_400_000;
         let exp = T0.plus_secs(100 * 86_400);
         assert_eq!(expiry_warning_due(exp, T0), None);
-        assert_eq!(expiry_warning_due(exp, Timestamp::from_millis(exp.as_millis() - 90 * day)), Some(90));
-        assert_eq!(expiry_warning_due(exp, Timestamp::from_millis(exp.as_millis() - 59 * day)), Some(60));
-        assert_eq!(expiry_warning_due(exp, Timestamp::from_millis(exp.as_millis() - day)), Some(1));
+        assert_eq!(
+            expiry_warning_due(exp, Timestamp::from_millis(exp.as_millis() - 90 * day)),
+            Some(90)
+        );
+        assert_eq!(
+            expiry_warning_due(exp, Timestamp::from_millis(exp.as_millis() - 59 * day)),
+            Some(60)
+        );
+        assert_eq!(
+            expiry_warning_due(exp, Timestamp::from_millis(exp.as_millis() - day)),
+            Some(1)
+        );
         assert_eq!(expiry_warning_due(exp, exp), None);
     }
 
@@ -341,12 +385,36 @@ mod tests {
 
     #[test]
     fn targets_are_validated() {
-        assert!(Target::Sqs { queue_url: "http://127.0.0.1:5000/123/q".into(), region: "us-east-1".into(), endpoint_url: None }.validate().is_ok());
-        assert!(Target::Sqs { queue_url: "q".into(), region: "us-east-1".into(), endpoint_url: None }.validate().is_err());
-        assert!(Target::Webhook { url: "ftp://x".into() }.validate().is_err());
-        assert!(Target::File { directory: "relative".into() }.validate().is_err());
-        let t: Target = serde_json::from_value(json!({"kind": "file", "directory": "/tmp/x"})).unwrap();
+        assert!(Target::Sqs {
+            queue_url: "http://127.0.0.1:5000/123/q".into(),
+            region: "us-east-1".into(),
+            endpoint_url: None
+        }
+        .validate()
+        .is_ok());
+        assert!(Target::Sqs {
+            queue_url: "q".into(),
+            region: "us-east-1".into(),
+            endpoint_url: None
+        }
+        .validate()
+        .is_err());
+        assert!(Target::Webhook {
+            url: "ftp://x".into()
+        }
+        .validate()
+        .is_err());
+        assert!(Target::File {
+            directory: "relative".into()
+        }
+        .validate()
+        .is_err());
+        let t: Target =
+            serde_json::from_value(json!({"kind": "file", "directory": "/tmp/x"})).unwrap();
         assert_eq!(t.kind(), "file");
-        assert!(serde_json::from_value::<Target>(json!({"kind": "file", "directory": "/x", "extra": 1})).is_err());
+        assert!(serde_json::from_value::<Target>(
+            json!({"kind": "file", "directory": "/x", "extra": 1})
+        )
+        .is_err());
     }
 }

@@ -22,7 +22,9 @@ use crate::store::SecretChanges;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RotationError {
     /// A previous secret is still valid; finish the rotation (or wait for it to expire) first.
-    #[error("a rotation is in progress: the previous secret is valid until {previous_expires_at:?}")]
+    #[error(
+        "a rotation is in progress: the previous secret is valid until {previous_expires_at:?}"
+    )]
     InProgress {
         previous_expires_at: Option<Timestamp>,
     },
@@ -265,7 +267,12 @@ mod tests {
     #[test]
     fn a_rotation_never_leaves_fewer_valid_secrets_than_the_new_one() {
         // Whatever the old state, the new secret is valid after the rotation.
-        for expires in [None, Some(T0), Some(T0.plus_secs(1)), Some(T0.plus_secs(DAY))] {
+        for expires in [
+            None,
+            Some(T0),
+            Some(T0.plus_secs(1)),
+            Some(T0.plus_secs(DAY)),
+        ] {
             let cur = secret(SecretState::Current, T0, expires);
             let new = new_current(T0);
             let ch = plan_rotate(std::slice::from_ref(&cur), new.clone(), DAY, T0).unwrap();
@@ -295,7 +302,9 @@ mod tests {
         assert_eq!(ch.update.len(), 1);
         assert_eq!(ch.update[0].id, prev.id);
         assert_eq!(ch.update[0].revoked_at, Some(T0));
-        assert!(plan_finish(std::slice::from_ref(&cur), T0).update.is_empty());
+        assert!(plan_finish(std::slice::from_ref(&cur), T0)
+            .update
+            .is_empty());
         assert_eq!(valid_after(&[prev, cur.clone()], &ch, T0), vec![cur]);
     }
 

@@ -11,11 +11,11 @@ use async_trait::async_trait;
 use crate::clock::Timestamp;
 use crate::crypto::SecretHash;
 use crate::error::CoreResult;
-use crate::notify::{Delivery, DeliveryState, Destination, NotificationType};
 use crate::model::{
-    ApiToken, ApiTokenId, App, AppId, AuditEvent, Membership, Org, OrgId, Principal, Secret,
-    SecretId, StoredSigningKey, User, UserId, DeliveryId, DestinationId,
+    ApiToken, ApiTokenId, App, AppId, AuditEvent, DeliveryId, DestinationId, Membership, Org,
+    OrgId, Principal, Secret, SecretId, StoredSigningKey, User, UserId,
 };
+use crate::notify::{Delivery, DeliveryState, Destination, NotificationType};
 
 /// A page request: skip `start`, return at most `limit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,7 +158,12 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> CoreResult<Vec<Delivery>>;
     /// Marks a delivery delivered and wipes its payload.
-    async fn complete_delivery(&self, id: DeliveryId, now: Timestamp, audit: &[AuditEvent]) -> CoreResult<()>;
+    async fn complete_delivery(
+        &self,
+        id: DeliveryId,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()>;
     /// Records a failed attempt: retry at `retry_at`, or dead when `None`.
     async fn fail_delivery(
         &self,
@@ -177,11 +182,26 @@ pub trait Store: Send + Sync + 'static {
         page: Page,
     ) -> CoreResult<Vec<Delivery>>;
     /// Puts a dead delivery back to pending with a fresh retry budget. False if not dead.
-    async fn retry_delivery(&self, id: DeliveryId, now: Timestamp, audit: &[AuditEvent]) -> CoreResult<bool>;
+    async fn retry_delivery(
+        &self,
+        id: DeliveryId,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool>;
 
     // Shared limits and sweeps.
     /// Takes one token from the bucket `key` (rate per second, burst), shared by all nodes.
-    async fn take_rate_token(&self, key: &str, rate_per_sec: f64, burst: f64, now: Timestamp) -> CoreResult<bool>;
+    async fn take_rate_token(
+        &self,
+        key: &str,
+        rate_per_sec: f64,
+        burst: f64,
+        now: Timestamp,
+    ) -> CoreResult<bool>;
     /// Current and previous secrets whose `expires_at` is before `before`.
-    async fn secrets_expiring_before(&self, before: Timestamp, limit: u32) -> CoreResult<Vec<Secret>>;
+    async fn secrets_expiring_before(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> CoreResult<Vec<Secret>>;
 }

@@ -156,7 +156,9 @@ impl Dispatcher {
                 tracing::info!(delivery = %d.id, error = %e.0, retry_in_ms = wait, "delivery failed; will retry");
                 let retry_at = rekey_core::Timestamp::from_millis(now.as_millis() + wait);
                 let ev = event("notification.failed").failed();
-                self.store.fail_delivery(d.id, &e.0, Some(retry_at), &[ev]).await
+                self.store
+                    .fail_delivery(d.id, &e.0, Some(retry_at), &[ev])
+                    .await
             }
         }
     }
@@ -181,9 +183,12 @@ impl Dispatcher {
                 .map_err(|e| SendError(format!("storage error: {e}")))?,
             Err(e) => return Err(SendError(format!("storage error: {e}"))),
         };
-        let dest =
-            dest.ok_or_else(|| SendError("the app has no destination for this notification type".into()))?;
-        match tokio::time::timeout(self.settings.send_timeout, self.sink.send(&dest, d, &body)).await {
+        let dest = dest.ok_or_else(|| {
+            SendError("the app has no destination for this notification type".into())
+        })?;
+        match tokio::time::timeout(self.settings.send_timeout, self.sink.send(&dest, d, &body))
+            .await
+        {
             Ok(r) => r,
             Err(_) => Err(SendError("the destination did not answer in time".into())),
         }

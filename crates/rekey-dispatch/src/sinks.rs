@@ -29,7 +29,12 @@ impl std::fmt::Display for SendError {
 /// Sends one notification body to one destination.
 #[async_trait]
 pub trait Sink: Send + Sync {
-    async fn send(&self, dest: &Destination, delivery: &Delivery, body: &[u8]) -> Result<(), SendError>;
+    async fn send(
+        &self,
+        dest: &Destination,
+        delivery: &Delivery,
+        body: &[u8],
+    ) -> Result<(), SendError>;
 }
 
 /// The real sinks, chosen by the destination's kind.
@@ -50,15 +55,26 @@ impl DestinationSinks {
 
 #[async_trait]
 impl Sink for DestinationSinks {
-    async fn send(&self, dest: &Destination, delivery: &Delivery, body: &[u8]) -> Result<(), SendError> {
+    async fn send(
+        &self,
+        dest: &Destination,
+        delivery: &Delivery,
+        body: &[u8],
+    ) -> Result<(), SendError> {
         match &dest.target {
-            Target::Sqs { queue_url, region, endpoint_url } => {
+            Target::Sqs {
+                queue_url,
+                region,
+                endpoint_url,
+            } => {
                 self.sqs
                     .send(queue_url, region, endpoint_url.as_deref(), delivery, body)
                     .await
             }
             Target::Webhook { url } => self.webhook.send(dest, url, delivery, body).await,
-            Target::File { directory } => write_spool_file(Path::new(directory), delivery, body).await,
+            Target::File { directory } => {
+                write_spool_file(Path::new(directory), delivery, body).await
+            }
         }
     }
 }
@@ -100,8 +116,12 @@ impl SqsSink {
         body: &[u8],
     ) -> Result<(), SendError> {
         let client = self.client(region, endpoint).await;
-        let body = String::from_utf8(body.to_vec()).map_err(|_| SendError("the payload is not UTF-8".into()))?;
-        let mut req = client.send_message().queue_url(queue_url).message_body(body);
+        let body = String::from_utf8(body.to_vec())
+            .map_err(|_| SendError("the payload is not UTF-8".into()))?;
+        let mut req = client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body);
         if queue_url.ends_with(".fifo") {
             // FIFO queues drop a duplicate send of the same notification themselves.
             req = req
@@ -109,7 +129,10 @@ impl SqsSink {
                 .message_deduplication_id(delivery.notification_id.to_string());
         }
         req.send().await.map(|_| ()).map_err(|e| {
-            SendError(format!("SQS SendMessage failed: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
+            SendError(format!(
+                "SQS SendMessage failed: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            ))
         })
     }
 }
@@ -133,7 +156,13 @@ impl WebhookSink {
         Self { http, keys, clock }
     }
 
-    async fn send(&self, dest: &Destination, url: &str, delivery: &Delivery, body: &[u8]) -> Result<(), SendError> {
+    async fn send(
+        &self,
+        dest: &Destination,
+        url: &str,
+        delivery: &Delivery,
+        body: &[u8],
+    ) -> Result<(), SendError> {
         let sealed = dest
             .sealed_signing_key
             .as_ref()
@@ -142,7 +171,8 @@ impl WebhookSink {
             .keys
             .open(sealed, &signing_key_context(dest.id))
             .map_err(|_| SendError("the webhook signing key does not open".into()))?;
-        let secret = String::from_utf8(secret).map_err(|_| SendError("bad webhook signing key".into()))?;
+        let secret =
+            String::from_utf8(secret).map_err(|_| SendError("bad webhook signing key".into()))?;
         let id = delivery.notification_id.to_string();
         let timestamp = self.clock.now().as_secs().to_string();
         let signature = sign_webhook(&secret, &id, &timestamp, body)
@@ -161,7 +191,10 @@ impl WebhookSink {
         if res.status().is_success() {
             Ok(())
         } else {
-            Err(SendError(format!("webhook answered HTTP {}", res.status().as_u16())))
+            Err(SendError(format!(
+                "webhook answered HTTP {}",
+                res.status().as_u16()
+            )))
         }
     }
 }
@@ -178,7 +211,9 @@ pub fn generate_webhook_secret() -> String {
 
 /// The `webhook-signature` header value for a message, or `None` for a malformed secret.
 pub fn sign_webhook(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> Option<String> {
-    let key = STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).ok()?;
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .ok()?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
     let mut ctx = hmac::Context::with_key(&key);
     ctx.update(id.as_bytes());

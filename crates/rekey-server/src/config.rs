@@ -213,9 +213,18 @@ impl Config {
                 self.auth_failure_window_seconds as i64,
             ),
             ("delivery_max_attempts", self.delivery_max_attempts as i64),
-            ("delivery_backoff_base_ms", self.delivery_backoff_base_ms as i64),
-            ("delivery_backoff_max_seconds", self.delivery_backoff_max_seconds as i64),
-            ("delivery_timeout_seconds", self.delivery_timeout_seconds as i64),
+            (
+                "delivery_backoff_base_ms",
+                self.delivery_backoff_base_ms as i64,
+            ),
+            (
+                "delivery_backoff_max_seconds",
+                self.delivery_backoff_max_seconds as i64,
+            ),
+            (
+                "delivery_timeout_seconds",
+                self.delivery_timeout_seconds as i64,
+            ),
             ("dispatcher_poll_ms", self.dispatcher_poll_ms as i64),
             ("sweep_interval_seconds", self.sweep_interval_seconds as i64),
         ];

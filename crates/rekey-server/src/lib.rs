@@ -17,8 +17,8 @@ pub mod oauth;
 pub mod secrets;
 pub mod spapi;
 pub mod startup;
-pub mod sweeper;
 pub mod state;
+pub mod sweeper;
 pub mod telemetry;
 pub mod throttle;
 

@@ -22,7 +22,9 @@ pub enum RotateError {
     /// The app has no destination for `APPLICATION_OAUTH_CLIENT_NEW_SECRET`.
     NotEnrolled,
     /// A previous secret is still valid.
-    InProgress { previous_expires_at: Option<Timestamp> },
+    InProgress {
+        previous_expires_at: Option<Timestamp>,
+    },
     NotFound,
     Core(CoreError),
 }
@@ -138,10 +140,13 @@ pub async fn rotate(
     let changes = match result {
         Ok(c) => c,
         Err(e) => {
-            if let Some(RotationError::InProgress { previous_expires_at }) =
-                refused.lock().unwrap_or_else(|p| p.into_inner()).take()
+            if let Some(RotationError::InProgress {
+                previous_expires_at,
+            }) = refused.lock().unwrap_or_else(|p| p.into_inner()).take()
             {
-                return Err(RotateError::InProgress { previous_expires_at });
+                return Err(RotateError::InProgress {
+                    previous_expires_at,
+                });
             }
             return Err(e.into());
         }
@@ -197,7 +202,11 @@ pub async fn regenerate(
 
 /// Finishes a rotation: the previous secret is revoked now. Idempotent: returns what was
 /// revoked (nothing when there was no previous secret).
-pub async fn finish(state: &AppState, app: &App, ctx: &AuditContext) -> Result<Vec<Secret>, RotateError> {
+pub async fn finish(
+    state: &AppState,
+    app: &App,
+    ctx: &AuditContext,
+) -> Result<Vec<Secret>, RotateError> {
     let now = state.now();
     let changes = state
         .store

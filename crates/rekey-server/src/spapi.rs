@@ -48,7 +48,12 @@ pub struct SpApiError {
 
 impl SpApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, d: impl Into<String>) -> Self {
@@ -115,7 +120,11 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 async fn not_found(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    let e = SpApiError::new(StatusCode::NOT_FOUND, "NotFound", "The resource specified does not exist.");
+    let e = SpApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "The resource specified does not exist.",
+    );
     finish(&state, &request_id(&headers), e.into_response())
 }
 
@@ -146,15 +155,25 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<App, SpApiEr
         TokenError::Expired => SpApiError::denied("The access token has expired."),
         _ => SpApiError::denied("The access token is not valid."),
     })?;
-    let revoked = || SpApiError::denied("The client secret this access token was issued with has expired or was revoked.");
-    let sid = claims.sid.as_deref().and_then(SecretId::parse).ok_or_else(|| {
-        SpApiError::denied("The access token was not issued to an application.")
-    })?;
+    let revoked = || {
+        SpApiError::denied(
+            "The client secret this access token was issued with has expired or was revoked.",
+        )
+    };
+    let sid = claims
+        .sid
+        .as_deref()
+        .and_then(SecretId::parse)
+        .ok_or_else(|| SpApiError::denied("The access token was not issued to an application."))?;
     let secret = state.store.get_secret(sid).await?.ok_or_else(revoked)?;
     if !secret.is_valid(now) {
         return Err(revoked());
     }
-    let app = state.store.get_app(secret.app_id).await?.ok_or_else(revoked)?;
+    let app = state
+        .store
+        .get_app(secret.app_id)
+        .await?
+        .ok_or_else(revoked)?;
     if claims.client_id.as_deref() != Some(app.client_id.as_str()) {
         return Err(revoked());
     }
@@ -166,7 +185,12 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<App, SpApiEr
     Ok(app)
 }
 
-async fn handle_rotate(state: &AppState, headers: &HeaderMap, body: Body, rid: &str) -> Result<(), SpApiError> {
+async fn handle_rotate(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    rid: &str,
+) -> Result<(), SpApiError> {
     let app = authorize(state, headers).await?;
     // No input: any JSON body (or none) is accepted and ignored.
     let bytes = axum::body::to_bytes(body, state.config.body_limit_bytes)
@@ -178,7 +202,9 @@ async fn handle_rotate(state: &AppState, headers: &HeaderMap, body: Body, rid: &
                 "The request size exceeded the maximum accepted size.",
             )
         })?;
-    if !bytes.iter().all(u8::is_ascii_whitespace) && serde_json::from_slice::<serde_json::Value>(&bytes).is_err() {
+    if !bytes.iter().all(u8::is_ascii_whitespace)
+        && serde_json::from_slice::<serde_json::Value>(&bytes).is_err()
+    {
         return Err(SpApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
@@ -207,10 +233,14 @@ async fn handle_rotate(state: &AppState, headers: &HeaderMap, body: Body, rid: &
     };
     match rotate(state, &app, SPAPI_GRACE_SECS, None, true, &ctx).await {
         Ok(_) => Ok(()),
-        Err(RotateError::NotEnrolled) => {
-            Err(SpApiError::new(StatusCode::BAD_REQUEST, "InvalidInput", NOT_ENROLLED))
-        }
-        Err(RotateError::InProgress { previous_expires_at }) => Err(SpApiError::new(
+        Err(RotateError::NotEnrolled) => Err(SpApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidInput",
+            NOT_ENROLLED,
+        )),
+        Err(RotateError::InProgress {
+            previous_expires_at,
+        }) => Err(SpApiError::new(
             StatusCode::BAD_REQUEST,
             "InvalidInput",
             "A client secret rotation is already in progress.",

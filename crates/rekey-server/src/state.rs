@@ -53,7 +53,11 @@ impl AppState {
         let keys = load_or_create_keys(&*store, &issuer, &sealer, now).await?;
         let delivery_wake = Arc::new(Notify::new());
         let settings = DispatchSettings {
-            owner: format!("node-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            owner: format!(
+                "node-{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
             lease: Duration::from_secs(config.delivery_lease_seconds),
             max_attempts: config.delivery_max_attempts,
             backoff_base: Duration::from_millis(config.delivery_backoff_base_ms),

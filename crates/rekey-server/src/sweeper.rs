@@ -8,10 +8,13 @@
 use std::collections::BTreeSet;
 
 use rekey_core::error::CoreResult;
-use rekey_core::model::{AuditContext, SecretState};
-use rekey_core::notify::{envelope, expiry_warning_due, secret_expiry_payload, Delivery, NotificationType, EXPIRY_WARNING_DAYS};
-use rekey_core::rotation::plan_expire;
 use rekey_core::model::NotificationId;
+use rekey_core::model::{AuditContext, SecretState};
+use rekey_core::notify::{
+    envelope, expiry_warning_due, secret_expiry_payload, Delivery, NotificationType,
+    EXPIRY_WARNING_DAYS,
+};
+use rekey_core::rotation::plan_expire;
 
 use crate::state::AppState;
 
@@ -26,10 +29,16 @@ pub struct SweepReport {
 
 pub async fn sweep(state: &AppState) -> CoreResult<SweepReport> {
     let now = state.now();
-    let ctx = AuditContext { actor: "system:sweeper".into(), ..Default::default() };
+    let ctx = AuditContext {
+        actor: "system:sweeper".into(),
+        ..Default::default()
+    };
     let mut report = SweepReport::default();
 
-    let stale = state.store.secrets_expiring_before(now.plus(std::time::Duration::from_millis(1)), SWEEP_LIMIT).await?;
+    let stale = state
+        .store
+        .secrets_expiring_before(now.plus(std::time::Duration::from_millis(1)), SWEEP_LIMIT)
+        .await?;
     let apps: BTreeSet<_> = stale.iter().map(|s| s.app_id).collect();
     for app_id in apps {
         let changes = state
@@ -42,7 +51,12 @@ pub async fn sweep(state: &AppState) -> CoreResult<SweepReport> {
                 changes.audit = changes
                     .update
                     .iter()
-                    .map(|s| ctx.event(now, "secret.expired").org(app.org_id).app(app.id).secret(s.id))
+                    .map(|s| {
+                        ctx.event(now, "secret.expired")
+                            .org(app.org_id)
+                            .app(app.id)
+                            .secret(s.id)
+                    })
                     .collect();
                 Ok(changes)
             })
@@ -55,15 +69,30 @@ pub async fn sweep(state: &AppState) -> CoreResult<SweepReport> {
     }
 
     let horizon = now.plus_secs(EXPIRY_WARNING_DAYS[0] * 86_400 + 1);
-    let soon = state.store.secrets_expiring_before(horizon, SWEEP_LIMIT).await?;
-    for s in soon.iter().filter(|s| s.state == SecretState::Current && s.is_valid(now)) {
-        let (Some(expires_at), Some(days)) = (s.expires_at, s.expires_at.and_then(|e| expiry_warning_due(e, now))) else {
+    let soon = state
+        .store
+        .secrets_expiring_before(horizon, SWEEP_LIMIT)
+        .await?;
+    for s in soon
+        .iter()
+        .filter(|s| s.state == SecretState::Current && s.is_valid(now))
+    {
+        let (Some(expires_at), Some(days)) = (
+            s.expires_at,
+            s.expires_at.and_then(|e| expiry_warning_due(e, now)),
+        ) else {
             continue;
         };
-        let Some(dest) = state.store.get_destination(s.app_id, NotificationType::SecretExpiry).await? else {
+        let Some(dest) = state
+            .store
+            .get_destination(s.app_id, NotificationType::SecretExpiry)
+            .await?
+        else {
             continue;
         };
-        let Some(app) = state.store.get_app(s.app_id).await? else { continue };
+        let Some(app) = state.store.get_app(s.app_id).await? else {
+            continue;
+        };
         let nid = NotificationId::new();
         let env = envelope(
             NotificationType::SecretExpiry,

@@ -3,12 +3,12 @@
 use rekey_core::clock::Timestamp;
 use rekey_core::crypto::SecretHash;
 use rekey_core::error::CoreError;
-use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
 use rekey_core::model::{
-    ApiToken, ApiTokenId, App, AppId, AuditEvent, AuditId, Membership, Org, OrgId, Outcome,
-    Principal, Secret, SecretId, SecretState, StoredSigningKey, User, UserId, DeliveryId,
-    DestinationId, NotificationId,
+    ApiToken, ApiTokenId, App, AppId, AuditEvent, AuditId, DeliveryId, DestinationId, Membership,
+    NotificationId, Org, OrgId, Outcome, Principal, Secret, SecretId, SecretState,
+    StoredSigningKey, User, UserId,
 };
+use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;

@@ -759,13 +759,15 @@ impl Store for SqlStore {
     }
 
     async fn get_destination_by_id(&self, id: DestinationId) -> CoreResult<Option<Destination>> {
-        sqlx::query(&format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .map(|r| rows::destination(&r))
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::destination(&r))
+        .transpose()
     }
 
     async fn list_destinations(&self, app: AppId) -> CoreResult<Vec<Destination>> {
@@ -788,14 +790,15 @@ impl Store for SqlStore {
         audit: &[AuditEvent],
     ) -> CoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let done = sqlx::query("DELETE FROM destinations WHERE app_id = $1 AND notification_type = $2")
-            .bind(app.to_string())
-            .bind(notification_type.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            == 1;
+        let done =
+            sqlx::query("DELETE FROM destinations WHERE app_id = $1 AND notification_type = $2")
+                .bind(app.to_string())
+                .bind(notification_type.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected()
+                == 1;
         if done {
             insert_audit(&mut tx, audit).await?;
         }
@@ -847,7 +850,12 @@ impl Store for SqlStore {
         .collect()
     }
 
-    async fn complete_delivery(&self, id: DeliveryId, now: Timestamp, audit: &[AuditEvent]) -> CoreResult<()> {
+    async fn complete_delivery(
+        &self,
+        id: DeliveryId,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let done = sqlx::query(
             "UPDATE deliveries SET state = 'delivered', sealed_payload = NULL, delivered_at = $1, \
@@ -898,13 +906,15 @@ impl Store for SqlStore {
     }
 
     async fn get_delivery(&self, id: DeliveryId) -> CoreResult<Option<Delivery>> {
-        sqlx::query(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .map(|r| rows::delivery(&r))
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::delivery(&r))
+        .transpose()
     }
 
     async fn list_deliveries(
@@ -932,7 +942,12 @@ impl Store for SqlStore {
         .collect()
     }
 
-    async fn retry_delivery(&self, id: DeliveryId, now: Timestamp, audit: &[AuditEvent]) -> CoreResult<bool> {
+    async fn retry_delivery(
+        &self,
+        id: DeliveryId,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let done = sqlx::query(
             "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1, \
@@ -952,7 +967,13 @@ impl Store for SqlStore {
         Ok(done)
     }
 
-    async fn take_rate_token(&self, key: &str, rate_per_sec: f64, burst: f64, now: Timestamp) -> CoreResult<bool> {
+    async fn take_rate_token(
+        &self,
+        key: &str,
+        rate_per_sec: f64,
+        burst: f64,
+        now: Timestamp,
+    ) -> CoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query(
             "INSERT INTO rate_limits (bucket, tokens, updated_at) VALUES ($1, $2, $3) \
@@ -986,7 +1007,11 @@ impl Store for SqlStore {
         Ok(taken)
     }
 
-    async fn secrets_expiring_before(&self, before: Timestamp, limit: u32) -> CoreResult<Vec<Secret>> {
+    async fn secrets_expiring_before(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> CoreResult<Vec<Secret>> {
         sqlx::query(&format!(
             "SELECT {SECRET_COLUMNS} FROM secrets WHERE secrets.state IN ('current', 'previous') \
              AND secrets.expires_at IS NOT NULL AND secrets.expires_at < $1 \

@@ -21,7 +21,11 @@ use crate::extract::{ApiJson, Caller};
 use crate::state::SharedState;
 
 /// Parses both path ids and loads the app, which must belong to the org (404 otherwise).
-pub(super) async fn load_app(state: &SharedState, org: &str, app: &str) -> Result<(OrgId, App), ApiError> {
+pub(super) async fn load_app(
+    state: &SharedState,
+    org: &str,
+    app: &str,
+) -> Result<(OrgId, App), ApiError> {
     let org_id = parse_org(org)?;
     let app_id =
         AppId::parse(app).ok_or_else(|| ApiError::bad_request("The app id must be a UUID"))?;

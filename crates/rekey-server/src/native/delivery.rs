@@ -4,8 +4,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rekey_core::model::{AppId, DeliveryId, DestinationId, NotificationId};
-use rekey_core::notify::{envelope, signing_key_context, Delivery, DeliveryState, Destination, NotificationType, Target};
-use rekey_proto::native::{DeliveryList, DeliveryView, DestinationList, DestinationRequest, DestinationView, QueuedNotification};
+use rekey_core::notify::{
+    envelope, signing_key_context, Delivery, DeliveryState, Destination, NotificationType, Target,
+};
+use rekey_proto::native::{
+    DeliveryList, DeliveryView, DestinationList, DestinationRequest, DestinationView,
+    QueuedNotification,
+};
 
 use super::apps::load_app;
 use super::orgs::{page_from_query, parse_org};
@@ -28,8 +33,12 @@ fn target_from(req: DestinationRequest) -> Result<Target, ApiError> {
             region: req.region.ok_or_else(|| missing("region"))?,
             endpoint_url: req.endpoint_url,
         },
-        "webhook" => Target::Webhook { url: req.url.ok_or_else(|| missing("url"))? },
-        "file" => Target::File { directory: req.directory.ok_or_else(|| missing("directory"))? },
+        "webhook" => Target::Webhook {
+            url: req.url.ok_or_else(|| missing("url"))?,
+        },
+        "file" => Target::File {
+            directory: req.directory.ok_or_else(|| missing("directory"))?,
+        },
         _ => return Err(ApiError::bad_request("kind must be sqs, webhook or file")),
     };
     target.validate()?;
@@ -44,20 +53,25 @@ pub async fn put_destination(
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
     ApiJson(req): ApiJson<DestinationRequest>,
 ) -> Result<Json<DestinationView>, ApiError> {
-    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    caller
+        .require_app_manager(&state, parse_org(&org_id)?)
+        .await?;
     let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
     let notification_type = parse_type(&kind)?;
     let target = target_from(req)?;
     let now = state.now();
     let id = DestinationId::new();
-    let signing_secret = matches!(target, Target::Webhook { .. }).then(rekey_dispatch::sinks::generate_webhook_secret);
+    let signing_secret = matches!(target, Target::Webhook { .. })
+        .then(rekey_dispatch::sinks::generate_webhook_secret);
     let dest = Destination {
         id,
         app_id: app.id,
         notification_type,
-        sealed_signing_key: signing_secret
-            .as_ref()
-            .map(|s| state.webhook_key_sealer.seal(s.as_bytes(), &signing_key_context(id))),
+        sealed_signing_key: signing_secret.as_ref().map(|s| {
+            state
+                .webhook_key_sealer
+                .seal(s.as_bytes(), &signing_key_context(id))
+        }),
         target,
         created_at: now,
         updated_at: now,
@@ -78,7 +92,9 @@ pub async fn list_destinations(
     caller.role_in(&state, parse_org(&org_id)?).await?;
     let (_, app) = load_app(&state, &org_id, &app_id).await?;
     let items = state.store.list_destinations(app.id).await?;
-    Ok(Json(DestinationList { items: items.iter().map(|d| views::destination(d, None)).collect() }))
+    Ok(Json(DestinationList {
+        items: items.iter().map(|d| views::destination(d, None)).collect(),
+    }))
 }
 
 /// `GET .../apps/{app}/destinations/{type}`
@@ -103,13 +119,21 @@ pub async fn delete_destination(
     caller: Caller,
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    caller
+        .require_app_manager(&state, parse_org(&org_id)?)
+        .await?;
     let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
     let t = parse_type(&kind)?;
-    let ev = caller.audit.event(state.now(), "destination.removed").org(org_id).app(app.id)
+    let ev = caller
+        .audit
+        .event(state.now(), "destination.removed")
+        .org(org_id)
+        .app(app.id)
         .details(serde_json::json!({ "notificationType": t.as_str() }));
     if !state.store.delete_destination(app.id, t, &[ev]).await? {
-        return Err(ApiError::not_found("No destination for this notification type"));
+        return Err(ApiError::not_found(
+            "No destination for this notification type",
+        ));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -121,22 +145,53 @@ pub async fn test_destination(
     caller: Caller,
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
 ) -> Result<(StatusCode, Json<QueuedNotification>), ApiError> {
-    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    caller
+        .require_app_manager(&state, parse_org(&org_id)?)
+        .await?;
     let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
     let t = parse_type(&kind)?;
-    let dest = state.store.get_destination(app.id, t).await?
+    let dest = state
+        .store
+        .get_destination(app.id, t)
+        .await?
         .ok_or_else(|| ApiError::not_found("No destination for this notification type"))?;
     let now = state.now();
     let nid = NotificationId::new();
-    let env = envelope(t, nid, &app.client_id, dest.id, serde_json::json!({
-        "testNotification": { "clientId": app.client_id, "message": "A test notification from Rekey: this destination receives." }
-    }), now);
-    let d = Delivery::new(&state.outbox_sealer, nid, app.id, org_id, t, dest.id, &env, None, now);
+    let env = envelope(
+        t,
+        nid,
+        &app.client_id,
+        dest.id,
+        serde_json::json!({
+            "testNotification": { "clientId": app.client_id, "message": "A test notification from Rekey: this destination receives." }
+        }),
+        now,
+    );
+    let d = Delivery::new(
+        &state.outbox_sealer,
+        nid,
+        app.id,
+        org_id,
+        t,
+        dest.id,
+        &env,
+        None,
+        now,
+    );
     let ev = caller.audit.event(now, "notification.enqueued").org(org_id).app(app.id)
         .details(serde_json::json!({ "notificationId": nid.to_string(), "notificationType": t.as_str(), "test": true }));
-    state.store.enqueue_deliveries(std::slice::from_ref(&d), &[ev]).await?;
+    state
+        .store
+        .enqueue_deliveries(std::slice::from_ref(&d), &[ev])
+        .await?;
     state.delivery_wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(QueuedNotification { notification_id: nid.0, delivery_id: d.id.0 })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(QueuedNotification {
+            notification_id: nid.0,
+            delivery_id: d.id.0,
+        }),
+    ))
 }
 
 /// `GET /api/v1/orgs/{org}/deliveries?appId&state&pageStart&pageLimit`
@@ -154,18 +209,34 @@ pub async fn list_deliveries(
     let mut rest = Vec::new();
     for (k, v) in form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes()) {
         match k.as_ref() {
-            "appId" => app = Some(AppId::parse(&v).ok_or_else(|| ApiError::bad_request("appId must be a UUID"))?),
-            "state" => st = Some(DeliveryState::parse(&v).ok_or_else(|| ApiError::bad_request("state must be pending, delivered or dead"))?),
+            "appId" => {
+                app = Some(
+                    AppId::parse(&v)
+                        .ok_or_else(|| ApiError::bad_request("appId must be a UUID"))?,
+                )
+            }
+            "state" => {
+                st = Some(DeliveryState::parse(&v).ok_or_else(|| {
+                    ApiError::bad_request("state must be pending, delivered or dead")
+                })?)
+            }
             _ => rest.push(format!("{}={}", k, v)),
         }
     }
     let page = page_from_query(Some(&rest.join("&")))?;
     let items = state.store.list_deliveries(org_id, app, st, page).await?;
-    Ok(Json(DeliveryList { items: items.iter().map(views::delivery).collect() }))
+    Ok(Json(DeliveryList {
+        items: items.iter().map(views::delivery).collect(),
+    }))
 }
 
-async fn load_delivery(state: &SharedState, org: rekey_core::model::OrgId, id: &str) -> Result<Delivery, ApiError> {
-    let id = DeliveryId::parse(id).ok_or_else(|| ApiError::bad_request("The delivery id must be a UUID"))?;
+async fn load_delivery(
+    state: &SharedState,
+    org: rekey_core::model::OrgId,
+    id: &str,
+) -> Result<Delivery, ApiError> {
+    let id = DeliveryId::parse(id)
+        .ok_or_else(|| ApiError::bad_request("The delivery id must be a UUID"))?;
     match state.store.get_delivery(id).await? {
         Some(d) if d.org_id == org => Ok(d),
         _ => Err(ApiError::not_found("No such delivery in this organization")),
@@ -180,7 +251,9 @@ pub async fn get_delivery(
 ) -> Result<Json<DeliveryView>, ApiError> {
     let org_id = parse_org(&org_id)?;
     caller.role_in(&state, org_id).await?;
-    Ok(Json(views::delivery(&load_delivery(&state, org_id, &id).await?)))
+    Ok(Json(views::delivery(
+        &load_delivery(&state, org_id, &id).await?,
+    )))
 }
 
 /// `POST /api/v1/orgs/{org}/deliveries/{id}/retry`: a dead delivery gets a new retry budget.

@@ -64,7 +64,10 @@ pub fn routes() -> Router<SharedState> {
             "/api/v1/orgs/{org_id}/apps/{app_id}/destinations/{notification_type}/test",
             post(delivery::test_destination),
         )
-        .route("/api/v1/orgs/{org_id}/deliveries", get(delivery::list_deliveries))
+        .route(
+            "/api/v1/orgs/{org_id}/deliveries",
+            get(delivery::list_deliveries),
+        )
         .route(
             "/api/v1/orgs/{org_id}/deliveries/{delivery_id}",
             get(delivery::get_delivery),

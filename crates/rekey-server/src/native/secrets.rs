@@ -44,13 +44,19 @@ pub async fn rotate(
     Path((org_id, app_id)): Path<(String, String)>,
     ApiJson(req): ApiJson<RotateRequest>,
 ) -> Result<Json<NewSecretView>, ApiError> {
-    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    caller
+        .require_app_manager(&state, parse_org(&org_id)?)
+        .await?;
     let (_, app) = load_app(&state, &org_id, &app_id).await?;
     let grace = req.grace_seconds.unwrap_or(app.rotation_grace_secs);
     if !(0..=rekey_core::apps::MAX_DURATION_SECS).contains(&grace) {
-        return Err(ApiError::bad_request("graceSeconds must be between 0 and 315360000"));
+        return Err(ApiError::bad_request(
+            "graceSeconds must be between 0 and 315360000",
+        ));
     }
-    let n = ops::rotate(&state, &app, grace, None, false, &caller.audit).await.map_err(rotate_error)?;
+    let n = ops::rotate(&state, &app, grace, None, false, &caller.audit)
+        .await
+        .map_err(rotate_error)?;
     Ok(Json(new_secret_view(&app.client_id, n)))
 }
 
@@ -60,9 +66,13 @@ pub async fn regenerate(
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
 ) -> Result<Json<NewSecretView>, ApiError> {
-    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    caller
+        .require_app_manager(&state, parse_org(&org_id)?)
+        .await?;
     let (_, app) = load_app(&state, &org_id, &app_id).await?;
-    let n = ops::regenerate(&state, &app, None, &caller.audit).await.map_err(rotate_error)?;
+    let n = ops::regenerate(&state, &app, None, &caller.audit)
+        .await
+        .map_err(rotate_error)?;
     Ok(Json(new_secret_view(&app.client_id, n)))
 }
 
@@ -72,9 +82,13 @@ pub async fn finish(
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
 ) -> Result<Json<FinishedRotation>, ApiError> {
-    caller.require_app_manager(&state, parse_org(&org_id)?).await?;
+    caller
+        .require_app_manager(&state, parse_org(&org_id)?)
+        .await?;
     let (_, app) = load_app(&state, &org_id, &app_id).await?;
-    let revoked = ops::finish(&state, &app, &caller.audit).await.map_err(rotate_error)?;
+    let revoked = ops::finish(&state, &app, &caller.audit)
+        .await
+        .map_err(rotate_error)?;
     Ok(Json(FinishedRotation {
         revoked: revoked.iter().map(views::secret).collect(),
     }))

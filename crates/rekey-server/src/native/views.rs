@@ -73,7 +73,10 @@ pub fn audit_event(e: &AuditEvent) -> AuditEventView {
     }
 }
 
-pub fn destination(d: &rekey_core::notify::Destination, signing_secret: Option<String>) -> rekey_proto::native::DestinationView {
+pub fn destination(
+    d: &rekey_core::notify::Destination,
+    signing_secret: Option<String>,
+) -> rekey_proto::native::DestinationView {
     use rekey_core::notify::Target;
     let mut v = rekey_proto::native::DestinationView {
         id: d.id.0,
@@ -89,7 +92,11 @@ pub fn destination(d: &rekey_core::notify::Destination, signing_secret: Option<S
         updated_at: d.updated_at.to_rfc3339(),
     };
     match &d.target {
-        Target::Sqs { queue_url, region, endpoint_url } => {
+        Target::Sqs {
+            queue_url,
+            region,
+            endpoint_url,
+        } => {
             v.queue_url = Some(queue_url.clone());
             v.region = Some(region.clone());
             v.endpoint_url = endpoint_url.clone();

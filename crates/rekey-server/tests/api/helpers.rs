@@ -275,7 +275,10 @@ impl TestApp {
         }
         let res = self.token_post("/auth/o2/token", id, secret, &form).await;
         assert_eq!(res.status(), 200, "lwa token");
-        res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+        res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// `POST /applications/2023-11-30/clientSecret` with `x-amz-access-token`.
@@ -289,17 +292,30 @@ impl TestApp {
     }
 
     /// Sets a destination as the owner; returns the view (with a webhook's signing secret).
-    pub async fn set_destination(&self, app_id: uuid::Uuid, notification_type: &str, body: Value) -> Value {
+    pub async fn set_destination(
+        &self,
+        app_id: uuid::Uuid,
+        notification_type: &str,
+        body: Value,
+    ) -> Value {
         let token = self.owner_access_token().await;
         let res = self
             .http
-            .put(self.url(&format!("/api/v1/orgs/{}/apps/{app_id}/destinations/{notification_type}", self.org_id)))
+            .put(self.url(&format!(
+                "/api/v1/orgs/{}/apps/{app_id}/destinations/{notification_type}",
+                self.org_id
+            )))
             .bearer_auth(token)
             .json(&body)
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 200, "set destination: {}", res.text().await.unwrap());
+        assert_eq!(
+            res.status(),
+            200,
+            "set destination: {}",
+            res.text().await.unwrap()
+        );
         res.json().await.unwrap()
     }
 
@@ -321,6 +337,9 @@ impl TestApp {
     }
 
     pub async fn status_of(&self, id: &str, secret: &str) -> u16 {
-        self.token_post("/oauth2/token", id, secret, &CC).await.status().as_u16()
+        self.token_post("/oauth2/token", id, secret, &CC)
+            .await
+            .status()
+            .as_u16()
     }
 }

@@ -6,4 +6,5 @@ mod management;
 mod no_leaks;
 mod rotation;
 mod spapi_errors;
+mod sqs;
 mod token_endpoints;

@@ -32,7 +32,10 @@ fn read_spool(dir: &std::path::Path) -> Vec<Value> {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt as _;
-                assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+                assert_eq!(
+                    std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                    0o600
+                );
             }
             out.push(serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap());
         }
@@ -47,7 +50,12 @@ async fn spapi_rotation_delivers_the_new_secret_and_the_old_one_works_for_seven_
         let spool = tempfile::tempdir().unwrap();
         let c = app.create_app(json!({})).await;
         let (id, old) = (c.app.client_id.clone(), c.client_secret.clone());
-        app.set_destination(c.app.id, "APPLICATION_OAUTH_CLIENT_NEW_SECRET", json!({"kind": "file", "directory": spool.path()})).await;
+        app.set_destination(
+            c.app.id,
+            "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+            json!({"kind": "file", "directory": spool.path()}),
+        )
+        .await;
         assert_eq!(app.valid_secrets(c.app.id).await, 1);
 
         let token = app.lwa_token(&id, &old, Some(ROTATION_SCOPE)).await;
@@ -55,9 +63,15 @@ async fn spapi_rotation_delivers_the_new_secret_and_the_old_one_works_for_seven_
         assert_eq!(res.status(), 204);
         assert!(res.headers().contains_key("x-amzn-requestid"));
         assert_eq!(res.headers()["x-amzn-ratelimit-limit"], "0.0167");
-        assert!(res.bytes().await.unwrap().is_empty(), "the new secret is never in the response");
+        assert!(
+            res.bytes().await.unwrap().is_empty(),
+            "the new secret is never in the response"
+        );
         assert_eq!(app.valid_secrets(c.app.id).await, 2);
-        assert!(read_spool(spool.path()).is_empty(), "nothing delivered before the dispatcher runs");
+        assert!(
+            read_spool(spool.path()).is_empty(),
+            "nothing delivered before the dispatcher runs"
+        );
 
         assert_eq!(app.drain().await, 1);
         let files = read_spool(spool.path());
@@ -73,7 +87,10 @@ async fn spapi_rotation_delivers_the_new_secret_and_the_old_one_works_for_seven_
         let new = p["newClientSecret"].as_str().unwrap().to_string();
         assert_ne!(new, old);
         let now = app.clock.now();
-        assert_eq!(p["oldClientSecretExpiryTime"], now.plus_secs(7 * DAY as i64).to_rfc3339());
+        assert_eq!(
+            p["oldClientSecretExpiryTime"],
+            now.plus_secs(7 * DAY as i64).to_rfc3339()
+        );
         assert!(p["newClientSecretExpiryTime"].is_string());
 
         // Both work during the grace period; the old one stops exactly at its end.
@@ -90,12 +107,31 @@ async fn spapi_rotation_delivers_the_new_secret_and_the_old_one_works_for_seven_
         // The sweep records the expiry; the delivered payload is wiped.
         let report = rekey_server::sweeper::sweep(&app.state).await.unwrap();
         assert_eq!(report.expired, 1);
-        let deliveries = app.store().list_deliveries(app.org_id, None, None, Page::default()).await.unwrap();
+        let deliveries = app
+            .store()
+            .list_deliveries(app.org_id, None, None, Page::default())
+            .await
+            .unwrap();
         assert_eq!(deliveries[0].state, DeliveryState::Delivered);
         assert_eq!(deliveries[0].sealed_payload, None);
-        let audit: Vec<String> = app.store().list_audit(Some(app.org_id), Page::default()).await.unwrap().into_iter().map(|e| e.action).collect();
-        for action in ["secret.rotated", "notification.enqueued", "notification.delivered", "secret.expired"] {
-            assert!(audit.iter().any(|a| a == action), "audit has {action}: {audit:?}");
+        let audit: Vec<String> = app
+            .store()
+            .list_audit(Some(app.org_id), Page::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        for action in [
+            "secret.rotated",
+            "notification.enqueued",
+            "notification.delivered",
+            "secret.expired",
+        ] {
+            assert!(
+                audit.iter().any(|a| a == action),
+                "audit has {action}: {audit:?}"
+            );
         }
         app.shutdown().await;
     }
@@ -106,16 +142,30 @@ async fn the_new_secret_is_not_in_the_database_file_before_or_after_delivery() {
     let app = spawn_app().await;
     let spool = tempfile::tempdir().unwrap();
     let c = app.create_app(json!({})).await;
-    app.set_destination(c.app.id, "APPLICATION_OAUTH_CLIENT_NEW_SECRET", json!({"kind": "file", "directory": spool.path()})).await;
-    let token = app.lwa_token(&c.app.client_id, &c.client_secret, None).await;
+    app.set_destination(
+        c.app.id,
+        "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+        json!({"kind": "file", "directory": spool.path()}),
+    )
+    .await;
+    let token = app
+        .lwa_token(&c.app.client_id, &c.client_secret, None)
+        .await;
     assert_eq!(app.spapi_rotate(&token).await.status(), 204);
     app.drain().await;
-    let new = read_spool(spool.path())[0]["payload"]["applicationOAuthClientNewSecret"]["newClientSecret"].as_str().unwrap().to_string();
+    let new = read_spool(spool.path())[0]["payload"]["applicationOAuthClientNewSecret"]
+        ["newClientSecret"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let db = app.shutdown().await;
     let path = db.sqlite_path.clone().unwrap();
     for suffix in ["", "-wal", "-shm"] {
         let bytes = std::fs::read(format!("{}{suffix}", path.display())).unwrap_or_default();
-        assert!(!bytes.windows(new.len()).any(|w| w == new.as_bytes()), "the new secret is in {suffix}");
+        assert!(
+            !bytes.windows(new.len()).any(|w| w == new.as_bytes()),
+            "the new secret is in {suffix}"
+        );
     }
 }
 
@@ -134,13 +184,22 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
     status
 }
 
-async fn start_receiver() -> (String, Arc<AtomicU16>, mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) {
+async fn start_receiver() -> (
+    String,
+    Arc<AtomicU16>,
+    mpsc::UnboundedReceiver<(HeaderMap, Bytes)>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let status = Arc::new(AtomicU16::new(200));
-    let r = Receiver { status: status.clone(), tx };
+    let r = Receiver {
+        status: status.clone(),
+        tx,
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let router = axum::Router::new().route("/hook", post(receive)).with_state(r);
+    let router = axum::Router::new()
+        .route("/hook", post(receive))
+        .with_state(r);
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     (url, status, rx)
 }
@@ -150,19 +209,42 @@ async fn a_webhook_down_during_rotation_gets_the_same_notification_once_it_is_ba
     let app = spawn_app().await;
     let (url, status, mut rx) = start_receiver().await;
     let c = app.create_app(json!({})).await;
-    let dest = app.set_destination(c.app.id, "APPLICATION_OAUTH_CLIENT_NEW_SECRET", json!({"kind": "webhook", "url": url})).await;
+    let dest = app
+        .set_destination(
+            c.app.id,
+            "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+            json!({"kind": "webhook", "url": url}),
+        )
+        .await;
     let signing_secret = dest["signingSecret"].as_str().unwrap().to_string();
     assert!(signing_secret.starts_with("whsec_"));
 
     status.store(500, Ordering::SeqCst);
-    let token = app.lwa_token(&c.app.client_id, &c.client_secret, Some(ROTATION_SCOPE)).await;
-    assert_eq!(app.spapi_rotate(&token).await.status(), 204, "the rotation commits while the destination is down");
+    let token = app
+        .lwa_token(&c.app.client_id, &c.client_secret, Some(ROTATION_SCOPE))
+        .await;
+    assert_eq!(
+        app.spapi_rotate(&token).await.status(),
+        204,
+        "the rotation commits while the destination is down"
+    );
     assert_eq!(app.drain().await, 1);
-    let d = &app.store().list_deliveries(app.org_id, None, None, Page::default()).await.unwrap()[0];
+    let d = &app
+        .store()
+        .list_deliveries(app.org_id, None, None, Page::default())
+        .await
+        .unwrap()[0];
     assert_eq!(d.state, DeliveryState::Pending);
     assert_eq!(d.last_error.as_deref(), Some("webhook answered HTTP 500"));
-    assert!(d.next_attempt_at > app.clock.now(), "the retry waits for its backoff");
-    assert_eq!(app.status_of(&c.app.client_id, &c.client_secret).await, 200, "the old secret still works");
+    assert!(
+        d.next_attempt_at > app.clock.now(),
+        "the retry waits for its backoff"
+    );
+    assert_eq!(
+        app.status_of(&c.app.client_id, &c.client_secret).await,
+        200,
+        "the old secret still works"
+    );
     assert_eq!(app.valid_secrets(c.app.id).await, 2);
 
     // Still down for a while: more failures, all retried later.
@@ -171,7 +253,11 @@ async fn a_webhook_down_during_rotation_gets_the_same_notification_once_it_is_ba
         assert_eq!(app.drain().await, 1);
     }
     status.store(200, Ordering::SeqCst);
-    assert_eq!(app.drain().await, 0, "nothing is due before the backoff ends");
+    assert_eq!(
+        app.drain().await,
+        0,
+        "nothing is due before the backoff ends"
+    );
     app.clock.advance(Duration::from_secs(600));
     assert_eq!(app.drain().await, 1);
     let (headers, body) = rx.try_recv().expect("delivered");
@@ -181,8 +267,13 @@ async fn a_webhook_down_during_rotation_gets_the_same_notification_once_it_is_ba
     assert_eq!(headers["webhook-signature"].to_str().unwrap(), expected);
     let n: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(n["notificationMetadata"]["notificationId"], id);
-    assert_eq!(n["notificationMetadata"]["notificationId"], d.notification_id.to_string());
-    let new = n["payload"]["applicationOAuthClientNewSecret"]["newClientSecret"].as_str().unwrap();
+    assert_eq!(
+        n["notificationMetadata"]["notificationId"],
+        d.notification_id.to_string()
+    );
+    let new = n["payload"]["applicationOAuthClientNewSecret"]["newClientSecret"]
+        .as_str()
+        .unwrap();
     assert_eq!(app.status_of(&c.app.client_id, new).await, 200);
     let d = app.store().get_delivery(d.id).await.unwrap().unwrap();
     assert_eq!((d.state, d.attempts), (DeliveryState::Delivered, 5));
@@ -196,11 +287,19 @@ async fn a_delivery_dies_after_its_retry_budget_and_an_operator_retries_it() {
     let (url, status, mut rx) = start_receiver().await;
     status.store(503, Ordering::SeqCst);
     let c = app.create_app(json!({})).await;
-    app.set_destination(c.app.id, "APPLICATION_OAUTH_CLIENT_NEW_SECRET", json!({"kind": "webhook", "url": url})).await;
+    app.set_destination(
+        c.app.id,
+        "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+        json!({"kind": "webhook", "url": url}),
+    )
+    .await;
     let token = app.owner_access_token().await;
     let rotated: Value = app
         .http
-        .post(app.url(&format!("/api/v1/orgs/{}/apps/{}/secrets/rotate", app.org_id, c.app.id)))
+        .post(app.url(&format!(
+            "/api/v1/orgs/{}/apps/{}/secrets/rotate",
+            app.org_id, c.app.id
+        )))
         .bearer_auth(&token)
         .json(&json!({}))
         .send()
@@ -214,22 +313,64 @@ async fn a_delivery_dies_after_its_retry_budget_and_an_operator_retries_it() {
     app.clock.advance(Duration::from_secs(3600));
     app.drain().await;
     let token = app.owner_access_token().await;
-    let all: Value = app.http.get(app.url(&format!("/api/v1/orgs/{}/deliveries", app.org_id))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-    let list: Value = app.http.get(app.url(&format!("/api/v1/orgs/{}/deliveries?state=dead", app.org_id))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let all: Value = app
+        .http
+        .get(app.url(&format!("/api/v1/orgs/{}/deliveries", app.org_id)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list: Value = app
+        .http
+        .get(app.url(&format!(
+            "/api/v1/orgs/{}/deliveries?state=dead",
+            app.org_id
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{all}");
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let delivery_id = list["items"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(list["items"][0]["attempts"], 2);
 
     status.store(200, Ordering::SeqCst);
-    let res = app.http.post(app.url(&format!("/api/v1/orgs/{}/deliveries/{delivery_id}/retry", app.org_id))).bearer_auth(&token).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url(&format!(
+            "/api/v1/orgs/{}/deliveries/{delivery_id}/retry",
+            app.org_id
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["state"], "pending");
     assert_eq!(app.drain().await, 1);
     let (_, body) = rx.try_recv().unwrap();
     let n: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(n["payload"]["applicationOAuthClientNewSecret"]["newClientSecret"], rotated["clientSecret"]);
-    let res = app.http.post(app.url(&format!("/api/v1/orgs/{}/deliveries/{delivery_id}/retry", app.org_id))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(
+        n["payload"]["applicationOAuthClientNewSecret"]["newClientSecret"],
+        rotated["clientSecret"]
+    );
+    let res = app
+        .http
+        .post(app.url(&format!(
+            "/api/v1/orgs/{}/deliveries/{delivery_id}/retry",
+            app.org_id
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 409);
 }
 
@@ -250,7 +391,12 @@ impl Sink for CountingSink {
             e.2 += 1;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
-        self.state.lock().unwrap().get_mut(&d.notification_id).unwrap().0 -= 1;
+        self.state
+            .lock()
+            .unwrap()
+            .get_mut(&d.notification_id)
+            .unwrap()
+            .0 -= 1;
         Ok(())
     }
 }
@@ -260,14 +406,38 @@ async fn two_dispatchers_racing_deliver_each_notification_and_never_concurrently
     for db in TestDb::all().await {
         let app = spawn_app_on(db, test_config()).await;
         let c = app.create_app(json!({})).await;
-        let dest = app.set_destination(c.app.id, "APPLICATION_OAUTH_CLIENT_NEW_SECRET", json!({"kind": "file", "directory": "/nonexistent"})).await;
-        let dest_id = rekey_core::model::DestinationId::parse(dest["id"].as_str().unwrap()).unwrap();
+        let dest = app
+            .set_destination(
+                c.app.id,
+                "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+                json!({"kind": "file", "directory": "/nonexistent"}),
+            )
+            .await;
+        let dest_id =
+            rekey_core::model::DestinationId::parse(dest["id"].as_str().unwrap()).unwrap();
         let now = app.clock.now();
         let items: Vec<Delivery> = (0..60)
             .map(|_| {
                 let nid = NotificationId::new();
-                let env = envelope(NotificationType::NewSecret, nid, &c.app.client_id, dest_id, json!({}), now);
-                Delivery::new(&app.state.outbox_sealer, nid, AppId(c.app.id), app.org_id, NotificationType::NewSecret, dest_id, &env, None, now)
+                let env = envelope(
+                    NotificationType::NewSecret,
+                    nid,
+                    &c.app.client_id,
+                    dest_id,
+                    json!({}),
+                    now,
+                );
+                Delivery::new(
+                    &app.state.outbox_sealer,
+                    nid,
+                    AppId(c.app.id),
+                    app.org_id,
+                    NotificationType::NewSecret,
+                    dest_id,
+                    &env,
+                    None,
+                    now,
+                )
             })
             .collect();
         app.store().enqueue_deliveries(&items, &[]).await.unwrap();
@@ -279,7 +449,11 @@ async fn two_dispatchers_racing_deliver_each_notification_and_never_concurrently
                 app.clock.clone(),
                 app.key.sealer("outbox"),
                 sink.clone(),
-                DispatchSettings { owner: owner.into(), batch: 4, ..Default::default() },
+                DispatchSettings {
+                    owner: owner.into(),
+                    batch: 4,
+                    ..Default::default()
+                },
                 Arc::new(tokio::sync::Notify::new()),
             ))
         };
@@ -290,10 +464,24 @@ async fn two_dispatchers_racing_deliver_each_notification_and_never_concurrently
         );
         let total = ra.unwrap().unwrap() + rb.unwrap().unwrap();
         assert_eq!(total, 60, "{}", store.backend());
-        let s = sink.state.lock().unwrap();
-        assert_eq!(s.len(), 60);
-        assert!(s.values().all(|&(_, max, sends)| max == 1 && sends >= 1));
-        let pending = app.store().list_deliveries(app.org_id, None, Some(DeliveryState::Pending), Page { start: 0, limit: 1000 }).await.unwrap();
+        {
+            let s = sink.state.lock().unwrap();
+            assert_eq!(s.len(), 60);
+            assert!(s.values().all(|&(_, max, sends)| max == 1 && sends >= 1));
+        }
+        let pending = app
+            .store()
+            .list_deliveries(
+                app.org_id,
+                None,
+                Some(DeliveryState::Pending),
+                Page {
+                    start: 0,
+                    limit: 1000,
+                },
+            )
+            .await
+            .unwrap();
         assert!(pending.is_empty());
     }
 }
@@ -301,32 +489,85 @@ async fn two_dispatchers_racing_deliver_each_notification_and_never_concurrently
 #[tokio::test]
 async fn native_rotate_regenerate_and_finish_follow_the_rules() {
     let app = spawn_app().await;
-    let c = app.create_app(json!({ "rotationGraceSeconds": 3600 })).await;
+    let c = app
+        .create_app(json!({ "rotationGraceSeconds": 3600 }))
+        .await;
     let token = app.owner_access_token().await;
-    let base = app.url(&format!("/api/v1/orgs/{}/apps/{}/secrets", app.org_id, c.app.id));
-    let post = |path: &str, body: Value| app.http.post(format!("{base}/{path}")).bearer_auth(&token).json(&body).send();
+    let base = app.url(&format!(
+        "/api/v1/orgs/{}/apps/{}/secrets",
+        app.org_id, c.app.id
+    ));
+    let post = |path: &str, body: Value| {
+        app.http
+            .post(format!("{base}/{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
 
-    let r: Value = post("rotate", json!({})).await.unwrap().json().await.unwrap();
+    let r: Value = post("rotate", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let new = r["clientSecret"].as_str().unwrap().to_string();
-    assert!(r["notificationId"].is_null(), "no destination, no notification");
-    assert_eq!(r["previousExpiresAt"], app.clock.now().plus_secs(3600).to_rfc3339());
+    assert!(
+        r["notificationId"].is_null(),
+        "no destination, no notification"
+    );
+    assert_eq!(
+        r["previousExpiresAt"],
+        app.clock.now().plus_secs(3600).to_rfc3339()
+    );
     assert_eq!(app.status_of(&c.app.client_id, &c.client_secret).await, 200);
     assert_eq!(app.status_of(&c.app.client_id, &new).await, 200);
 
     let res = post("rotate", json!({ "graceSeconds": 10 })).await.unwrap();
-    assert_eq!(res.status(), 409, "a second rotation during the overlap is refused");
+    assert_eq!(
+        res.status(),
+        409,
+        "a second rotation during the overlap is refused"
+    );
 
-    let f: Value = post("finish", json!({})).await.unwrap().json().await.unwrap();
+    let f: Value = post("finish", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(f["revoked"].as_array().unwrap().len(), 1);
     assert_eq!(app.status_of(&c.app.client_id, &c.client_secret).await, 400);
-    let f: Value = post("finish", json!({})).await.unwrap().json().await.unwrap();
-    assert!(f["revoked"].as_array().unwrap().is_empty(), "finish is idempotent");
+    let f: Value = post("finish", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        f["revoked"].as_array().unwrap().is_empty(),
+        "finish is idempotent"
+    );
 
-    let r2: Value = post("rotate", json!({ "graceSeconds": 0 })).await.unwrap().json().await.unwrap();
+    let r2: Value = post("rotate", json!({ "graceSeconds": 0 }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let newer = r2["clientSecret"].as_str().unwrap().to_string();
-    assert_eq!(app.status_of(&c.app.client_id, &new).await, 400, "grace 0 ends the old secret now");
+    assert_eq!(
+        app.status_of(&c.app.client_id, &new).await,
+        400,
+        "grace 0 ends the old secret now"
+    );
 
-    let g: Value = post("regenerate", json!({})).await.unwrap().json().await.unwrap();
+    let g: Value = post("regenerate", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let regenerated = g["clientSecret"].as_str().unwrap();
     assert_eq!(app.status_of(&c.app.client_id, &newer).await, 400);
     assert_eq!(app.status_of(&c.app.client_id, regenerated).await, 200);
@@ -337,24 +578,41 @@ async fn native_rotate_regenerate_and_finish_follow_the_rules() {
 async fn expiry_warnings_are_queued_once_per_threshold() {
     let app = spawn_app().await;
     let spool = tempfile::tempdir().unwrap();
-    let c = app.create_app(json!({ "secretLifetimeSeconds": 100 * DAY })).await;
-    app.set_destination(c.app.id, "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY", json!({"kind": "file", "directory": spool.path()})).await;
+    let c = app
+        .create_app(json!({ "secretLifetimeSeconds": 100 * DAY }))
+        .await;
+    app.set_destination(
+        c.app.id,
+        "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY",
+        json!({"kind": "file", "directory": spool.path()}),
+    )
+    .await;
     let sweep = || rekey_server::sweeper::sweep(&app.state);
     assert_eq!(sweep().await.unwrap().warnings, 0);
     app.clock.advance(Duration::from_secs(10 * DAY));
     assert_eq!(sweep().await.unwrap().warnings, 1, "90 days left");
     assert_eq!(sweep().await.unwrap().warnings, 0, "sent once");
     app.clock.advance(Duration::from_secs(31 * DAY));
-    assert_eq!(sweep().await.unwrap().warnings, 1, "59 days left: the 60-day warning");
+    assert_eq!(
+        sweep().await.unwrap().warnings,
+        1,
+        "59 days left: the 60-day warning"
+    );
     app.drain().await;
     let files = read_spool(spool.path());
     assert_eq!(files.len(), 2);
     for f in &files {
-        assert_eq!(f["notificationType"], "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY");
+        assert_eq!(
+            f["notificationType"],
+            "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"
+        );
         let p = &f["payload"]["applicationOAuthClientSecretExpiry"];
         assert_eq!(p["clientId"], c.app.client_id);
         assert_eq!(p["clientSecretExpiryReason"], "PERIODIC_ROTATION");
-        assert_eq!(p["clientSecretExpiryTime"], c.secret.expires_at.clone().unwrap());
+        assert_eq!(
+            p["clientSecretExpiryTime"],
+            c.secret.expires_at.clone().unwrap()
+        );
     }
 }
 
@@ -364,28 +622,80 @@ async fn destinations_are_set_listed_tested_and_removed() {
     let spool = tempfile::tempdir().unwrap();
     let c = app.create_app(json!({})).await;
     let token = app.owner_access_token().await;
-    let base = app.url(&format!("/api/v1/orgs/{}/apps/{}/destinations", app.org_id, c.app.id));
+    let base = app.url(&format!(
+        "/api/v1/orgs/{}/apps/{}/destinations",
+        app.org_id, c.app.id
+    ));
     for (body, status) in [
-        (json!({"kind": "sqs", "queueUrl": "http://127.0.0.1:1/q"}), 400),
+        (
+            json!({"kind": "sqs", "queueUrl": "http://127.0.0.1:1/q"}),
+            400,
+        ),
         (json!({"kind": "pigeon"}), 400),
         (json!({"kind": "file", "directory": "relative/dir"}), 400),
         (json!({"kind": "webhook", "url": "x", "extra": 1}), 400),
     ] {
-        let res = app.http.put(format!("{base}/APPLICATION_OAUTH_CLIENT_NEW_SECRET")).bearer_auth(&token).json(&body).send().await.unwrap();
+        let res = app
+            .http
+            .put(format!("{base}/APPLICATION_OAUTH_CLIENT_NEW_SECRET"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), status, "{body}");
     }
-    let res = app.http.put(format!("{base}/NOT_A_TYPE")).bearer_auth(&token).json(&json!({"kind": "file", "directory": "/tmp"})).send().await.unwrap();
+    let res = app
+        .http
+        .put(format!("{base}/NOT_A_TYPE"))
+        .bearer_auth(&token)
+        .json(&json!({"kind": "file", "directory": "/tmp"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
-    app.set_destination(c.app.id, "APPLICATION_OAUTH_CLIENT_NEW_SECRET", json!({"kind": "file", "directory": spool.path()})).await;
-    let list: Value = app.http.get(&base).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    app.set_destination(
+        c.app.id,
+        "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+        json!({"kind": "file", "directory": spool.path()}),
+    )
+    .await;
+    let list: Value = app
+        .http
+        .get(&base)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"][0]["kind"], "file");
-    let res = app.http.post(format!("{base}/APPLICATION_OAUTH_CLIENT_NEW_SECRET/test")).bearer_auth(&token).send().await.unwrap();
+    let res = app
+        .http
+        .post(format!("{base}/APPLICATION_OAUTH_CLIENT_NEW_SECRET/test"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 202);
     app.drain().await;
     let files = read_spool(spool.path());
     assert!(files[0]["payload"]["testNotification"].is_object());
-    let res = app.http.delete(format!("{base}/APPLICATION_OAUTH_CLIENT_NEW_SECRET")).bearer_auth(&token).send().await.unwrap();
+    let res = app
+        .http
+        .delete(format!("{base}/APPLICATION_OAUTH_CLIENT_NEW_SECRET"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 204);
-    let res = app.http.get(format!("{base}/APPLICATION_OAUTH_CLIENT_NEW_SECRET")).bearer_auth(&token).send().await.unwrap();
+    let res = app
+        .http
+        .get(format!("{base}/APPLICATION_OAUTH_CLIENT_NEW_SECRET"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 404);
 }

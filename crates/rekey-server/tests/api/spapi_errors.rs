@@ -14,21 +14,33 @@ const PATH: &str = "/applications/2023-11-30/clientSecret";
 async fn assert_error_list(res: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(res.status().as_u16(), status, "expected {status} {code}");
     assert!(!res.headers()["x-amzn-requestid"].is_empty());
-    assert_eq!(res.headers().contains_key("x-amzn-ratelimit-limit"), matches!(status, 400 | 404 | 429));
+    assert_eq!(
+        res.headers().contains_key("x-amzn-ratelimit-limit"),
+        matches!(status, 400 | 404 | 429)
+    );
     let body: Value = res.json().await.unwrap();
     let errors = body["errors"].as_array().expect("an ErrorList");
     assert_eq!(errors.len(), 1);
     let e = &errors[0];
     assert_eq!(e["code"], code);
     assert!(e["message"].is_string());
-    assert!(e.as_object().unwrap().keys().all(|k| ["code", "message", "details"].contains(&k.as_str())));
+    assert!(e
+        .as_object()
+        .unwrap()
+        .keys()
+        .all(|k| ["code", "message", "details"].contains(&k.as_str())));
     e.clone()
 }
 
 async fn enrolled_app(app: &TestApp) -> (String, String, uuid::Uuid) {
     let c = app.create_app(json!({})).await;
     let dir = std::env::temp_dir().join(format!("rekey-spool-{}", uuid::Uuid::new_v4()));
-    app.set_destination(c.app.id, "APPLICATION_OAUTH_CLIENT_NEW_SECRET", json!({"kind": "file", "directory": dir})).await;
+    app.set_destination(
+        c.app.id,
+        "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+        json!({"kind": "file", "directory": dir}),
+    )
+    .await;
     (c.app.client_id, c.client_secret, c.app.id)
 }
 
@@ -36,7 +48,9 @@ async fn enrolled_app(app: &TestApp) -> (String, String, uuid::Uuid) {
 async fn an_app_without_a_destination_is_not_enrolled() {
     let app = spawn_app().await;
     let c = app.create_app(json!({})).await;
-    let token = app.lwa_token(&c.app.client_id, &c.client_secret, Some(ROTATION_SCOPE)).await;
+    let token = app
+        .lwa_token(&c.app.client_id, &c.client_secret, Some(ROTATION_SCOPE))
+        .await;
     let e = assert_error_list(app.spapi_rotate(&token).await, 400, "InvalidInput").await;
     assert_eq!(
         e["message"],
@@ -54,7 +68,10 @@ async fn a_second_rotation_within_a_minute_is_throttled_and_one_during_grace_is_
     let res = app.spapi_rotate(&token).await;
     assert_eq!(res.headers()["x-amzn-ratelimit-limit"], "0.0167");
     let e = assert_error_list(res, 429, "QuotaExceeded").await;
-    assert_eq!(e["message"], "You exceeded your quota for the requested resource.");
+    assert_eq!(
+        e["message"],
+        "You exceeded your quota for the requested resource."
+    );
     app.clock.advance(Duration::from_secs(60));
     // The old secret's token still works (it is valid for 7 days), but a rotation is in progress.
     let e = assert_error_list(app.spapi_rotate(&token).await, 400, "InvalidInput").await;
@@ -70,12 +87,22 @@ async fn bad_expired_revoked_and_wrong_scope_tokens_are_forbidden() {
     let no_token = app.http.post(app.url(PATH)).send().await.unwrap();
     assert_error_list(no_token, 403, "Unauthorized").await;
     assert_error_list(app.spapi_rotate("not-a-token").await, 403, "Unauthorized").await;
-    let bearer = app.http.post(app.url(PATH)).bearer_auth("garbage.garbage.garbage").send().await.unwrap();
+    let bearer = app
+        .http
+        .post(app.url(PATH))
+        .bearer_auth("garbage.garbage.garbage")
+        .send()
+        .await
+        .unwrap();
     assert_error_list(bearer, 403, "Unauthorized").await;
 
     // The app has the scope, but this token was not granted it.
-    let c2 = app.create_app(json!({ "scopes": ["other", ROTATION_SCOPE] })).await;
-    let narrow = app.lwa_token(&c2.app.client_id, &c2.client_secret, Some("other")).await;
+    let c2 = app
+        .create_app(json!({ "scopes": ["other", ROTATION_SCOPE] }))
+        .await;
+    let narrow = app
+        .lwa_token(&c2.app.client_id, &c2.client_secret, Some("other"))
+        .await;
     let e = assert_error_list(app.spapi_rotate(&narrow).await, 403, "Unauthorized").await;
     assert!(e["details"].as_str().unwrap().contains("scope"));
 
@@ -91,11 +118,18 @@ async fn bad_expired_revoked_and_wrong_scope_tokens_are_forbidden() {
 
     // A token whose secret was revoked.
     let token = app.lwa_token(&id, &secret, Some(ROTATION_SCOPE)).await;
-    let secrets = app.store().list_secrets(rekey_core::model::AppId(app_id)).await.unwrap();
+    let secrets = app
+        .store()
+        .list_secrets(rekey_core::model::AppId(app_id))
+        .await
+        .unwrap();
     let owner = app.owner_access_token().await;
     let res = app
         .http
-        .post(app.url(&format!("/api/v1/orgs/{}/apps/{app_id}/secrets/{}/revoke", app.org_id, secrets[0].id)))
+        .post(app.url(&format!(
+            "/api/v1/orgs/{}/apps/{app_id}/secrets/{}/revoke",
+            app.org_id, secrets[0].id
+        )))
         .bearer_auth(owner)
         .send()
         .await
@@ -110,20 +144,48 @@ async fn bodies_are_ignored_if_json_refused_if_not_and_limited_in_size() {
     let app = spawn_app().await;
     let (id, secret, _) = enrolled_app(&app).await;
     let token = app.lwa_token(&id, &secret, Some(ROTATION_SCOPE)).await;
-    let res = app.http.post(app.url(PATH)).header("x-amz-access-token", &token).header("content-type", "text/plain").body("rotate please").send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url(PATH))
+        .header("x-amz-access-token", &token)
+        .header("content-type", "text/plain")
+        .body("rotate please")
+        .send()
+        .await
+        .unwrap();
     assert_error_list(res, 415, "UnsupportedMediaType").await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(70 * 1024));
-    let res = app.http.post(app.url(PATH)).header("x-amz-access-token", &token).header("content-type", "application/json").body(big).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url(PATH))
+        .header("x-amz-access-token", &token)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_error_list(res, 413, "RequestEntityTooLarge").await;
     // Some SDKs send marketplaceIds: accepted, ignored. No Host or User-Agent requirements.
-    let res = app.http.post(app.url(PATH)).header("x-amz-access-token", &token).json(&json!({"marketplaceIds": ["ATVPDKIKX0DER"]})).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url(PATH))
+        .header("x-amz-access-token", &token)
+        .json(&json!({"marketplaceIds": ["ATVPDKIKX0DER"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 204);
 }
 
 #[tokio::test]
 async fn unknown_sp_api_resources_are_404_error_lists() {
     let app = spawn_app().await;
-    let res = app.http.post(app.url("/applications/2023-11-30/nothing")).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/applications/2023-11-30/nothing"))
+        .send()
+        .await
+        .unwrap();
     assert_error_list(res, 404, "NotFound").await;
     let res = app.http.get(app.url(PATH)).send().await.unwrap();
     assert_error_list(res, 404, "NotFound").await;
