@@ -34,9 +34,15 @@ pub enum Command {
     /// Manage applications (OAuth clients) through the management API.
     #[command(subcommand)]
     Apps(AppsCommand),
-    /// Inspect client secrets through the management API.
+    /// Inspect, rotate, regenerate and finish client secrets through the management API.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Set where an app's notifications go (its Notification Preferences).
+    #[command(subcommand)]
+    Destinations(DestinationsCommand),
+    /// See the delivery of notifications and retry dead ones.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
 }
 
 /// Where the server's configuration comes from.
@@ -171,5 +177,127 @@ pub enum SecretsCommand {
         api: ApiArgs,
         /// App id (UUID).
         app_id: String,
+    },
+    /// Rotate: a new current secret (printed once); the old one keeps working for the grace
+    /// period. Refused while a previous secret is still valid.
+    Rotate {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// App id (UUID).
+        app_id: String,
+        /// How long the old secret keeps working (default: the app's rotation grace).
+        #[arg(long)]
+        grace_seconds: Option<i64>,
+    },
+    /// Regenerate: revoke every valid secret now and make one new secret (printed once).
+    Regenerate {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// App id (UUID).
+        app_id: String,
+        /// Confirm: clients still using the old secrets stop working at once.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Finish a rotation: revoke the previous secret now.
+    Finish {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// App id (UUID).
+        app_id: String,
+    },
+}
+
+/// Which notification a destination receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NotificationKind {
+    /// APPLICATION_OAUTH_CLIENT_NEW_SECRET: the new secret after a rotation.
+    NewSecret,
+    /// APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY: warnings before the current secret expires.
+    SecretExpiry,
+}
+
+impl NotificationKind {
+    pub fn api_name(self) -> &'static str {
+        match self {
+            NotificationKind::NewSecret => "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+            NotificationKind::SecretExpiry => "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DestinationsCommand {
+    /// Set (replace) the destination of one notification type. Give exactly one of
+    /// --sqs-queue-url, --webhook-url, --directory. A webhook's signing secret is printed once.
+    Set {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// App id (UUID).
+        app_id: String,
+        #[arg(long = "type", value_enum, default_value_t = NotificationKind::NewSecret)]
+        notification_type: NotificationKind,
+        /// SQS queue URL (credentials come from the server's standard AWS chain).
+        #[arg(long, requires = "region", conflicts_with_all = ["webhook_url", "directory"])]
+        sqs_queue_url: Option<String>,
+        /// AWS region of the queue.
+        #[arg(long)]
+        region: Option<String>,
+        /// SQS endpoint override, for SQS-compatible servers.
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// HTTPS URL that receives Standard Webhooks.
+        #[arg(long, conflicts_with = "directory")]
+        webhook_url: Option<String>,
+        /// Absolute path of a spool directory on the server host.
+        #[arg(long)]
+        directory: Option<String>,
+    },
+    /// List an app's destinations.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// App id (UUID).
+        app_id: String,
+    },
+    /// Remove the destination of one notification type.
+    Remove {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// App id (UUID).
+        app_id: String,
+        #[arg(long = "type", value_enum, default_value_t = NotificationKind::NewSecret)]
+        notification_type: NotificationKind,
+    },
+    /// Send a test notification (no secret in it) to check the destination receives.
+    Test {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// App id (UUID).
+        app_id: String,
+        #[arg(long = "type", value_enum, default_value_t = NotificationKind::NewSecret)]
+        notification_type: NotificationKind,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// List deliveries, newest first.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Only this app's (UUID).
+        #[arg(long)]
+        app: Option<String>,
+        /// Only deliveries in this state: pending, delivered or dead.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Give a dead delivery a new retry budget.
+    Retry {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Delivery id (UUID).
+        delivery_id: String,
     },
 }

@@ -11,7 +11,10 @@ use rekey_core::model::{
 use rekey_core::secret::{generate_api_token, hint};
 use rekey_core::store::Store;
 use rekey_core::token::generate_signing_key;
-use rekey_proto::native::{AppList, AppView, CreateAppRequest, CreatedApp, SecretList};
+use rekey_proto::native::{
+    AppList, AppView, CreateAppRequest, CreatedApp, DeliveryList, DeliveryView, DestinationList, DestinationRequest,
+    DestinationView, FinishedRotation, NewSecretView, QueuedNotification, RotateRequest, SecretList,
+};
 use rekey_server::startup::{load_or_create_server_key, open_store};
 use rekey_server::{telemetry, Application, Config};
 use reqwest::Method;
@@ -19,7 +22,8 @@ use secrecy::ExposeSecret;
 
 use crate::api::ApiClient;
 use crate::cli::{
-    AppsCommand, Command, InitArgs, OutputFormat, SecretsCommand, ServerArgs, SigningKeysCommand,
+    AppsCommand, Command, DeliveriesCommand, DestinationsCommand, InitArgs, OutputFormat, SecretsCommand,
+    ServerArgs, SigningKeysCommand,
 };
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -41,6 +45,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::SigningKeys(cmd) => signing_keys(cmd).await,
         Command::Apps(cmd) => apps(cmd).await,
         Command::Secrets(cmd) => secrets(cmd).await,
+        Command::Destinations(cmd) => destinations(cmd).await,
+        Command::Deliveries(cmd) => deliveries(cmd).await,
     }
 }
 
@@ -357,29 +363,220 @@ async fn apps(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
-    let SecretsCommand::List { api, app_id } = cmd;
-    let c = ApiClient::connect(&api).await?;
-    let list: SecretList = c
-        .call::<(), _>(
-            Method::GET,
-            &format!("/api/v1/orgs/{}/apps/{app_id}/secrets", c.org),
-            None,
-        )
-        .await?
-        .context("empty response")?;
-    match api.output {
-        OutputFormat::Json => print_json(&list)?,
+    match cmd {
+        SecretsCommand::List { api, app_id } => {
+            let c = ApiClient::connect(&api).await?;
+            let list: SecretList = c
+                .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/apps/{app_id}/secrets", c.org), None)
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&list)?,
+                OutputFormat::Human => {
+                    for s in &list.items {
+                        println!(
+                            "{}  {:<8}  ...{}  created {}  expires {}  last used {}",
+                            s.id,
+                            s.state,
+                            s.hint,
+                            s.created_at,
+                            s.expires_at.as_deref().unwrap_or("never"),
+                            s.last_used_at.as_deref().unwrap_or("never"),
+                        );
+                    }
+                }
+            }
+        }
+        SecretsCommand::Rotate { api, app_id, grace_seconds } => {
+            let c = ApiClient::connect(&api).await?;
+            let n: NewSecretView = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/apps/{app_id}/secrets/rotate", c.org),
+                    Some(&RotateRequest { grace_seconds }),
+                )
+                .await?
+                .context("empty response")?;
+            print_new_secret(api.output, &n)?;
+        }
+        SecretsCommand::Regenerate { api, app_id, yes } => {
+            if !yes {
+                bail!("regenerating revokes every valid secret of the app at once; run again with --yes to confirm");
+            }
+            let c = ApiClient::connect(&api).await?;
+            let n: NewSecretView = c
+                .call::<(), _>(Method::POST, &format!("/api/v1/orgs/{}/apps/{app_id}/secrets/regenerate", c.org), None)
+                .await?
+                .context("empty response")?;
+            print_new_secret(api.output, &n)?;
+        }
+        SecretsCommand::Finish { api, app_id } => {
+            let c = ApiClient::connect(&api).await?;
+            let f: FinishedRotation = c
+                .call::<(), _>(Method::POST, &format!("/api/v1/orgs/{}/apps/{app_id}/secrets/finish", c.org), None)
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&f)?,
+                OutputFormat::Human if f.revoked.is_empty() => println!("no rotation in progress"),
+                OutputFormat::Human => {
+                    for s in &f.revoked {
+                        println!("revoked previous secret {} (...{})", s.id, s.hint);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_new_secret(output: OutputFormat, n: &NewSecretView) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Json => print_json(n)?,
         OutputFormat::Human => {
-            for s in &list.items {
-                println!(
-                    "{}  {:<8}  ...{}  created {}  expires {}  last used {}",
-                    s.id,
-                    s.state,
-                    s.hint,
-                    s.created_at,
-                    s.expires_at.as_deref().unwrap_or("never"),
-                    s.last_used_at.as_deref().unwrap_or("never"),
-                );
+            println!("client id      {}", n.client_id);
+            println!("client secret  {}", n.client_secret);
+            println!("expires        {}", n.secret.expires_at.as_deref().unwrap_or("never"));
+            if let Some(p) = &n.previous_expires_at {
+                println!("previous secret works until {p}");
+            }
+            if let Some(id) = n.notification_id {
+                println!("notification {id} queued to the app's destination");
+            }
+            println!("The client secret is shown only now.");
+        }
+    }
+    Ok(())
+}
+
+fn print_destination(d: &DestinationView) {
+    let where_ = d
+        .queue_url
+        .clone()
+        .or_else(|| d.url.clone())
+        .or_else(|| d.directory.clone())
+        .unwrap_or_default();
+    println!("{}  {:<7}  {}", d.notification_type, d.kind, where_);
+}
+
+async fn destinations(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DestinationsCommand::Set { api, app_id, notification_type, sqs_queue_url, region, endpoint_url, webhook_url, directory } => {
+            let req = if let Some(q) = sqs_queue_url {
+                DestinationRequest { kind: "sqs".into(), queue_url: Some(q), region, endpoint_url, ..Default::default() }
+            } else if let Some(u) = webhook_url {
+                DestinationRequest { kind: "webhook".into(), url: Some(u), ..Default::default() }
+            } else if let Some(d) = directory {
+                DestinationRequest { kind: "file".into(), directory: Some(d), ..Default::default() }
+            } else {
+                bail!("give one of --sqs-queue-url, --webhook-url or --directory");
+            };
+            let c = ApiClient::connect(&api).await?;
+            let d: DestinationView = c
+                .call(
+                    Method::PUT,
+                    &format!("/api/v1/orgs/{}/apps/{app_id}/destinations/{}", c.org, notification_type.api_name()),
+                    Some(&req),
+                )
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&d)?,
+                OutputFormat::Human => {
+                    print_destination(&d);
+                    if let Some(s) = &d.signing_secret {
+                        println!("webhook signing secret  {s}");
+                        println!("The signing secret is shown only now; verify webhook-signature with it.");
+                    }
+                }
+            }
+        }
+        DestinationsCommand::List { api, app_id } => {
+            let c = ApiClient::connect(&api).await?;
+            let list: DestinationList = c
+                .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/apps/{app_id}/destinations", c.org), None)
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&list)?,
+                OutputFormat::Human if list.items.is_empty() => println!("no destinations"),
+                OutputFormat::Human => list.items.iter().for_each(print_destination),
+            }
+        }
+        DestinationsCommand::Remove { api, app_id, notification_type } => {
+            let c = ApiClient::connect(&api).await?;
+            c.call::<(), serde_json::Value>(
+                Method::DELETE,
+                &format!("/api/v1/orgs/{}/apps/{app_id}/destinations/{}", c.org, notification_type.api_name()),
+                None,
+            )
+            .await?;
+            println!("removed the {} destination", notification_type.api_name());
+        }
+        DestinationsCommand::Test { api, app_id, notification_type } => {
+            let c = ApiClient::connect(&api).await?;
+            let q: QueuedNotification = c
+                .call::<(), _>(
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/apps/{app_id}/destinations/{}/test", c.org, notification_type.api_name()),
+                    None,
+                )
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&q)?,
+                OutputFormat::Human => println!(
+                    "test notification {} queued; follow it with `rekey deliveries list --app {app_id}`",
+                    q.notification_id
+                ),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_delivery(d: &DeliveryView) {
+    println!(
+        "{}  {:<9}  attempts {}  {}  notification {}{}",
+        d.id,
+        d.state,
+        d.attempts,
+        d.notification_type,
+        d.notification_id,
+        d.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default()
+    );
+}
+
+async fn deliveries(cmd: DeliveriesCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DeliveriesCommand::List { api, app, state } => {
+            let c = ApiClient::connect(&api).await?;
+            let mut query = vec!["pageLimit=1000".to_string()];
+            if let Some(a) = app {
+                query.push(format!("appId={a}"));
+            }
+            if let Some(s) = state {
+                query.push(format!("state={s}"));
+            }
+            let list: DeliveryList = c
+                .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/deliveries?{}", c.org, query.join("&")), None)
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&list)?,
+                OutputFormat::Human if list.items.is_empty() => println!("no deliveries"),
+                OutputFormat::Human => list.items.iter().for_each(print_delivery),
+            }
+        }
+        DeliveriesCommand::Retry { api, delivery_id } => {
+            let c = ApiClient::connect(&api).await?;
+            let d: DeliveryView = c
+                .call::<(), _>(Method::POST, &format!("/api/v1/orgs/{}/deliveries/{delivery_id}/retry", c.org), None)
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&d)?,
+                OutputFormat::Human => print_delivery(&d),
             }
         }
     }

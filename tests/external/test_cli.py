@@ -1,0 +1,68 @@
+"""The `rekey` CLI over the management API: destinations, rotation, deliveries."""
+
+import json
+import os
+import subprocess
+import time
+
+from conftest import REKEY_BIN
+
+
+def cli_json(server, *args):
+    return json.loads(server.cli(*args, "--output", "json", env_extra={"REKEY_API_TOKEN": server.api_token}))
+
+
+def wait_for_files(directory, count, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        files = [f for f in os.listdir(directory) if f.endswith(".json")] if os.path.isdir(directory) else []
+        if len(files) >= count:
+            return [json.load(open(os.path.join(directory, f))) for f in files]
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} notification files in {directory}")
+
+
+def test_destinations_rotation_and_deliveries_through_the_cli(server, tmp_path):
+    created = cli_json(server, "apps", "create", "--name", "cli-flow")
+    app_id, client_id = created["app"]["id"], created["app"]["clientId"]
+    spool = str(tmp_path / "spool")
+    dest = cli_json(server, "destinations", "set", app_id, "--directory", spool)
+    assert dest["kind"] == "file" and dest["notificationType"] == "APPLICATION_OAUTH_CLIENT_NEW_SECRET"
+    assert cli_json(server, "destinations", "list", app_id)["items"][0]["directory"] == spool
+
+    queued = cli_json(server, "destinations", "test", app_id)
+    files = wait_for_files(spool, 1)
+    assert files[0]["notificationMetadata"]["notificationId"] == queued["notificationId"]
+
+    rotated = cli_json(server, "secrets", "rotate", app_id, "--grace-seconds", "60")
+    assert rotated["clientId"] == client_id and rotated["previousExpiresAt"]
+    files = wait_for_files(spool, 2)
+    secrets = [f["payload"]["applicationOAuthClientNewSecret"]["newClientSecret"]
+               for f in files if "applicationOAuthClientNewSecret" in f["payload"]]
+    assert secrets == [rotated["clientSecret"]]
+    mode = os.stat(os.path.join(spool, rotated["notificationId"] + ".json")).st_mode & 0o777
+    assert mode == 0o600
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        items = cli_json(server, "deliveries", "list", "--app", app_id)["items"]
+        if all(d["state"] == "delivered" for d in items):
+            break
+        time.sleep(0.1)
+    assert [d["state"] for d in items] == ["delivered", "delivered"]
+
+    states = sorted(s["state"] for s in cli_json(server, "secrets", "list", app_id)["items"])
+    assert states == ["current", "previous"]
+    assert len(cli_json(server, "secrets", "finish", app_id)["revoked"]) == 1
+    states = sorted(s["state"] for s in cli_json(server, "secrets", "list", app_id)["items"])
+    assert states == ["current", "revoked"]
+
+
+def test_regenerate_asks_for_confirmation(server):
+    created = cli_json(server, "apps", "create", "--name", "cli-regen")
+    env = dict(os.environ, REKEY_URL=server.base, REKEY_API_TOKEN=server.api_token)
+    out = subprocess.run([REKEY_BIN, "secrets", "regenerate", created["app"]["id"]],
+                         capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode != 0 and "--yes" in out.stderr
+    regenerated = cli_json(server, "secrets", "regenerate", created["app"]["id"], "--yes")
+    assert regenerated["clientSecret"] != created["clientSecret"]
