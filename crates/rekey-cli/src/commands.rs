@@ -12,8 +12,9 @@ use rekey_core::secret::{generate_api_token, hint};
 use rekey_core::store::Store;
 use rekey_core::token::generate_signing_key;
 use rekey_proto::native::{
-    AppList, AppView, CreateAppRequest, CreatedApp, DeliveryList, DeliveryView, DestinationList, DestinationRequest,
-    DestinationView, FinishedRotation, NewSecretView, QueuedNotification, RotateRequest, SecretList,
+    AppList, AppView, CreateAppRequest, CreatedApp, DeliveryList, DeliveryView, DestinationList,
+    DestinationRequest, DestinationView, FinishedRotation, NewSecretView, QueuedNotification,
+    RotateRequest, SecretList,
 };
 use rekey_server::startup::{load_or_create_server_key, open_store};
 use rekey_server::{telemetry, Application, Config};
@@ -22,8 +23,8 @@ use secrecy::ExposeSecret;
 
 use crate::api::ApiClient;
 use crate::cli::{
-    AppsCommand, Command, DeliveriesCommand, DestinationsCommand, InitArgs, OutputFormat, SecretsCommand,
-    ServerArgs, SigningKeysCommand,
+    AppsCommand, Command, DeliveriesCommand, DestinationsCommand, InitArgs, OutputFormat,
+    SecretsCommand, ServerArgs, SigningKeysCommand,
 };
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -367,7 +368,11 @@ async fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
         SecretsCommand::List { api, app_id } => {
             let c = ApiClient::connect(&api).await?;
             let list: SecretList = c
-                .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/apps/{app_id}/secrets", c.org), None)
+                .call::<(), _>(
+                    Method::GET,
+                    &format!("/api/v1/orgs/{}/apps/{app_id}/secrets", c.org),
+                    None,
+                )
                 .await?
                 .context("empty response")?;
             match api.output {
@@ -387,7 +392,11 @@ async fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        SecretsCommand::Rotate { api, app_id, grace_seconds } => {
+        SecretsCommand::Rotate {
+            api,
+            app_id,
+            grace_seconds,
+        } => {
             let c = ApiClient::connect(&api).await?;
             let n: NewSecretView = c
                 .call(
@@ -405,7 +414,11 @@ async fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
             }
             let c = ApiClient::connect(&api).await?;
             let n: NewSecretView = c
-                .call::<(), _>(Method::POST, &format!("/api/v1/orgs/{}/apps/{app_id}/secrets/regenerate", c.org), None)
+                .call::<(), _>(
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/apps/{app_id}/secrets/regenerate", c.org),
+                    None,
+                )
                 .await?
                 .context("empty response")?;
             print_new_secret(api.output, &n)?;
@@ -413,7 +426,11 @@ async fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
         SecretsCommand::Finish { api, app_id } => {
             let c = ApiClient::connect(&api).await?;
             let f: FinishedRotation = c
-                .call::<(), _>(Method::POST, &format!("/api/v1/orgs/{}/apps/{app_id}/secrets/finish", c.org), None)
+                .call::<(), _>(
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/apps/{app_id}/secrets/finish", c.org),
+                    None,
+                )
                 .await?
                 .context("empty response")?;
             match api.output {
@@ -436,7 +453,10 @@ fn print_new_secret(output: OutputFormat, n: &NewSecretView) -> anyhow::Result<(
         OutputFormat::Human => {
             println!("client id      {}", n.client_id);
             println!("client secret  {}", n.client_secret);
-            println!("expires        {}", n.secret.expires_at.as_deref().unwrap_or("never"));
+            println!(
+                "expires        {}",
+                n.secret.expires_at.as_deref().unwrap_or("never")
+            );
             if let Some(p) = &n.previous_expires_at {
                 println!("previous secret works until {p}");
             }
@@ -461,13 +481,36 @@ fn print_destination(d: &DestinationView) {
 
 async fn destinations(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        DestinationsCommand::Set { api, app_id, notification_type, sqs_queue_url, region, endpoint_url, webhook_url, directory } => {
+        DestinationsCommand::Set {
+            api,
+            app_id,
+            notification_type,
+            sqs_queue_url,
+            region,
+            endpoint_url,
+            webhook_url,
+            directory,
+        } => {
             let req = if let Some(q) = sqs_queue_url {
-                DestinationRequest { kind: "sqs".into(), queue_url: Some(q), region, endpoint_url, ..Default::default() }
+                DestinationRequest {
+                    kind: "sqs".into(),
+                    queue_url: Some(q),
+                    region,
+                    endpoint_url,
+                    ..Default::default()
+                }
             } else if let Some(u) = webhook_url {
-                DestinationRequest { kind: "webhook".into(), url: Some(u), ..Default::default() }
+                DestinationRequest {
+                    kind: "webhook".into(),
+                    url: Some(u),
+                    ..Default::default()
+                }
             } else if let Some(d) = directory {
-                DestinationRequest { kind: "file".into(), directory: Some(d), ..Default::default() }
+                DestinationRequest {
+                    kind: "file".into(),
+                    directory: Some(d),
+                    ..Default::default()
+                }
             } else {
                 bail!("give one of --sqs-queue-url, --webhook-url or --directory");
             };
@@ -475,7 +518,11 @@ async fn destinations(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
             let d: DestinationView = c
                 .call(
                     Method::PUT,
-                    &format!("/api/v1/orgs/{}/apps/{app_id}/destinations/{}", c.org, notification_type.api_name()),
+                    &format!(
+                        "/api/v1/orgs/{}/apps/{app_id}/destinations/{}",
+                        c.org,
+                        notification_type.api_name()
+                    ),
                     Some(&req),
                 )
                 .await?
@@ -494,7 +541,11 @@ async fn destinations(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
         DestinationsCommand::List { api, app_id } => {
             let c = ApiClient::connect(&api).await?;
             let list: DestinationList = c
-                .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/apps/{app_id}/destinations", c.org), None)
+                .call::<(), _>(
+                    Method::GET,
+                    &format!("/api/v1/orgs/{}/apps/{app_id}/destinations", c.org),
+                    None,
+                )
                 .await?
                 .context("empty response")?;
             match api.output {
@@ -503,22 +554,38 @@ async fn destinations(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
                 OutputFormat::Human => list.items.iter().for_each(print_destination),
             }
         }
-        DestinationsCommand::Remove { api, app_id, notification_type } => {
+        DestinationsCommand::Remove {
+            api,
+            app_id,
+            notification_type,
+        } => {
             let c = ApiClient::connect(&api).await?;
             c.call::<(), serde_json::Value>(
                 Method::DELETE,
-                &format!("/api/v1/orgs/{}/apps/{app_id}/destinations/{}", c.org, notification_type.api_name()),
+                &format!(
+                    "/api/v1/orgs/{}/apps/{app_id}/destinations/{}",
+                    c.org,
+                    notification_type.api_name()
+                ),
                 None,
             )
             .await?;
             println!("removed the {} destination", notification_type.api_name());
         }
-        DestinationsCommand::Test { api, app_id, notification_type } => {
+        DestinationsCommand::Test {
+            api,
+            app_id,
+            notification_type,
+        } => {
             let c = ApiClient::connect(&api).await?;
             let q: QueuedNotification = c
                 .call::<(), _>(
                     Method::POST,
-                    &format!("/api/v1/orgs/{}/apps/{app_id}/destinations/{}/test", c.org, notification_type.api_name()),
+                    &format!(
+                        "/api/v1/orgs/{}/apps/{app_id}/destinations/{}/test",
+                        c.org,
+                        notification_type.api_name()
+                    ),
                     None,
                 )
                 .await?
@@ -543,7 +610,10 @@ fn print_delivery(d: &DeliveryView) {
         d.attempts,
         d.notification_type,
         d.notification_id,
-        d.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default()
+        d.last_error
+            .as_deref()
+            .map(|e| format!("  last error: {e}"))
+            .unwrap_or_default()
     );
 }
 
@@ -559,7 +629,11 @@ async fn deliveries(cmd: DeliveriesCommand) -> anyhow::Result<ExitCode> {
                 query.push(format!("state={s}"));
             }
             let list: DeliveryList = c
-                .call::<(), _>(Method::GET, &format!("/api/v1/orgs/{}/deliveries?{}", c.org, query.join("&")), None)
+                .call::<(), _>(
+                    Method::GET,
+                    &format!("/api/v1/orgs/{}/deliveries?{}", c.org, query.join("&")),
+                    None,
+                )
                 .await?
                 .context("empty response")?;
             match api.output {
@@ -571,7 +645,11 @@ async fn deliveries(cmd: DeliveriesCommand) -> anyhow::Result<ExitCode> {
         DeliveriesCommand::Retry { api, delivery_id } => {
             let c = ApiClient::connect(&api).await?;
             let d: DeliveryView = c
-                .call::<(), _>(Method::POST, &format!("/api/v1/orgs/{}/deliveries/{delivery_id}/retry", c.org), None)
+                .call::<(), _>(
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/deliveries/{delivery_id}/retry", c.org),
+                    None,
+                )
                 .await?
                 .context("empty response")?;
             match api.output {
