@@ -66,3 +66,15 @@ def test_regenerate_asks_for_confirmation(server):
     assert out.returncode != 0 and "--yes" in out.stderr
     regenerated = cli_json(server, "secrets", "regenerate", created["app"]["id"], "--yes")
     assert regenerated["clientSecret"] != created["clientSecret"]
+
+
+def test_members_are_added_given_roles_and_removed_through_the_cli(server):
+    added = cli_json(server, "members", "add", "--email", "dev-cli@example.com", "--role", "developer")
+    assert added["role"] == "developer" and added["apiToken"].startswith("rkt_")
+    created = cli_json(server, "apps", "create", "--name", "robot")
+    member = cli_json(server, "members", "set-role", "app", created["app"]["id"], "org_member")
+    assert member == {**member, "kind": "app", "role": "org_member"}
+    listed = cli_json(server, "members", "list")
+    assert {(m["kind"], m["role"]) for m in listed} >= {("user", "org_owner"), ("user", "developer"), ("app", "org_member")}
+    server.cli("members", "remove", "user", added["userId"], env_extra={"REKEY_API_TOKEN": server.api_token})
+    assert added["userId"] not in {m["id"] for m in cli_json(server, "members", "list")}

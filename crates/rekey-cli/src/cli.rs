@@ -37,6 +37,9 @@ pub enum Command {
     /// Inspect, rotate, regenerate and finish client secrets through the management API.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Manage the organization's members (users and service accounts) and their roles.
+    #[command(subcommand)]
+    Members(MembersCommand),
     /// Set where an app's notifications go (its Notification Preferences).
     #[command(subcommand)]
     Destinations(DestinationsCommand),
@@ -299,5 +302,62 @@ pub enum DeliveriesCommand {
         api: ApiArgs,
         /// Delivery id (UUID).
         delivery_id: String,
+    },
+}
+
+/// A member is a user or an app (a service account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MemberKind {
+    User,
+    App,
+}
+
+impl MemberKind {
+    pub fn path(self) -> &'static str {
+        match self {
+            MemberKind::User => "user",
+            MemberKind::App => "app",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// List members with their roles.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Add a user by email with a role; a new user's API token is printed once.
+    Add {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        email: String,
+        /// org_owner, org_admin, developer or org_member.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Set the role of a user, or of an app (making it a service account).
+    SetRole {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(value_enum)]
+        kind: MemberKind,
+        /// User or app id (UUID).
+        id: String,
+        /// org_owner, org_admin, developer or org_member.
+        role: String,
+    },
+    /// Remove a member (an app stops being a service account).
+    Remove {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(value_enum)]
+        kind: MemberKind,
+        /// User or app id (UUID).
+        id: String,
     },
 }

@@ -23,8 +23,8 @@ use secrecy::ExposeSecret;
 
 use crate::api::ApiClient;
 use crate::cli::{
-    AppsCommand, Command, DeliveriesCommand, DestinationsCommand, InitArgs, OutputFormat,
-    SecretsCommand, ServerArgs, SigningKeysCommand,
+    AppsCommand, Command, DeliveriesCommand, DestinationsCommand, InitArgs, MembersCommand,
+    OutputFormat, SecretsCommand, ServerArgs, SigningKeysCommand,
 };
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -46,6 +46,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::SigningKeys(cmd) => signing_keys(cmd).await,
         Command::Apps(cmd) => apps(cmd).await,
         Command::Secrets(cmd) => secrets(cmd).await,
+        Command::Members(cmd) => members(cmd).await,
         Command::Destinations(cmd) => destinations(cmd).await,
         Command::Deliveries(cmd) => deliveries(cmd).await,
     }
@@ -656,6 +657,100 @@ async fn deliveries(cmd: DeliveriesCommand) -> anyhow::Result<ExitCode> {
                 OutputFormat::Json => print_json(&d)?,
                 OutputFormat::Human => print_delivery(&d),
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn members(cmd: MembersCommand) -> anyhow::Result<ExitCode> {
+    use rekey_proto::native::{AddMemberRequest, AddedMember, MemberView, SetRoleRequest};
+    let print = |output: OutputFormat, m: &MemberView| -> anyhow::Result<()> {
+        match output {
+            OutputFormat::Json => print_json(m),
+            OutputFormat::Human => {
+                println!("{:<4}  {}  {}", m.kind, m.id, m.role);
+                Ok(())
+            }
+        }
+    };
+    match cmd {
+        MembersCommand::List { api } => {
+            let c = ApiClient::connect(&api).await?;
+            let list: Vec<MemberView> = c
+                .call::<(), _>(
+                    Method::GET,
+                    &format!("/api/v1/orgs/{}/members", c.org),
+                    None,
+                )
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&list)?,
+                OutputFormat::Human => {
+                    for m in &list {
+                        print(api.output, m)?;
+                    }
+                }
+            }
+        }
+        MembersCommand::Add {
+            api,
+            email,
+            role,
+            display_name,
+        } => {
+            let c = ApiClient::connect(&api).await?;
+            let added: AddedMember = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/members", c.org),
+                    Some(&AddMemberRequest {
+                        email,
+                        display_name,
+                        role,
+                    }),
+                )
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&added)?,
+                OutputFormat::Human => {
+                    println!("{} ({}) is {}", added.email, added.user_id, added.role);
+                    if let Some(t) = &added.api_token {
+                        println!("API token  {t}");
+                        println!(
+                            "The API token is shown only now; hand it to the new member safely."
+                        );
+                    }
+                }
+            }
+        }
+        MembersCommand::SetRole {
+            api,
+            kind,
+            id,
+            role,
+        } => {
+            let c = ApiClient::connect(&api).await?;
+            let m: MemberView = c
+                .call(
+                    Method::PUT,
+                    &format!("/api/v1/orgs/{}/members/{}/{id}", c.org, kind.path()),
+                    Some(&SetRoleRequest { role }),
+                )
+                .await?
+                .context("empty response")?;
+            print(api.output, &m)?;
+        }
+        MembersCommand::Remove { api, kind, id } => {
+            let c = ApiClient::connect(&api).await?;
+            c.call::<(), serde_json::Value>(
+                Method::DELETE,
+                &format!("/api/v1/orgs/{}/members/{}/{id}", c.org, kind.path()),
+                None,
+            )
+            .await?;
+            println!("removed {} {id}", kind.path());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -69,7 +69,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: &User) -> CoreResult<()>;
     async fn get_user(&self, id: UserId) -> CoreResult<Option<User>>;
     async fn find_user_by_email(&self, email: &str) -> CoreResult<Option<User>>;
-    /// Adds a member or changes its role.
+    /// Adds a member or changes its role. An app member becomes a service account.
     async fn put_membership(&self, m: &Membership, audit: &[AuditEvent]) -> CoreResult<()>;
     async fn get_membership(
         &self,
@@ -77,6 +77,13 @@ pub trait Store: Send + Sync + 'static {
         principal: Principal,
     ) -> CoreResult<Option<Membership>>;
     async fn list_memberships(&self, org: OrgId) -> CoreResult<Vec<Membership>>;
+    /// Removes a member; false if it was none. An app stops being a service account.
+    async fn delete_membership(
+        &self,
+        org: OrgId,
+        principal: Principal,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool>;
 
     // API tokens.
     async fn create_api_token(&self, t: &ApiToken, audit: &[AuditEvent]) -> CoreResult<()>;
@@ -95,6 +102,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_app(&self, id: AppId) -> CoreResult<Option<App>>;
     async fn find_app_by_client_id(&self, client_id: &str) -> CoreResult<Option<App>>;
     async fn list_apps(&self, org: OrgId, page: Page) -> CoreResult<Vec<App>>;
+    /// Apps whose name or client id contains `term` (case-insensitive), one page of them, and
+    /// how many match in all.
+    async fn search_apps(
+        &self,
+        org: OrgId,
+        term: Option<&str>,
+        page: Page,
+    ) -> CoreResult<(Vec<App>, u64)>;
     /// Replaces the app's mutable fields; false if it does not exist.
     async fn update_app(&self, app: &App, audit: &[AuditEvent]) -> CoreResult<bool>;
     /// Deletes the app, its secrets and its membership; false if it does not exist.

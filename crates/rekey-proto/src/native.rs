@@ -286,3 +286,9 @@ pub struct QueuedNotification {
     pub notification_id: Uuid,
     pub delivery_id: Uuid,
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetRoleRequest {
+    pub role: String,
+}

@@ -48,6 +48,8 @@ pub struct Config {
     pub sweep_interval_seconds: u64,
     pub spapi_rotation_rate: f64,
     pub spapi_rotation_burst: f64,
+    pub csp_rate_per_second: f64,
+    pub csp_rate_burst: f64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -98,6 +100,8 @@ impl Default for Config {
             sweep_interval_seconds: 60,
             spapi_rotation_rate: 0.0167,
             spapi_rotation_burst: 1.0,
+            csp_rate_per_second: 20.0,
+            csp_rate_burst: 100.0,
         }
     }
 }
@@ -231,6 +235,11 @@ impl Config {
         if self.delivery_lease_seconds <= self.delivery_timeout_seconds {
             return Err(ConfigError(
                 "delivery_lease_seconds must be longer than delivery_timeout_seconds".into(),
+            ));
+        }
+        if !(self.csp_rate_per_second > 0.0 && self.csp_rate_burst >= 1.0) {
+            return Err(ConfigError(
+                "csp_rate_per_second must be > 0 and csp_rate_burst >= 1".into(),
             ));
         }
         if !(self.spapi_rotation_rate > 0.0 && self.spapi_rotation_burst >= 1.0) {

@@ -117,6 +117,11 @@ impl IntoResponse for OAuthError {
     }
 }
 
+/// Marks an error response whose JSON body gets a `requestId` (the `x-request-id` of the
+/// request) added by the response middleware in `startup`.
+#[derive(Clone, Copy, Debug)]
+pub struct FillRequestId;
+
 /// An error of the native API, rendered as RFC 9457 problem details.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -198,6 +203,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        res.extensions_mut().insert(FillRequestId);
         res
     }
 }

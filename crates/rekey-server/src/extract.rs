@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
+use rekey_core::error::CoreError;
 use rekey_core::model::{ApiTokenId, AuditContext, OrgId, Principal, Role, SecretId, UserId};
 use rekey_core::token::{AccessClaims, TokenError};
 use serde::de::DeserializeOwned;
@@ -72,46 +73,89 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<SharedState> for Caller {
-    type Rejection = ApiError;
+/// Why a request's bearer token does not authenticate it. Each dialect renders it.
+#[derive(Debug)]
+pub enum AuthFailure {
+    Missing,
+    Expired,
+    Invalid,
+    /// The client secret or API token that minted the token is no longer valid.
+    Revoked,
+    Storage(CoreError),
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
-        let token = bearer_token(&parts.headers)
-            .ok_or_else(|| ApiError::unauthenticated("A bearer access token is required"))?;
+impl AuthFailure {
+    pub fn message(&self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "A bearer access token is required",
+            AuthFailure::Expired => "The access token has expired",
+            AuthFailure::Invalid => "The access token is not valid",
+            AuthFailure::Revoked => {
+                "The credential that minted this access token is no longer valid"
+            }
+            AuthFailure::Storage(_) => "The server could not check the access token",
+        }
+    }
+}
+
+impl From<CoreError> for AuthFailure {
+    fn from(e: CoreError) -> Self {
+        AuthFailure::Storage(e)
+    }
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(f: AuthFailure) -> Self {
+        match f {
+            AuthFailure::Storage(e) => e.into(),
+            f => ApiError::unauthenticated(f.message()),
+        }
+    }
+}
+
+impl Caller {
+    /// Authenticates the request's bearer token (`Authorization: Bearer` or
+    /// `csp-auth-token`): a valid signature and expiry, and a minting credential that is
+    /// still valid now.
+    pub async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Self, AuthFailure> {
+        let token = bearer_token(&parts.headers).ok_or(AuthFailure::Missing)?;
         let now = state.now();
         let claims = state.keys().verify(token, now).map_err(|e| match e {
-            TokenError::Expired => ApiError::unauthenticated("The access token has expired"),
-            _ => ApiError::unauthenticated("The access token is not valid"),
+            TokenError::Expired => AuthFailure::Expired,
+            _ => AuthFailure::Invalid,
         })?;
-        let revoked = || {
-            ApiError::unauthenticated(
-                "The credential that minted this access token is no longer valid",
-            )
-        };
         let (principal, org_id) = if let Some(sid) = &claims.sid {
-            let sid = SecretId::parse(sid).ok_or_else(revoked)?;
-            let secret = state.store.get_secret(sid).await?.ok_or_else(revoked)?;
+            let sid = SecretId::parse(sid).ok_or(AuthFailure::Revoked)?;
+            let secret = state
+                .store
+                .get_secret(sid)
+                .await?
+                .ok_or(AuthFailure::Revoked)?;
             if !secret.is_valid(now) {
-                return Err(revoked());
+                return Err(AuthFailure::Revoked);
             }
             let app = state
                 .store
                 .get_app(secret.app_id)
                 .await?
-                .ok_or_else(revoked)?;
+                .ok_or(AuthFailure::Revoked)?;
             if claims.client_id.as_deref() != Some(app.client_id.as_str()) {
-                return Err(revoked());
+                return Err(AuthFailure::Revoked);
             }
             (Principal::App(app.id), app.org_id)
         } else if let Some(tid) = &claims.tid {
-            let tid = ApiTokenId::parse(tid).ok_or_else(revoked)?;
-            let t = state.store.get_api_token(tid).await?.ok_or_else(revoked)?;
+            let tid = ApiTokenId::parse(tid).ok_or(AuthFailure::Revoked)?;
+            let t = state
+                .store
+                .get_api_token(tid)
+                .await?
+                .ok_or(AuthFailure::Revoked)?;
             if !t.is_valid(now) || UserId::parse(&claims.sub) != Some(t.user_id) {
-                return Err(revoked());
+                return Err(AuthFailure::Revoked);
             }
             (Principal::User(t.user_id), t.org_id)
         } else {
-            return Err(ApiError::unauthenticated("The access token is not valid"));
+            return Err(AuthFailure::Invalid);
         };
         let meta = AuditMeta::from_parts(parts);
         Ok(Caller {
@@ -124,6 +168,14 @@ impl FromRequestParts<SharedState> for Caller {
                 source: meta.source,
             },
         })
+    }
+}
+
+impl FromRequestParts<SharedState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        Ok(Caller::authenticate(parts, state).await?)
     }
 }
 
@@ -154,48 +206,78 @@ impl AuditMeta {
 /// Error messages name fields but never echo values, which may be secret.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<SharedState> for ApiJson<T> {
-    type Rejection = ApiError;
+/// Why a JSON body was refused. Each dialect renders it.
+#[derive(Debug)]
+pub enum BodyRejection {
+    UnsupportedMediaType,
+    TooLarge,
+    /// A message that names fields but never echoes values (they may be secret).
+    Invalid(String),
+}
 
-    async fn from_request(req: Request<Body>, state: &SharedState) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|m| {
-                let m = m.trim();
-                m.eq_ignore_ascii_case("application/json")
-                    || m.to_ascii_lowercase().ends_with("+json")
-            });
-        if !is_json {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "The body must be JSON (Content-Type: application/json)",
-            ));
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), state.config.body_limit_bytes)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload-too-large",
-                    "The request body is too large",
-                )
-            })?;
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            let msg = e.to_string();
-            let detail = if msg.starts_with("unknown field") || msg.starts_with("missing field") {
+/// Reads a JSON body: `Content-Type: application/json` (or `+json`), within `limit` bytes,
+/// deserializing into `T`.
+pub async fn read_json<T: DeserializeOwned>(
+    req: Request<Body>,
+    limit: usize,
+) -> Result<T, BodyRejection> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || m.ends_with("+json")
+        });
+    if !is_json {
+        return Err(BodyRejection::UnsupportedMediaType);
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| BodyRejection::TooLarge)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let msg = e.to_string();
+        BodyRejection::Invalid(
+            if msg.starts_with("unknown field") || msg.starts_with("missing field") {
                 msg.split(" at line").next().unwrap_or_default().to_string()
+            } else if bytes.iter().all(u8::is_ascii_whitespace) {
+                "The body is empty; a JSON object is required".to_string()
             } else {
                 format!(
                     "The body is not valid for this request (line {}, column {})",
                     e.line(),
                     e.column()
                 )
-            };
-            ApiError::bad_request(detail)
-        })
+            },
+        )
+    })
+}
+
+impl From<BodyRejection> for ApiError {
+    fn from(r: BodyRejection) -> Self {
+        match r {
+            BodyRejection::UnsupportedMediaType => ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The body must be JSON (Content-Type: application/json)",
+            ),
+            BodyRejection::TooLarge => ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "The request body is too large",
+            ),
+            BodyRejection::Invalid(m) => ApiError::bad_request(m),
+        }
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<SharedState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &SharedState) -> Result<Self, ApiError> {
+        Ok(ApiJson(
+            read_json(req, state.config.body_limit_bytes).await?,
+        ))
     }
 }

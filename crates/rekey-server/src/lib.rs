@@ -9,6 +9,7 @@
 //! - [`throttle`], [`last_use`]: in-memory helpers of the token endpoint.
 
 pub mod config;
+pub mod csp;
 pub mod errors;
 pub mod extract;
 pub mod last_use;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,9 +24,10 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, NodeRole};
+use crate::errors::FillRequestId;
 use crate::extract::REQUEST_ID_HEADER;
 use crate::state::{AppState, SharedState};
-use crate::{native, oauth, spapi, telemetry};
+use crate::{csp, native, oauth, spapi, telemetry};
 
 /// Opens (and, if configured, migrates) the store named by the config.
 pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
@@ -219,9 +220,10 @@ pub fn router(state: SharedState) -> Router {
             .merge(oauth::routes())
             .merge(native::routes())
             .merge(spapi::routes())
+            .merge(csp::routes())
     };
     app.fallback(not_found)
-        .layer(middleware::from_fn(add_request_id_to_problems))
+        .layer(middleware::from_fn(add_request_id_to_errors))
         .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -246,18 +248,18 @@ async fn not_found() -> Response {
     crate::errors::ApiError::not_found("No such endpoint").into_response()
 }
 
-/// Puts the request id into problem bodies, so a client can quote it to an operator.
-async fn add_request_id_to_problems(req: Request, next: Next) -> Response {
+/// Puts the request id into error bodies that ask for it ([`FillRequestId`]), so a client
+/// can quote it to an operator.
+async fn add_request_id_to_errors(req: Request, next: Next) -> Response {
     let request_id = req.headers().get(REQUEST_ID_HEADER).cloned();
     let res = next.run(req).await;
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
-    let Some(id) = request_id.filter(|_| is_problem) else {
+    if res.extensions().get::<FillRequestId>().is_none() {
+        return res;
+    }
+    let Some(id) = request_id else {
         return res;
     };
-    let (parts, body) = res.into_parts();
+    let (mut parts, body) = res.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
         return Response::from_parts(parts, axum::body::Body::empty());
     };
@@ -265,11 +267,6 @@ async fn add_request_id_to_problems(req: Request, next: Next) -> Response {
     if let (Some(obj), Ok(id)) = (v.as_object_mut(), id.to_str()) {
         obj.insert("requestId".into(), id.into());
     }
-    let mut res = Response::from_parts(parts, axum::body::Body::from(v.to_string()));
-    res.headers_mut().remove(header::CONTENT_LENGTH);
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    res
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(v.to_string()))
 }

@@ -214,6 +214,25 @@ async fn put_membership_on(conn: &mut AnyConnection, m: &Membership) -> CoreResu
     .execute(&mut *conn)
     .await
     .map_err(db_err)?;
+    set_service_account(conn, m.org_id, m.principal, true).await
+}
+
+/// Keeps `apps.service_account` equal to "the app is a member of its org".
+async fn set_service_account(
+    conn: &mut AnyConnection,
+    org: OrgId,
+    principal: Principal,
+    member: bool,
+) -> CoreResult<()> {
+    if let Principal::App(app) = principal {
+        sqlx::query("UPDATE apps SET service_account = $1 WHERE id = $2 AND org_id = $3")
+            .bind(flag(member))
+            .bind(app.to_string())
+            .bind(org.to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
     Ok(())
 }
 
@@ -337,6 +356,32 @@ impl Store for SqlStore {
         .iter()
         .map(rows::membership)
         .collect()
+    }
+
+    async fn delete_membership(
+        &self,
+        org: OrgId,
+        principal: Principal,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = sqlx::query(
+            "DELETE FROM memberships WHERE org_id = $1 AND principal_kind = $2 AND principal_id = $3",
+        )
+        .bind(org.to_string())
+        .bind(principal.kind())
+        .bind(principal.uuid().to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+            == 1;
+        if done {
+            set_service_account(&mut tx, org, principal, false).await?;
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
     }
 
     async fn create_api_token(&self, t: &ApiToken, audit: &[AuditEvent]) -> CoreResult<()> {
@@ -464,6 +509,48 @@ impl Store for SqlStore {
         .iter()
         .map(rows::app)
         .collect()
+    }
+
+    async fn search_apps(
+        &self,
+        org: OrgId,
+        term: Option<&str>,
+        page: Page,
+    ) -> CoreResult<(Vec<App>, u64)> {
+        // LIKE with the wildcards of the term escaped, so a search for "a_b" means it.
+        let pattern = term
+            .map(|t| {
+                let escaped = t
+                    .to_lowercase()
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                format!("%{escaped}%")
+            })
+            .unwrap_or_default();
+        let filter = "apps.org_id = $1 AND ($2 = '' OR LOWER(apps.name) LIKE $2 ESCAPE '\\' \
+                      OR LOWER(apps.client_id) LIKE $2 ESCAPE '\\')";
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM apps WHERE {filter}"))
+            .bind(org.to_string())
+            .bind(pattern.clone())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let apps = sqlx::query(&format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE {filter} \
+             ORDER BY apps.created_at, apps.id LIMIT $3 OFFSET $4"
+        ))
+        .bind(org.to_string())
+        .bind(pattern)
+        .bind(i64::from(page.limit))
+        .bind(i64::from(page.start))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::app)
+        .collect::<CoreResult<Vec<_>>>()?;
+        Ok((apps, u64::try_from(total).unwrap_or(0)))
     }
 
     async fn update_app(&self, app: &App, audit: &[AuditEvent]) -> CoreResult<bool> {

@@ -119,7 +119,8 @@ async fn an_app_is_created_with_its_first_secret_and_found_by_client_id() {
     for db in TestDb::all().await {
         let s = &db.store;
         let o = with_org(s).await;
-        let a = app(o.id, 1);
+        let mut a = app(o.id, 1);
+        a.service_account = true;
         let first = secret(a.id, SecretState::Current, 1);
         let m = Membership {
             org_id: o.id,

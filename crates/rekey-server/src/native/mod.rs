@@ -19,6 +19,10 @@ pub fn routes() -> Router<SharedState> {
             "/api/v1/orgs/{org_id}/members",
             get(orgs::list_members).post(orgs::add_member),
         )
+        .route(
+            "/api/v1/orgs/{org_id}/members/{kind}/{member_id}",
+            axum::routing::put(orgs::set_member_role).delete(orgs::remove_member),
+        )
         .route("/api/v1/orgs/{org_id}/audit-events", get(orgs::list_audit))
         .route(
             "/api/v1/orgs/{org_id}/apps",

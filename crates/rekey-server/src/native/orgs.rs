@@ -175,3 +175,138 @@ pub async fn list_audit(
         items: events.iter().map(views::audit_event).collect(),
     }))
 }
+
+fn parse_member(kind: &str, id: &str) -> Result<Principal, ApiError> {
+    let uuid = uuid::Uuid::parse_str(id)
+        .ok()
+        .filter(|_| id.len() == 36)
+        .ok_or_else(|| ApiError::bad_request("The member id must be a UUID"))?;
+    match kind {
+        "user" => Ok(Principal::User(UserId(uuid))),
+        "app" => Ok(Principal::App(rekey_core::model::AppId(uuid))),
+        _ => Err(ApiError::bad_request("The member kind must be user or app")),
+    }
+}
+
+/// Checks that `caller_role` may change `target`'s membership from `old` to `new` (`None`:
+/// removal), and that the org keeps an owner.
+async fn check_member_change(
+    state: &SharedState,
+    org_id: OrgId,
+    caller_role: Role,
+    old: Option<Role>,
+    new: Option<Role>,
+) -> Result<(), ApiError> {
+    if !caller_role.can_manage_members() {
+        return Err(ApiError::forbidden(
+            "Changing members needs the org_owner or org_admin role",
+        ));
+    }
+    let touches_owner = old == Some(Role::OrgOwner) || new == Some(Role::OrgOwner);
+    if touches_owner && caller_role != Role::OrgOwner {
+        return Err(ApiError::forbidden(
+            "Only an org_owner may grant or take the org_owner role",
+        ));
+    }
+    if old == Some(Role::OrgOwner) && new != Some(Role::OrgOwner) {
+        let owners = state
+            .store
+            .list_memberships(org_id)
+            .await?
+            .iter()
+            .filter(|m| m.role == Role::OrgOwner)
+            .count();
+        if owners <= 1 {
+            return Err(ApiError::conflict(
+                "The organization must keep at least one org_owner",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `PUT /api/v1/orgs/{org}/members/{kind}/{id}` `{role}`: sets the role of a user or of an
+/// app (which makes it a service account).
+pub async fn set_member_role(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((org_id, kind, id)): Path<(String, String, String)>,
+    ApiJson(req): ApiJson<rekey_proto::native::SetRoleRequest>,
+) -> Result<Json<MemberView>, ApiError> {
+    let org_id = parse_org(&org_id)?;
+    let caller_role = caller.role_in(&state, org_id).await?;
+    let principal = parse_member(&kind, &id)?;
+    let role: Role = req.role.parse().map_err(|_| {
+        ApiError::bad_request("role must be org_owner, org_admin, developer or org_member")
+    })?;
+    match principal {
+        Principal::User(u) => {
+            state
+                .store
+                .get_user(u)
+                .await?
+                .ok_or_else(|| ApiError::not_found("No such user"))?;
+        }
+        Principal::App(a) => {
+            match state.store.get_app(a).await? {
+                Some(app) if app.org_id == org_id => {}
+                _ => return Err(ApiError::not_found("No such app in this organization")),
+            }
+            if role == Role::OrgOwner {
+                return Err(ApiError::bad_request(
+                    "A service account cannot be org_owner",
+                ));
+            }
+        }
+    }
+    let old = state
+        .store
+        .get_membership(org_id, principal)
+        .await?
+        .map(|m| m.role);
+    check_member_change(&state, org_id, caller_role, old, Some(role)).await?;
+    let now = state.now();
+    let m = Membership {
+        org_id,
+        principal,
+        role,
+        created_at: now,
+    };
+    let ev = caller.audit.event(now, "member.role_set").org(org_id)
+        .details(serde_json::json!({ "member": principal.to_string(), "role": role.as_str(), "previous": old.map(Role::as_str) }));
+    state.store.put_membership(&m, &[ev]).await?;
+    let stored = state
+        .store
+        .get_membership(org_id, principal)
+        .await?
+        .unwrap_or(m);
+    Ok(Json(views::member(&stored)))
+}
+
+/// `DELETE /api/v1/orgs/{org}/members/{kind}/{id}`
+pub async fn remove_member(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path((org_id, kind, id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let org_id = parse_org(&org_id)?;
+    let caller_role = caller.role_in(&state, org_id).await?;
+    let principal = parse_member(&kind, &id)?;
+    let old = state
+        .store
+        .get_membership(org_id, principal)
+        .await?
+        .map(|m| m.role)
+        .ok_or_else(|| ApiError::not_found("No such member"))?;
+    check_member_change(&state, org_id, caller_role, Some(old), None).await?;
+    let ev = caller
+        .audit
+        .event(state.now(), "member.removed")
+        .org(org_id)
+        .details(serde_json::json!({ "member": principal.to_string(), "role": old.as_str() }));
+    state
+        .store
+        .delete_membership(org_id, principal, &[ev])
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,6 +1,7 @@
 //! End-to-end tests of the server over real HTTP on 127.0.0.1, one binary of modules.
 //! Each test gets a fresh database (SQLite; the story-style tests also PostgreSQL).
 
+mod csp;
 mod helpers;
 mod management;
 mod no_leaks;

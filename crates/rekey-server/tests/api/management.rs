@@ -419,3 +419,172 @@ async fn an_admin_adds_members_and_only_an_owner_grants_owner() {
         .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn roles_of_users_and_service_accounts_are_set_and_removed_and_an_owner_remains() {
+    let app = spawn_app().await;
+    let owner = app.owner_access_token().await;
+    let members = app.url(&format!("/api/v1/orgs/{}/members", app.org_id));
+    let c = app.create_app(json!({})).await;
+    assert!(!c.app.service_account);
+
+    // An app given a role becomes a service account; its CSP token carries the perm.
+    let res = app
+        .http
+        .put(format!("{members}/app/{}", c.app.id))
+        .bearer_auth(&owner)
+        .json(&json!({ "role": "developer" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let got: Value = app
+        .http
+        .get(app.url(&format!("/api/v1/orgs/{}/apps/{}", app.org_id, c.app.id)))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["serviceAccount"], true);
+    let t: Value = app
+        .token_basic(
+            "/csp/gateway/am/api/auth/token",
+            &c.app.client_id,
+            &c.client_secret,
+            &crate::helpers::CC,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let claims = app
+        .state
+        .keys()
+        .verify(t["access_token"].as_str().unwrap(), app.state.now())
+        .unwrap();
+    assert_eq!(claims.perms, Some(vec!["csp:developer".to_string()]));
+    let res = app
+        .http
+        .put(format!("{members}/app/{}", c.app.id))
+        .bearer_auth(&owner)
+        .json(&json!({ "role": "org_owner" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 400).await;
+    assert_eq!(
+        app.http
+            .delete(format!("{members}/app/{}", c.app.id))
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let got: Value = app
+        .http
+        .get(app.url(&format!("/api/v1/orgs/{}/apps/{}", app.org_id, c.app.id)))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["serviceAccount"], false);
+
+    // The only owner cannot leave or step down; with a second owner it can.
+    let list: Value = app
+        .http
+        .get(&members)
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let owner_id = list[0]["id"].as_str().unwrap().to_string();
+    assert_problem(
+        app.http
+            .delete(format!("{members}/user/{owner_id}"))
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .unwrap(),
+        409,
+    )
+    .await;
+    let res = app
+        .http
+        .put(format!("{members}/user/{owner_id}"))
+        .bearer_auth(&owner)
+        .json(&json!({ "role": "org_admin" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 409).await;
+    let (second, second_token) = add_user(
+        app.store(),
+        &app.key,
+        app.org_id,
+        Role::OrgAdmin,
+        app.state.now(),
+    )
+    .await;
+    let admin = app.user_access_token(&second_token).await;
+    let res = app
+        .http
+        .put(format!("{members}/user/{second}"))
+        .bearer_auth(&admin)
+        .json(&json!({ "role": "org_owner" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 403).await;
+    let res = app
+        .http
+        .put(format!("{members}/user/{second}"))
+        .bearer_auth(&owner)
+        .json(&json!({ "role": "org_owner" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        app.http
+            .delete(format!("{members}/user/{owner_id}"))
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    // The removed owner's token no longer opens the org.
+    assert_problem(
+        app.http
+            .get(&members)
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    assert_problem(
+        app.http
+            .put(format!("{members}/robot/{second}"))
+            .bearer_auth(&admin)
+            .json(&json!({ "role": "developer" }))
+            .send()
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+}

@@ -1,0 +1,180 @@
+//! The VMware CSP dialect: organization-managed OAuth apps under
+//! `/csp/gateway/am/api/orgs/{orgId}/oauth-apps`, and their secrets.
+//!
+//! `{oauthAppId}` is the app's client id. Errors are `CspErrorResponse` bodies whose
+//! `requestId` equals the `x-request-id` response header.
+
+mod apps;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use rekey_core::error::CoreError;
+use serde::de::DeserializeOwned;
+
+use crate::errors::FillRequestId;
+use crate::extract::{read_json, AuthFailure, BodyRejection, Caller};
+use crate::state::SharedState;
+
+pub fn routes() -> Router<SharedState> {
+    // Nested, so that any other path under `orgs/` gets the CSP-shaped 404 below.
+    let orgs = Router::new()
+        .route(
+            "/{org_id}/oauth-apps",
+            get(apps::list)
+                .post(apps::create)
+                .delete(apps::bulk_delete)
+                .fallback(not_found),
+        )
+        .route(
+            "/{org_id}/oauth-apps/{oauth_app_id}",
+            get(apps::get).patch(apps::patch).fallback(not_found),
+        )
+        .route(
+            "/{org_id}/oauth-apps/{oauth_app_id}/secret",
+            put(apps::regenerate_secret)
+                .post(apps::rotate_secret)
+                .delete(apps::finish_rotation)
+                .fallback(not_found),
+        )
+        .fallback(not_found);
+    Router::new().nest("/csp/gateway/am/api/orgs", orgs)
+}
+
+async fn not_found() -> CspError {
+    CspError::not_found("The requested resource could not be found")
+}
+
+/// `CspErrorResponse`.
+#[derive(Debug)]
+pub struct CspError {
+    status: StatusCode,
+    error_code: &'static str,
+    message: String,
+}
+
+/// The module code Rekey reports in `moduleCode` (identity and access management).
+const MODULE_CODE: i32 = 1;
+
+impl CspError {
+    pub fn new(status: StatusCode, error_code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error_code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", m)
+    }
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", m)
+    }
+    pub fn conflict(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", m)
+    }
+    pub fn too_many_requests() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "The user has sent too many requests",
+        )
+    }
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "An unexpected error has occurred while processing the request",
+        )
+    }
+}
+
+impl From<CoreError> for CspError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::NotFound => CspError::not_found("The requested resource could not be found"),
+            CoreError::Conflict(m) => CspError::conflict(m),
+            CoreError::Invalid(m) => CspError::bad_request(m),
+            other => {
+                tracing::error!(error = %other, "CSP request failed");
+                CspError::internal()
+            }
+        }
+    }
+}
+
+impl From<AuthFailure> for CspError {
+    fn from(f: AuthFailure) -> Self {
+        match f {
+            AuthFailure::Storage(e) => e.into(),
+            f => CspError::unauthorized(f.message()),
+        }
+    }
+}
+
+impl From<BodyRejection> for CspError {
+    fn from(r: BodyRejection) -> Self {
+        match r {
+            BodyRejection::UnsupportedMediaType => {
+                CspError::bad_request("Invalid request body: Content-Type must be application/json")
+            }
+            BodyRejection::TooLarge => {
+                CspError::bad_request("Invalid request body: it is too large")
+            }
+            BodyRejection::Invalid(m) => {
+                CspError::bad_request(format!("Invalid request body: {m}"))
+            }
+        }
+    }
+}
+
+impl IntoResponse for CspError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "cspErrorCode": format!("{}.{}", self.status.as_u16(), self.error_code),
+            "errorCode": self.error_code,
+            "message": self.message,
+            "moduleCode": MODULE_CODE,
+            // Filled in from the request id by the response middleware.
+            "requestId": "",
+            "statusCode": self.status.as_u16(),
+        });
+        let mut res = (self.status, Json(body)).into_response();
+        res.extensions_mut().insert(FillRequestId);
+        res
+    }
+}
+
+/// The authenticated caller, with rejections in the CSP shape.
+pub struct CspCaller(pub Caller);
+
+impl FromRequestParts<SharedState> for CspCaller {
+    type Rejection = CspError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, CspError> {
+        Ok(CspCaller(Caller::authenticate(parts, state).await?))
+    }
+}
+
+/// A JSON body with rejections in the CSP shape (an empty body is an error: `{}` is the
+/// least a CSP endpoint with a body takes).
+pub struct CspJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<SharedState> for CspJson<T> {
+    type Rejection = CspError;
+
+    async fn from_request(req: Request, state: &SharedState) -> Result<Self, CspError> {
+        Ok(CspJson(
+            read_json(req, state.config.body_limit_bytes).await?,
+        ))
+    }
+}
