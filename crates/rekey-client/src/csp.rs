@@ -23,7 +23,10 @@ impl OauthAppsApi {
     pub fn new(base_url: impl Into<String>, org_id: &str, tokens: Arc<TokenProvider>) -> Self {
         Self {
             http: Http::new(RetryPolicy::default()),
-            base: format!("{}/csp/gateway/am/api/orgs/{org_id}/oauth-apps", base_url.into().trim_end_matches('/')),
+            base: format!(
+                "{}/csp/gateway/am/api/orgs/{org_id}/oauth-apps",
+                base_url.into().trim_end_matches('/')
+            ),
             tokens,
         }
     }
@@ -40,7 +43,9 @@ impl OauthAppsApi {
         self.http
             .send(
                 |c| {
-                    let r = c.request(method.clone(), &url).bearer_auth(token.expose_secret());
+                    let r = c
+                        .request(method.clone(), &url)
+                        .bearer_auth(token.expose_secret());
                     match &body {
                         Some(b) => r.json(b),
                         None => r,
@@ -53,10 +58,19 @@ impl OauthAppsApi {
 
     /// Creates an app (`request` is an `OrgOauthAppRequest`); returns `{clientId, clientSecret}`.
     pub async fn create(&self, request: Value) -> Result<Value, ClientError> {
-        Ok(json(self.call(reqwest::Method::POST, "", Some(request), false).await?)?.data)
+        Ok(json(
+            self.call(reqwest::Method::POST, "", Some(request), false)
+                .await?,
+        )?
+        .data)
     }
 
-    pub async fn list(&self, page_start: u32, page_limit: u32, search_term: Option<&str>) -> Result<Value, ClientError> {
+    pub async fn list(
+        &self,
+        page_start: u32,
+        page_limit: u32,
+        search_term: Option<&str>,
+    ) -> Result<Value, ClientError> {
         let mut q = format!("?pageStart={page_start}&pageLimit={page_limit}");
         if let Some(t) = search_term {
             q.push_str("&searchTerm=");
@@ -66,22 +80,47 @@ impl OauthAppsApi {
     }
 
     pub async fn get(&self, client_id: &str) -> Result<Value, ClientError> {
-        Ok(json(self.call(reqwest::Method::GET, &format!("/{client_id}"), None, true).await?)?.data)
+        Ok(json(
+            self.call(reqwest::Method::GET, &format!("/{client_id}"), None, true)
+                .await?,
+        )?
+        .data)
     }
 
     pub async fn patch(&self, client_id: &str, changes: Value) -> Result<Value, ClientError> {
-        Ok(json(self.call(reqwest::Method::PATCH, &format!("/{client_id}"), Some(changes), false).await?)?.data)
+        Ok(json(
+            self.call(
+                reqwest::Method::PATCH,
+                &format!("/{client_id}"),
+                Some(changes),
+                false,
+            )
+            .await?,
+        )?
+        .data)
     }
 
     /// Deletes up to 15 apps; returns `{succeeded, failed}`.
     pub async fn delete(&self, client_ids: &[&str]) -> Result<Value, ClientError> {
         let body = json!({ "clientIdsToDelete": client_ids });
-        Ok(json(self.call(reqwest::Method::DELETE, "", Some(body), false).await?)?.data)
+        Ok(json(
+            self.call(reqwest::Method::DELETE, "", Some(body), false)
+                .await?,
+        )?
+        .data)
     }
 
     /// Regenerates the secret (every other secret ends now); returns the new one.
     pub async fn regenerate_secret(&self, client_id: &str) -> Result<SecretString, ClientError> {
-        let res = json::<Value>(self.call(reqwest::Method::PUT, &format!("/{client_id}/secret"), Some(json!({})), false).await?)?;
+        let res = json::<Value>(
+            self.call(
+                reqwest::Method::PUT,
+                &format!("/{client_id}/secret"),
+                Some(json!({})),
+                false,
+            )
+            .await?,
+        )?;
         res.data["clientSecret"]
             .as_str()
             .map(|s| SecretString::from(s.to_string()))
@@ -100,13 +139,25 @@ impl OauthAppsApi {
         if let Some(s) = expiration_secs {
             body["secretRotationExpirationInSeconds"] = s.into();
         }
-        self.call(reqwest::Method::POST, &format!("/{client_id}/secret"), Some(body), false).await?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/{client_id}/secret"),
+            Some(body),
+            false,
+        )
+        .await?;
         Ok(())
     }
 
     /// Finishes a rotation: the old secret ends now. Idempotent, so safe to retry.
     pub async fn finish_rotation(&self, client_id: &str) -> Result<(), ClientError> {
-        self.call(reqwest::Method::DELETE, &format!("/{client_id}/secret"), None, true).await?;
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/{client_id}/secret"),
+            None,
+            true,
+        )
+        .await?;
         Ok(())
     }
 }
@@ -114,7 +165,9 @@ impl OauthAppsApi {
 fn form_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -7,13 +7,22 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ErrorBody {
     /// RFC 6749 `{error, error_description}`.
-    OAuth { error: String, description: Option<String> },
+    OAuth {
+        error: String,
+        description: Option<String>,
+    },
     /// SP-API `ErrorList`: `(code, message, details)` per error.
     SpApi(Vec<(String, String, Option<String>)>),
     /// CSP `CspErrorResponse`.
-    Csp { error_code: String, message: String },
+    Csp {
+        error_code: String,
+        message: String,
+    },
     /// RFC 9457 problem details (Rekey's native API).
-    Problem { type_: String, detail: Option<String> },
+    Problem {
+        type_: String,
+        detail: Option<String>,
+    },
     /// Anything else (kept as JSON when it is JSON).
     Other(Value),
     None,
@@ -33,12 +42,21 @@ impl ErrorBody {
             return ErrorBody::SpApi(
                 errors
                     .iter()
-                    .map(|e| (s(&e["code"]).unwrap_or_default(), s(&e["message"]).unwrap_or_default(), s(&e["details"])))
+                    .map(|e| {
+                        (
+                            s(&e["code"]).unwrap_or_default(),
+                            s(&e["message"]).unwrap_or_default(),
+                            s(&e["details"]),
+                        )
+                    })
                     .collect(),
             );
         }
         if let Some(error) = s(&v["error"]) {
-            return ErrorBody::OAuth { error, description: s(&v["error_description"]) };
+            return ErrorBody::OAuth {
+                error,
+                description: s(&v["error_description"]),
+            };
         }
         if v.get("cspErrorCode").is_some() {
             return ErrorBody::Csp {
@@ -47,7 +65,10 @@ impl ErrorBody {
             };
         }
         if let Some(type_) = s(&v["type"]) {
-            return ErrorBody::Problem { type_, detail: s(&v["detail"]) };
+            return ErrorBody::Problem {
+                type_,
+                detail: s(&v["detail"]),
+            };
         }
         ErrorBody::Other(v)
     }
@@ -67,7 +88,10 @@ impl ErrorBody {
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
-            ErrorBody::Csp { error_code, message } => format!("{error_code}: {message}"),
+            ErrorBody::Csp {
+                error_code,
+                message,
+            } => format!("{error_code}: {message}"),
             ErrorBody::Problem { type_, detail } => detail.clone().unwrap_or_else(|| type_.clone()),
             ErrorBody::Other(v) => v.to_string().chars().take(300).collect(),
             ErrorBody::None => String::new(),
@@ -131,8 +155,13 @@ mod tests {
     #[test]
     fn each_dialect_error_body_is_recognised() {
         assert_eq!(
-            ErrorBody::parse(br#"{"error":"invalid_client","error_description":"Client authentication failed"}"#),
-            ErrorBody::OAuth { error: "invalid_client".into(), description: Some("Client authentication failed".into()) }
+            ErrorBody::parse(
+                br#"{"error":"invalid_client","error_description":"Client authentication failed"}"#
+            ),
+            ErrorBody::OAuth {
+                error: "invalid_client".into(),
+                description: Some("Client authentication failed".into())
+            }
         );
         assert_eq!(
             ErrorBody::parse(br#"{"errors":[{"code":"QuotaExceeded","message":"m"}]}"#),
@@ -142,7 +171,10 @@ mod tests {
             ErrorBody::parse(br#"{"cspErrorCode":"409.conflict","errorCode":"conflict","message":"x","moduleCode":1,"requestId":"r","statusCode":409}"#),
             ErrorBody::Csp { error_code: "conflict".into(), message: "x".into() }
         );
-        assert!(matches!(ErrorBody::parse(br#"{"type":"urn:rekey:problem:x","title":"t","status":400}"#), ErrorBody::Problem { .. }));
+        assert!(matches!(
+            ErrorBody::parse(br#"{"type":"urn:rekey:problem:x","title":"t","status":400}"#),
+            ErrorBody::Problem { .. }
+        ));
         assert_eq!(ErrorBody::parse(b""), ErrorBody::None);
     }
 }

@@ -23,7 +23,9 @@ impl<T> ApiResponse<T> {
 
     /// `x-amzn-RateLimit-Limit`, requests per second.
     pub fn rate_limit(&self) -> Option<&str> {
-        self.headers.get("x-amzn-ratelimit-limit").and_then(|v| v.to_str().ok())
+        self.headers
+            .get("x-amzn-ratelimit-limit")
+            .and_then(|v| v.to_str().ok())
     }
 }
 
@@ -58,20 +60,34 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// No retries at all.
     pub fn none() -> Self {
-        Self { max_retries: 0, ..Self::default() }
+        Self {
+            max_retries: 0,
+            ..Self::default()
+        }
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        self.base_delay.saturating_mul(1 << attempt.min(16)).min(self.max_delay)
+        self.base_delay
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.max_delay)
     }
 }
 
 /// The wait a 429 asks for: `Retry-After` seconds, else one token at the advertised rate.
 fn throttle_wait(h: &HeaderMap) -> Option<Duration> {
-    if let Some(secs) = h.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(secs) = h
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         return Some(Duration::from_secs(secs));
     }
-    let rate: f64 = h.get("x-amzn-ratelimit-limit")?.to_str().ok()?.parse().ok()?;
+    let rate: f64 = h
+        .get("x-amzn-ratelimit-limit")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
     (rate > 0.0).then(|| Duration::from_secs_f64((1.0 / rate).min(86_400.0)))
 }
 
@@ -99,8 +115,16 @@ impl Http {
     ) -> Result<ApiResponse<Vec<u8>>, ClientError> {
         let mut attempt = 0;
         loop {
-            let req = build(&self.client).build().map_err(|e| ClientError::Decode(e.to_string()))?;
-            let url = req.url().as_str().split('?').next().unwrap_or_default().to_string();
+            let req = build(&self.client)
+                .build()
+                .map_err(|e| ClientError::Decode(e.to_string()))?;
+            let url = req
+                .url()
+                .as_str()
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             let res = match self.client.execute(req).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -109,7 +133,10 @@ impl Http {
                         attempt += 1;
                         continue;
                     }
-                    return Err(ClientError::Transport { url, message: e.without_url().to_string() });
+                    return Err(ClientError::Transport {
+                        url,
+                        message: e.without_url().to_string(),
+                    });
                 }
             };
             let status = res.status();
@@ -117,10 +144,17 @@ impl Http {
             let body = res
                 .bytes()
                 .await
-                .map_err(|e| ClientError::Transport { url: url.clone(), message: e.without_url().to_string() })?
+                .map_err(|e| ClientError::Transport {
+                    url: url.clone(),
+                    message: e.without_url().to_string(),
+                })?
                 .to_vec();
             if status.is_success() {
-                return Ok(ApiResponse { status, headers, data: body });
+                return Ok(ApiResponse {
+                    status,
+                    headers,
+                    data: body,
+                });
             }
             let wait = if status == StatusCode::TOO_MANY_REQUESTS {
                 throttle_wait(&headers).or(Some(self.retry.backoff(attempt)))
@@ -141,16 +175,25 @@ impl Http {
                 status,
                 body: ErrorBody::parse(&body),
                 request_id: request_id(&headers).map(str::to_string),
-                rate_limit: headers.get("x-amzn-ratelimit-limit").and_then(|v| v.to_str().ok()).map(str::to_string),
+                rate_limit: headers
+                    .get("x-amzn-ratelimit-limit")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
             });
         }
     }
 }
 
 /// Decodes a JSON body.
-pub(crate) fn json<T: serde::de::DeserializeOwned>(r: ApiResponse<Vec<u8>>) -> Result<ApiResponse<T>, ClientError> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(
+    r: ApiResponse<Vec<u8>>,
+) -> Result<ApiResponse<T>, ClientError> {
     let data = serde_json::from_slice(&r.data).map_err(|e| ClientError::Decode(e.to_string()))?;
-    Ok(ApiResponse { status: r.status, headers: r.headers, data })
+    Ok(ApiResponse {
+        status: r.status,
+        headers: r.headers,
+        data,
+    })
 }
 
 #[cfg(test)]

@@ -34,11 +34,17 @@ impl NativeApi {
     /// verification: the server verifies; this only tells which org to address.
     pub async fn token_org(&self) -> Result<Option<String>, ClientError> {
         let token = self.tokens.token().await?;
-        let payload = token.expose_secret().split('.').nth(1).unwrap_or_default().to_string();
+        let payload = token
+            .expose_secret()
+            .split('.')
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
         let bytes = URL_SAFE_NO_PAD
             .decode(payload.trim_end_matches('='))
             .map_err(|_| ClientError::Decode("the access token is not a JWT".into()))?;
-        let claims: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let claims: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
         Ok(claims["context_name"].as_str().map(str::to_string))
     }
 
@@ -53,12 +59,17 @@ impl NativeApi {
         let token = self.tokens.token().await?;
         let url = format!("{}/api/v1{path}", self.base_url);
         let safe = method == Method::GET;
-        let body = body.map(serde_json::to_value).transpose().map_err(|e| ClientError::Decode(e.to_string()))?;
+        let body = body
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
         let res = self
             .http
             .send(
                 |c| {
-                    let r = c.request(method.clone(), &url).bearer_auth(token.expose_secret());
+                    let r = c
+                        .request(method.clone(), &url)
+                        .bearer_auth(token.expose_secret());
                     match &body {
                         Some(b) => r.json(b),
                         None => r,

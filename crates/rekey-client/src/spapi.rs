@@ -57,11 +57,15 @@ impl ApplicationsApi {
     /// secret; the new one arrives on its registered queue. Not retried on 5xx or lost
     /// connections: the rotation may have happened.
     pub async fn rotate_application_client_secret(&self) -> Result<(), ClientError> {
-        self.rotate_application_client_secret_with_http_info().await.map(|_| ())
+        self.rotate_application_client_secret_with_http_info()
+            .await
+            .map(|_| ())
     }
 
     /// As [`Self::rotate_application_client_secret`], with status and headers.
-    pub async fn rotate_application_client_secret_with_http_info(&self) -> Result<ApiResponse<()>, ClientError> {
+    pub async fn rotate_application_client_secret_with_http_info(
+        &self,
+    ) -> Result<ApiResponse<()>, ClientError> {
         let token = self.tokens.token().await?;
         let url = format!("{}/applications/2023-11-30/clientSecret", self.base_url);
         let res = self
@@ -75,6 +79,10 @@ impl ApplicationsApi {
                 false,
             )
             .await?;
-        Ok(ApiResponse { status: res.status, headers: res.headers, data: () })
+        Ok(ApiResponse {
+            status: res.status,
+            headers: res.headers,
+            data: (),
+        })
     }
 }

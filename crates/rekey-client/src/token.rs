@@ -31,9 +31,17 @@ impl Clock for SystemClock {
 pub enum Credentials {
     /// OAuth 2.0 client credentials sent in the form (`client_secret_post`), as the SP-API
     /// tutorial does with LWA. Works on `/auth/o2/token` and `/oauth2/token`.
-    ClientCredentials { client_id: String, client_secret: SecretString, scope: Option<String> },
+    ClientCredentials {
+        client_id: String,
+        client_secret: SecretString,
+        scope: Option<String>,
+    },
     /// CSP client credentials with Basic authentication and an optional `orgId`.
-    CspClientCredentials { client_id: String, client_secret: SecretString, org_id: Option<String> },
+    CspClientCredentials {
+        client_id: String,
+        client_secret: SecretString,
+        org_id: Option<String>,
+    },
     /// A CSP user API token, exchanged at `/csp/gateway/am/api/auth/api-tokens/authorize`.
     CspApiToken { api_token: SecretString },
 }
@@ -41,7 +49,8 @@ pub enum Credentials {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Credentials::ClientCredentials { client_id, .. } | Credentials::CspClientCredentials { client_id, .. } => {
+            Credentials::ClientCredentials { client_id, .. }
+            | Credentials::CspClientCredentials { client_id, .. } => {
                 write!(f, "Credentials({client_id}, <secret>)")
             }
             Credentials::CspApiToken { .. } => f.write_str("Credentials(<api token>)"),
@@ -72,7 +81,11 @@ impl TokenProvider {
         Self::with_clock(token_url, credentials, Arc::new(SystemClock))
     }
 
-    pub fn with_clock(token_url: impl Into<String>, credentials: Credentials, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(
+        token_url: impl Into<String>,
+        credentials: Credentials,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             http: Http::new(RetryPolicy::default()),
             token_url: token_url.into(),
@@ -126,7 +139,11 @@ impl TokenProvider {
             .http
             .send(
                 move |c| match &creds {
-                    Credentials::ClientCredentials { client_id, client_secret, scope } => {
+                    Credentials::ClientCredentials {
+                        client_id,
+                        client_secret,
+                        scope,
+                    } => {
                         let mut form = vec![
                             ("grant_type", "client_credentials".to_string()),
                             ("client_id", client_id.clone()),
@@ -137,16 +154,22 @@ impl TokenProvider {
                         }
                         c.post(&url).form(&form)
                     }
-                    Credentials::CspClientCredentials { client_id, client_secret, org_id } => {
+                    Credentials::CspClientCredentials {
+                        client_id,
+                        client_secret,
+                        org_id,
+                    } => {
                         let mut form = vec![("grant_type", "client_credentials".to_string())];
                         if let Some(o) = org_id {
                             form.push(("orgId", o.clone()));
                         }
-                        c.post(&url).basic_auth(client_id, Some(client_secret.expose_secret())).form(&form)
+                        c.post(&url)
+                            .basic_auth(client_id, Some(client_secret.expose_secret()))
+                            .form(&form)
                     }
-                    Credentials::CspApiToken { api_token } => {
-                        c.post(&url).form(&[("api_token", api_token.expose_secret())])
-                    }
+                    Credentials::CspApiToken { api_token } => c
+                        .post(&url)
+                        .form(&[("api_token", api_token.expose_secret())]),
                 },
                 true,
             )
@@ -157,6 +180,9 @@ impl TokenProvider {
             expires_in: i64,
         }
         let body: TokenResponse = json(res)?.data;
-        Ok(Cached { token: SecretString::from(body.access_token), expires_at: now + body.expires_in })
+        Ok(Cached {
+            token: SecretString::from(body.access_token),
+            expires_at: now + body.expires_in,
+        })
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rekey_client::{
-    ApplicationsApi, Clock, Credentials, ErrorBody, NativeApi, OauthAppsApi, TokenProvider, ROTATION_SCOPE,
+    ApplicationsApi, Clock, Credentials, ErrorBody, NativeApi, OauthAppsApi, TokenProvider,
+    ROTATION_SCOPE,
 };
 use rekey_core::clock::{ManualClock, SystemClock};
 use rekey_core::crypto::ServerKey;
@@ -32,19 +33,42 @@ async fn start() -> Server {
     let db = TestDb::sqlite().await;
     let key = ServerKey::generate();
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let config = Config { listen: "127.0.0.1:0".parse().unwrap(), role: NodeRole::Api, ..Config::default() };
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        role: NodeRole::Api,
+        ..Config::default()
+    };
     let store: Arc<dyn Store> = Arc::new(db.store.clone());
-    let app = Application::build_with(config, store.clone(), clock.clone(), &key).await.unwrap();
+    let app = Application::build_with(config, store.clone(), clock.clone(), &key)
+        .await
+        .unwrap();
     let base = format!("http://{}", app.local_addr());
     let state = app.state();
     tokio::spawn(app.run_until(std::future::pending()));
     let now = clock.now();
-    let org = Org { id: OrgId::new(), name: "client tests".into(), created_at: now };
+    let org = Org {
+        id: OrgId::new(),
+        name: "client tests".into(),
+        created_at: now,
+    };
     store.create_org(&org, &[]).await.unwrap();
-    let user = User { id: UserId::new(), email: "c@example.com".into(), display_name: "c".into(), created_at: now };
+    let user = User {
+        id: UserId::new(),
+        email: "c@example.com".into(),
+        display_name: "c".into(),
+        created_at: now,
+    };
     store.create_user(&user).await.unwrap();
     store
-        .put_membership(&Membership { org_id: org.id, principal: Principal::User(user.id), role: Role::OrgOwner, created_at: now }, &[])
+        .put_membership(
+            &Membership {
+                org_id: org.id,
+                principal: Principal::User(user.id),
+                role: Role::OrgOwner,
+                created_at: now,
+            },
+            &[],
+        )
         .await
         .unwrap();
     let plain = generate_api_token();
@@ -60,14 +84,22 @@ async fn start() -> Server {
         revoked_at: None,
     };
     store.create_api_token(&t, &[]).await.unwrap();
-    Server { base, org_id: org.id, api_token: plain.expose_secret().to_string(), state, _db: db }
+    Server {
+        base,
+        org_id: org.id,
+        api_token: plain.expose_secret().to_string(),
+        state,
+        _db: db,
+    }
 }
 
 impl Server {
     fn user_tokens(&self) -> Arc<TokenProvider> {
         Arc::new(TokenProvider::new(
             format!("{}/csp/gateway/am/api/auth/api-tokens/authorize", self.base),
-            Credentials::CspApiToken { api_token: SecretString::from(self.api_token.clone()) },
+            Credentials::CspApiToken {
+                api_token: SecretString::from(self.api_token.clone()),
+            },
         ))
     }
 
@@ -78,7 +110,11 @@ impl Server {
     async fn create_app(&self) -> CreatedApp {
         let body = json!({ "name": "c", "scopes": [ROTATION_SCOPE] });
         self.native()
-            .call(reqwest::Method::POST, &format!("/orgs/{}/apps", self.org_id), Some(&body))
+            .call(
+                reqwest::Method::POST,
+                &format!("/orgs/{}/apps", self.org_id),
+                Some(&body),
+            )
             .await
             .unwrap()
             .unwrap()
@@ -154,7 +190,10 @@ async fn rotation_with_http_info_then_a_throttled_second_rotation() {
         .native()
         .call(
             reqwest::Method::PUT,
-            &format!("/orgs/{}/apps/{}/destinations/APPLICATION_OAUTH_CLIENT_NEW_SECRET", server.org_id, app.app.id),
+            &format!(
+                "/orgs/{}/apps/{}/destinations/APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+                server.org_id, app.app.id
+            ),
             Some(&json!({ "kind": "file", "directory": dir })),
         )
         .await
@@ -169,7 +208,10 @@ async fn rotation_with_http_info_then_a_throttled_second_rotation() {
         },
     ));
     let api = ApplicationsApi::new(&server.base, tokens);
-    let res = api.rotate_application_client_secret_with_http_info().await.unwrap();
+    let res = api
+        .rotate_application_client_secret_with_http_info()
+        .await
+        .unwrap();
     assert_eq!(res.status, 204);
     assert!(res.request_id().is_some());
     assert_eq!(res.rate_limit(), Some("0.0167"));
@@ -188,22 +230,39 @@ async fn rotation_with_http_info_then_a_throttled_second_rotation() {
 #[tokio::test]
 async fn csp_oauth_apps_are_managed_through_the_client() {
     let server = start().await;
-    let api = OauthAppsApi::new(&server.base, &server.org_id.to_string(), server.user_tokens());
-    let created = api.create(json!({ "id": "client-lib-app", "displayName": "lib" })).await.unwrap();
+    let api = OauthAppsApi::new(
+        &server.base,
+        &server.org_id.to_string(),
+        server.user_tokens(),
+    );
+    let created = api
+        .create(json!({ "id": "client-lib-app", "displayName": "lib" }))
+        .await
+        .unwrap();
     assert_eq!(created["clientId"], "client-lib-app");
     let listed = api.list(1, 10, Some("lib")).await.unwrap();
     assert_eq!(listed["totalResults"], 1);
     let new = SecretString::from("Rotated-By-Lib-1!".to_string());
-    api.rotate_secret("client-lib-app", &new, Some(60)).await.unwrap();
+    api.rotate_secret("client-lib-app", &new, Some(60))
+        .await
+        .unwrap();
     let other = SecretString::from("Another-Secret-2!".to_string());
-    let e = api.rotate_secret("client-lib-app", &other, None).await.unwrap_err();
+    let e = api
+        .rotate_secret("client-lib-app", &other, None)
+        .await
+        .unwrap_err();
     assert_eq!(e.status().map(|s| s.as_u16()), Some(409));
-    assert!(matches!(e.body(), Some(ErrorBody::Csp { error_code, .. }) if error_code == "conflict"));
+    assert!(
+        matches!(e.body(), Some(ErrorBody::Csp { error_code, .. }) if error_code == "conflict")
+    );
     api.finish_rotation("client-lib-app").await.unwrap();
     api.finish_rotation("client-lib-app").await.unwrap();
     let regenerated = api.regenerate_secret("client-lib-app").await.unwrap();
     assert!(regenerated.expose_secret().starts_with("rks_"));
-    assert_eq!(api.get("client-lib-app").await.unwrap()["id"], "client-lib-app");
+    assert_eq!(
+        api.get("client-lib-app").await.unwrap()["id"],
+        "client-lib-app"
+    );
     let deleted = api.delete(&["client-lib-app"]).await.unwrap();
     assert_eq!(deleted["succeeded"], json!(["client-lib-app"]));
     let e = api.get("client-lib-app").await.unwrap_err();
@@ -214,9 +273,16 @@ async fn csp_oauth_apps_are_managed_through_the_client() {
 async fn the_native_client_reads_the_token_org_and_reports_problems() {
     let server = start().await;
     let api = server.native();
-    assert_eq!(api.token_org().await.unwrap(), Some(server.org_id.to_string()));
+    assert_eq!(
+        api.token_org().await.unwrap(),
+        Some(server.org_id.to_string())
+    );
     let e = api
-        .call::<(), serde_json::Value>(reqwest::Method::GET, &format!("/orgs/{}/apps/not-a-uuid", server.org_id), None)
+        .call::<(), serde_json::Value>(
+            reqwest::Method::GET,
+            &format!("/orgs/{}/apps/not-a-uuid", server.org_id),
+            None,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.status().map(|s| s.as_u16()), Some(400));
