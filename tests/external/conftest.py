@@ -25,6 +25,7 @@ def free_port() -> int:
 class Server:
     def __init__(self, data_dir, port, log_path):
         self.data_dir = str(data_dir)
+        self.spool_root = str(data_dir) + "-spool"
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = log_path
@@ -46,6 +47,9 @@ class Server:
             os.environ,
             REKEY_DATA_DIR=self.data_dir,
             REKEY_LISTEN=f"127.0.0.1:{self.port}",
+            REKEY_FILE_DESTINATION_ROOT=self.spool_root,
+            # moto and local receivers are plain http on loopback.
+            REKEY_ALLOW_INSECURE_DESTINATIONS="true",
             RUST_LOG="trace",
             **AWS_TEST_ENV,
         )

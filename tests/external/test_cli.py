@@ -22,13 +22,14 @@ def wait_for_files(directory, count, timeout=15):
     raise AssertionError(f"expected {count} notification files in {directory}")
 
 
-def test_destinations_rotation_and_deliveries_through_the_cli(server, tmp_path):
+def test_destinations_rotation_and_deliveries_through_the_cli(server):
     created = cli_json(server, "apps", "create", "--name", "cli-flow")
     app_id, client_id = created["app"]["id"], created["app"]["clientId"]
-    spool = str(tmp_path / "spool")
-    dest = cli_json(server, "destinations", "set", app_id, "--directory", spool)
+    name = "cli-flow-" + app_id[:8]
+    spool = os.path.join(server.spool_root, name)
+    dest = cli_json(server, "destinations", "set", app_id, "--directory", name)
     assert dest["kind"] == "file" and dest["notificationType"] == "APPLICATION_OAUTH_CLIENT_NEW_SECRET"
-    assert cli_json(server, "destinations", "list", app_id)["items"][0]["directory"] == spool
+    assert cli_json(server, "destinations", "list", app_id)["items"][0]["directory"] == name
 
     queued = cli_json(server, "destinations", "test", app_id)
     files = wait_for_files(spool, 1)

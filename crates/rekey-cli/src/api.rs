@@ -26,7 +26,9 @@ impl ApiClient {
         let base = args.url.trim_end_matches('/').to_string();
         let tokens = Arc::new(TokenProvider::new(
             format!("{base}/csp/gateway/am/api/auth/api-tokens/authorize"),
-            Credentials::CspApiToken { api_token: SecretString::from(api_token.to_string()) },
+            Credentials::CspApiToken {
+                api_token: SecretString::from(api_token.to_string()),
+            },
         ));
         let api = NativeApi::new(&base, tokens);
         let org = match &args.org {
@@ -55,8 +57,16 @@ impl ApiClient {
 /// An error for people: the server's own words, and its request id to quote.
 fn explain(e: ClientError) -> anyhow::Error {
     match &e {
-        ClientError::Http { status, body, request_id, .. } => {
-            let id = request_id.as_deref().map(|r| format!(" (request id {r})")).unwrap_or_default();
+        ClientError::Http {
+            status,
+            body,
+            request_id,
+            ..
+        } => {
+            let id = request_id
+                .as_deref()
+                .map(|r| format!(" (request id {r})"))
+                .unwrap_or_default();
             anyhow::anyhow!("{status}: {}{id}", body.summary())
         }
         _ => anyhow::anyhow!(e),

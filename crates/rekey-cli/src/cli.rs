@@ -252,7 +252,7 @@ pub enum DestinationsCommand {
         /// HTTPS URL that receives Standard Webhooks.
         #[arg(long, conflicts_with = "directory")]
         webhook_url: Option<String>,
-        /// Absolute path of a spool directory on the server host.
+        /// A spool directory below the server's file_destination_root (e.g. my-app).
         #[arg(long)]
         directory: Option<String>,
     },

@@ -185,7 +185,6 @@ async fn the_token_is_refreshed_before_it_expires() {
 async fn rotation_with_http_info_then_a_throttled_second_rotation() {
     let server = start().await;
     let app = server.create_app().await;
-    let dir = std::env::temp_dir().join(format!("rekey-client-{}", uuid::Uuid::new_v4()));
     let _: DestinationView = server
         .native()
         .call(
@@ -194,7 +193,7 @@ async fn rotation_with_http_info_then_a_throttled_second_rotation() {
                 "/orgs/{}/apps/{}/destinations/APPLICATION_OAUTH_CLIENT_NEW_SECRET",
                 server.org_id, app.app.id
             ),
-            Some(&json!({ "kind": "file", "directory": dir })),
+            Some(&json!({ "kind": "file", "directory": "client-tests" })),
         )
         .await
         .unwrap()

@@ -33,11 +33,19 @@ impl AppSettings {
     /// Checks every field; the error names the first field that is wrong.
     pub fn validate(&self) -> Result<(), CoreError> {
         let bad = |m: &str| Err(CoreError::Invalid(m.to_string()));
-        if self.name.trim().is_empty() || self.name.len() > MAX_NAME_LEN {
-            return bad("name must be 1 to 256 characters");
+        if self.name.trim().is_empty()
+            || self.name.len() > MAX_NAME_LEN
+            || self.name.chars().any(char::is_control)
+        {
+            return bad("name must be 1 to 256 printable characters");
         }
-        if self.description.len() > MAX_DESCRIPTION_LEN {
-            return bad("description must be at most 4096 characters");
+        if self.description.len() > MAX_DESCRIPTION_LEN
+            || self
+                .description
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return bad("description must be at most 4096 characters, without control characters");
         }
         if self
             .grant_types

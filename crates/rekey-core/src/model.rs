@@ -138,6 +138,20 @@ impl Role {
     pub fn can_manage_members(self) -> bool {
         matches!(self, Role::OrgOwner | Role::OrgAdmin)
     }
+
+    /// 0 for the most privileged role.
+    fn rank(self) -> usize {
+        Role::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Whether a member with this role may give `role` to someone (or to an app): only
+    /// owners and admins give roles, and never one above their own.
+    pub fn may_grant(self, role: Role) -> bool {
+        self.can_manage_members() && role.rank() >= self.rank()
+    }
 }
 
 impl FromStr for Role {
@@ -431,6 +445,13 @@ mod tests {
         assert!(!Role::OrgMember.can_manage_apps());
         assert!(Role::Developer.can_manage_apps());
         assert!(!Role::Developer.can_manage_members());
+        assert!(Role::OrgOwner.may_grant(Role::OrgOwner));
+        assert!(Role::OrgAdmin.may_grant(Role::OrgAdmin));
+        assert!(!Role::OrgAdmin.may_grant(Role::OrgOwner));
+        assert!(
+            !Role::Developer.may_grant(Role::OrgMember),
+            "a developer gives no roles"
+        );
     }
 
     #[test]

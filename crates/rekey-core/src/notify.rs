@@ -49,7 +49,8 @@ pub enum Target {
     },
     /// An HTTPS endpoint, signed with Standard Webhooks headers.
     Webhook { url: String },
-    /// A local spool directory; each notification is a 0600 file `<notificationId>.json`.
+    /// A spool directory under the server's `file_destination_root`; each notification is a
+    /// 0600 file `<notificationId>.json`.
     File { directory: String },
 }
 
@@ -98,8 +99,16 @@ impl Target {
                 }
             }
             Target::File { directory } => {
-                if directory.is_empty() || !directory.starts_with('/') {
-                    return bad("directory must be an absolute path");
+                let safe_segment = |seg: &str| {
+                    !seg.is_empty()
+                        && seg != "."
+                        && seg != ".."
+                        && seg
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                };
+                if directory.len() > 255 || !directory.split('/').all(safe_segment) {
+                    return bad("directory must be a relative path under the server's spool root: segments of A-Z, a-z, 0-9, '.', '_', '-'");
                 }
             }
         }
@@ -405,12 +414,21 @@ mod tests {
         .validate()
         .is_err());
         assert!(Target::File {
-            directory: "relative".into()
+            directory: "app/notifications".into()
         }
         .validate()
-        .is_err());
-        let t: Target =
-            serde_json::from_value(json!({"kind": "file", "directory": "/tmp/x"})).unwrap();
+        .is_ok());
+        for bad in ["/etc", "../up", "a/../b", "a//b", "", "a b"] {
+            assert!(
+                Target::File {
+                    directory: bad.into()
+                }
+                .validate()
+                .is_err(),
+                "{bad}"
+            );
+        }
+        let t: Target = serde_json::from_value(json!({"kind": "file", "directory": "x"})).unwrap();
         assert_eq!(t.kind(), "file");
         assert!(serde_json::from_value::<Target>(
             json!({"kind": "file", "directory": "/x", "extra": 1})

@@ -28,6 +28,9 @@ pub enum RotationError {
     InProgress {
         previous_expires_at: Option<Timestamp>,
     },
+    /// Finishing would end the only valid secret: the current one is expired or revoked.
+    #[error("the current secret is not valid; regenerate instead of finishing the rotation")]
+    NoValidCurrent,
 }
 
 /// Reason recorded on secrets revoked by a regeneration.
@@ -122,16 +125,27 @@ pub fn plan_regenerate(secrets: &[Secret], new: Secret, now: Timestamp) -> Secre
 }
 
 /// Finishing a rotation: the previous secret, if any, is revoked now. Empty when there is
-/// none (idempotent).
-pub fn plan_finish(secrets: &[Secret], now: Timestamp) -> SecretChanges {
-    SecretChanges {
-        update: secrets
-            .iter()
-            .filter(|s| s.state == SecretState::Previous)
-            .map(|s| revoke(s, now, REASON_ROTATION_FINISHED))
-            .collect(),
-        ..Default::default()
+/// none (idempotent). Refused when the current secret is not valid (expired or revoked):
+/// the previous one would be the last valid secret, and regenerating is the way out.
+pub fn plan_finish(secrets: &[Secret], now: Timestamp) -> Result<SecretChanges, RotationError> {
+    let update: Vec<Secret> = secrets
+        .iter()
+        .filter(|s| s.state == SecretState::Previous)
+        .map(|s| revoke(s, now, REASON_ROTATION_FINISHED))
+        .collect();
+    let current_valid = secrets
+        .iter()
+        .any(|s| s.state == SecretState::Current && s.is_valid(now));
+    let previous_valid = secrets
+        .iter()
+        .any(|s| s.state == SecretState::Previous && s.is_valid(now));
+    if previous_valid && !current_valid {
+        return Err(RotationError::NoValidCurrent);
     }
+    Ok(SecretChanges {
+        update,
+        ..Default::default()
+    })
 }
 
 /// The secrets valid at `now` after applying `changes` to `secrets`.
@@ -298,14 +312,26 @@ mod tests {
     fn finishing_revokes_the_previous_secret_and_is_idempotent() {
         let prev = secret(SecretState::Previous, T0, Some(T0.plus_secs(100)));
         let cur = secret(SecretState::Current, T0, None);
-        let ch = plan_finish(&[prev.clone(), cur.clone()], T0);
+        let ch = plan_finish(&[prev.clone(), cur.clone()], T0).unwrap();
         assert_eq!(ch.update.len(), 1);
         assert_eq!(ch.update[0].id, prev.id);
         assert_eq!(ch.update[0].revoked_at, Some(T0));
         assert!(plan_finish(std::slice::from_ref(&cur), T0)
+            .unwrap()
             .update
             .is_empty());
         assert_eq!(valid_after(&[prev, cur.clone()], &ch, T0), vec![cur]);
+    }
+
+    #[test]
+    fn finishing_is_refused_when_the_previous_secret_is_the_only_valid_one() {
+        let prev = secret(SecretState::Previous, T0, Some(T0.plus_secs(100)));
+        let mut cur = secret(SecretState::Current, T0, None);
+        cur.revoked_at = Some(T0);
+        assert_eq!(
+            plan_finish(&[prev, cur], T0.plus_secs(1)).unwrap_err(),
+            RotationError::NoValidCurrent
+        );
     }
 
     #[test]

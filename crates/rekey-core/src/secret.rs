@@ -141,8 +141,12 @@ pub fn check_complexity(s: &str) -> Result<(), ComplexityError> {
     Ok(())
 }
 
-/// The last four characters, shown so people can tell secrets apart.
+/// The last four characters, shown so people can tell secrets apart; nothing for secrets
+/// shorter than 20 characters (a caller-chosen 8-character secret would give away half).
 pub fn hint(s: &str) -> String {
+    if s.chars().count() < 20 {
+        return String::new();
+    }
     let start = s.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
     s[start..].to_string()
 }
@@ -231,8 +235,8 @@ mod tests {
     }
 
     #[test]
-    fn hint_is_the_last_four_characters() {
-        assert_eq!(hint("rks_abcdef"), "cdef");
-        assert_eq!(hint("ab"), "ab");
+    fn hint_is_the_last_four_characters_of_long_secrets_only() {
+        assert_eq!(hint("rks_abcdefghijklmnopqrstuvwxyz"), "wxyz");
+        assert_eq!(hint("Short-Secret-1!"), "");
     }
 }

@@ -173,16 +173,20 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> CoreResult<Vec<Delivery>>;
     /// Marks a delivery delivered and wipes its payload.
+    /// A no-op unless `owner` still holds the lease (another dispatcher took the row over).
     async fn complete_delivery(
         &self,
         id: DeliveryId,
+        owner: &str,
         now: Timestamp,
         audit: &[AuditEvent],
     ) -> CoreResult<()>;
-    /// Records a failed attempt: retry at `retry_at`, or dead when `None`.
+    /// Records a failed attempt by the lease holder `owner`: retry at `retry_at`, or dead
+    /// when `None`.
     async fn fail_delivery(
         &self,
         id: DeliveryId,
+        owner: &str,
         error: &str,
         retry_at: Option<Timestamp>,
         audit: &[AuditEvent],
@@ -213,10 +217,13 @@ pub trait Store: Send + Sync + 'static {
         burst: f64,
         now: Timestamp,
     ) -> CoreResult<bool>;
-    /// Current and previous secrets whose `expires_at` is before `before`.
+    /// Current and previous secrets whose `expires_at` is before `before`, ordered by
+    /// (`expires_at`, id), starting after the cursor `after` (the last one of the previous
+    /// page), at most `limit`.
     async fn secrets_expiring_before(
         &self,
         before: Timestamp,
+        after: Option<(Timestamp, SecretId)>,
         limit: u32,
     ) -> CoreResult<Vec<Secret>>;
 }

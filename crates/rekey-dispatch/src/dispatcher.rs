@@ -25,12 +25,22 @@ pub struct DispatchSettings {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
-    /// Rows claimed at once.
+    /// Rows claimed at once. Sends run one after another, so the batch must finish within
+    /// the lease: see [`DispatchSettings::safe_batch`].
     pub batch: u32,
     /// Longest time one send may take.
     pub send_timeout: Duration,
     /// How often to look for due rows when nobody wakes us.
     pub poll_interval: Duration,
+}
+
+impl DispatchSettings {
+    /// The largest batch whose sends all end within the lease even if each one times out
+    /// (with one send's time to spare), capped at `max`.
+    pub fn safe_batch(lease: Duration, send_timeout: Duration, max: u32) -> u32 {
+        let fits = lease.as_secs_f64() / send_timeout.as_secs_f64().max(0.001) - 1.0;
+        (fits.floor().max(1.0) as u32).min(max)
+    }
 }
 
 impl Default for DispatchSettings {
@@ -41,7 +51,7 @@ impl Default for DispatchSettings {
             max_attempts: 12,
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(600),
-            batch: 16,
+            batch: 5,
             send_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
         }
@@ -138,13 +148,20 @@ impl Dispatcher {
             Ok(()) => {
                 tracing::info!(delivery = %d.id, notification = %d.notification_id, "notification delivered");
                 self.store
-                    .complete_delivery(d.id, now, &[event("notification.delivered")])
+                    .complete_delivery(
+                        d.id,
+                        &self.settings.owner,
+                        now,
+                        &[event("notification.delivered")],
+                    )
                     .await
             }
             Err(e) if d.attempts >= self.settings.max_attempts => {
                 tracing::warn!(delivery = %d.id, error = %e.0, attempts = d.attempts, "delivery is dead");
                 let ev = event("notification.dead").failed();
-                self.store.fail_delivery(d.id, &e.0, None, &[ev]).await
+                self.store
+                    .fail_delivery(d.id, &self.settings.owner, &e.0, None, &[ev])
+                    .await
             }
             Err(e) => {
                 let wait = backoff_ms(
@@ -157,7 +174,7 @@ impl Dispatcher {
                 let retry_at = rekey_core::Timestamp::from_millis(now.as_millis() + wait);
                 let ev = event("notification.failed").failed();
                 self.store
-                    .fail_delivery(d.id, &e.0, Some(retry_at), &[ev])
+                    .fail_delivery(d.id, &self.settings.owner, &e.0, Some(retry_at), &[ev])
                     .await
             }
         }
@@ -208,5 +225,20 @@ impl Dispatcher {
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_always_ends_within_its_lease() {
+        let s = |l, t, m| {
+            DispatchSettings::safe_batch(Duration::from_secs(l), Duration::from_secs(t), m)
+        };
+        assert_eq!(s(60, 10, 16), 5);
+        assert_eq!(s(600, 10, 16), 16);
+        assert_eq!(s(11, 10, 16), 1);
     }
 }

@@ -41,14 +41,22 @@ pub trait Sink: Send + Sync {
 pub struct DestinationSinks {
     sqs: SqsSink,
     webhook: WebhookSink,
+    spool_root: std::path::PathBuf,
 }
 
 impl DestinationSinks {
-    /// `webhook_keys` opens the sealed webhook signing keys; `clock` stamps webhooks.
-    pub fn new(webhook_keys: Sealer, clock: Arc<dyn Clock>, timeout: Duration) -> Self {
+    /// `webhook_keys` opens the sealed webhook signing keys; `clock` stamps webhooks;
+    /// `spool_root` is where `file` destinations live.
+    pub fn new(
+        webhook_keys: Sealer,
+        clock: Arc<dyn Clock>,
+        timeout: Duration,
+        spool_root: std::path::PathBuf,
+    ) -> Self {
         Self {
             sqs: SqsSink::default(),
             webhook: WebhookSink::new(webhook_keys, clock, timeout),
+            spool_root,
         }
     }
 }
@@ -73,7 +81,9 @@ impl Sink for DestinationSinks {
             }
             Target::Webhook { url } => self.webhook.send(dest, url, delivery, body).await,
             Target::File { directory } => {
-                write_spool_file(Path::new(directory), delivery, body).await
+                // Validated as relative, safe segments when the destination was set.
+                let dir = self.spool_root.join(Path::new(directory));
+                write_spool_file(&dir, delivery, body).await
             }
         }
     }

@@ -39,6 +39,8 @@ pub struct Config {
     pub auth_failure_window_seconds: u64,
     pub auth_failures_per_client: u32,
     pub auth_failures_per_address: u32,
+    pub file_destination_root: PathBuf,
+    pub allow_insecure_destinations: bool,
     pub delivery_max_attempts: u32,
     pub delivery_backoff_base_ms: u64,
     pub delivery_backoff_max_seconds: u64,
@@ -91,6 +93,8 @@ impl Default for Config {
             auth_failure_window_seconds: 60,
             auth_failures_per_client: 10,
             auth_failures_per_address: 50,
+            file_destination_root: PathBuf::new(),
+            allow_insecure_destinations: false,
             delivery_max_attempts: 12,
             delivery_backoff_base_ms: 1000,
             delivery_backoff_max_seconds: 600,
@@ -266,6 +270,15 @@ impl Config {
             format!("http://{}", self.listen)
         } else {
             self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    /// The root of `file` destinations in effect.
+    pub fn spool_root(&self) -> PathBuf {
+        if self.file_destination_root.as_os_str().is_empty() {
+            self.data_dir.join("spool")
+        } else {
+            self.file_destination_root.clone()
         }
     }
 

@@ -28,10 +28,12 @@ impl LastUseRecorder {
 
     /// Writes what is pending. On failure the entries are put back for the next flush.
     pub async fn flush(&self, store: &dyn Store) -> CoreResult<usize> {
-        let batch: Vec<(SecretId, Timestamp)> = {
+        let mut batch: Vec<(SecretId, Timestamp)> = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             p.drain().collect()
         };
+        // Rows in a fixed order: two writers touching the same secrets cannot deadlock.
+        batch.sort();
         if batch.is_empty() {
             return Ok(0);
         }

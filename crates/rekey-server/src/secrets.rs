@@ -25,6 +25,8 @@ pub enum RotateError {
     InProgress {
         previous_expires_at: Option<Timestamp>,
     },
+    /// Finishing would leave no valid secret: the current one is expired or revoked.
+    NoValidCurrent,
     NotFound,
     Core(CoreError),
 }
@@ -208,10 +210,19 @@ pub async fn finish(
     ctx: &AuditContext,
 ) -> Result<Vec<Secret>, RotateError> {
     let now = state.now();
-    let changes = state
+    let refused: Mutex<Option<RotationError>> = Mutex::new(None);
+    let result = state
         .store
         .change_secrets(app.id, &|app, secrets| {
-            let mut changes = plan_finish(secrets, now);
+            let mut changes = match plan_finish(secrets, now) {
+                Ok(c) => c,
+                Err(e) => {
+                    *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    return Err(CoreError::Conflict(
+                        "the current secret is not valid".into(),
+                    ));
+                }
+            };
             changes.audit = changes
                 .update
                 .iter()
@@ -224,6 +235,12 @@ pub async fn finish(
                 .collect();
             Ok(changes)
         })
-        .await?;
-    Ok(changes.update)
+        .await;
+    match result {
+        Ok(changes) => Ok(changes.update),
+        Err(e) => match refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(RotationError::NoValidCurrent) => Err(RotateError::NoValidCurrent),
+            _ => Err(e.into()),
+        },
+    }
 }

@@ -255,5 +255,6 @@ async fn handle_rotate(
             "The resource specified does not exist.",
         )),
         Err(RotateError::Core(e)) => Err(e.into()),
+        Err(RotateError::NoValidCurrent) => Err(SpApiError::internal()),
     }
 }

@@ -62,7 +62,11 @@ impl AppState {
             max_attempts: config.delivery_max_attempts,
             backoff_base: Duration::from_millis(config.delivery_backoff_base_ms),
             backoff_cap: Duration::from_secs(config.delivery_backoff_max_seconds),
-            batch: 16,
+            batch: DispatchSettings::safe_batch(
+                Duration::from_secs(config.delivery_lease_seconds),
+                Duration::from_secs(config.delivery_timeout_seconds),
+                16,
+            ),
             send_timeout: Duration::from_secs(config.delivery_timeout_seconds),
             poll_interval: Duration::from_millis(config.dispatcher_poll_ms),
         };
@@ -70,6 +74,7 @@ impl AppState {
             server_key.sealer("webhook-keys"),
             clock.clone(),
             settings.send_timeout,
+            config.spool_root(),
         );
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),

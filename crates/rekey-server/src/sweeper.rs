@@ -18,8 +18,8 @@ use rekey_core::rotation::plan_expire;
 
 use crate::state::AppState;
 
-/// Secrets looked at per sweep and kind; the rest wait for the next sweep.
-const SWEEP_LIMIT: u32 = 10_000;
+/// Secrets read per page.
+const SWEEP_LIMIT: u32 = 1_000;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -37,7 +37,11 @@ pub async fn sweep(state: &AppState) -> CoreResult<SweepReport> {
 
     let stale = state
         .store
-        .secrets_expiring_before(now.plus(std::time::Duration::from_millis(1)), SWEEP_LIMIT)
+        .secrets_expiring_before(
+            now.plus(std::time::Duration::from_millis(1)),
+            None,
+            SWEEP_LIMIT,
+        )
         .await?;
     let apps: BTreeSet<_> = stale.iter().map(|s| s.app_id).collect();
     for app_id in apps {
@@ -69,61 +73,70 @@ pub async fn sweep(state: &AppState) -> CoreResult<SweepReport> {
     }
 
     let horizon = now.plus_secs(EXPIRY_WARNING_DAYS[0] * 86_400 + 1);
-    let soon = state
-        .store
-        .secrets_expiring_before(horizon, SWEEP_LIMIT)
-        .await?;
-    for s in soon
-        .iter()
-        .filter(|s| s.state == SecretState::Current && s.is_valid(now))
-    {
-        let (Some(expires_at), Some(days)) = (
-            s.expires_at,
-            s.expires_at.and_then(|e| expiry_warning_due(e, now)),
-        ) else {
-            continue;
-        };
-        let Some(dest) = state
+    // Every secret within the horizon, page by page: secrets already warned are skipped by
+    // the dedupe key, so no page can starve the ones after it.
+    let mut cursor = None;
+    loop {
+        let page = state
             .store
-            .get_destination(s.app_id, NotificationType::SecretExpiry)
-            .await?
-        else {
-            continue;
-        };
-        let Some(app) = state.store.get_app(s.app_id).await? else {
-            continue;
-        };
-        let nid = NotificationId::new();
-        let env = envelope(
-            NotificationType::SecretExpiry,
-            nid,
-            &app.client_id,
-            dest.id,
-            secret_expiry_payload(&app.client_id, expires_at),
-            now,
-        );
-        let d = Delivery::new(
-            &state.outbox_sealer,
-            nid,
-            app.id,
-            app.org_id,
-            NotificationType::SecretExpiry,
-            dest.id,
-            &env,
-            Some(format!("expiry:{}:{days}", s.id)),
-            now,
-        );
-        let ev = ctx
-            .event(now, "notification.enqueued")
-            .org(app.org_id)
-            .app(app.id)
-            .secret(s.id)
-            .details(serde_json::json!({
-                "notificationId": nid.to_string(),
-                "notificationType": NotificationType::SecretExpiry.as_str(),
-                "daysBeforeExpiry": days,
-            }));
-        report.warnings += state.store.enqueue_deliveries(&[d], &[ev]).await?;
+            .secrets_expiring_before(horizon, cursor, SWEEP_LIMIT)
+            .await?;
+        cursor = page.last().and_then(|s| s.expires_at.map(|t| (t, s.id)));
+        for s in page
+            .iter()
+            .filter(|s| s.state == SecretState::Current && s.is_valid(now))
+        {
+            let (Some(expires_at), Some(days)) = (
+                s.expires_at,
+                s.expires_at.and_then(|e| expiry_warning_due(e, now)),
+            ) else {
+                continue;
+            };
+            let Some(dest) = state
+                .store
+                .get_destination(s.app_id, NotificationType::SecretExpiry)
+                .await?
+            else {
+                continue;
+            };
+            let Some(app) = state.store.get_app(s.app_id).await? else {
+                continue;
+            };
+            let nid = NotificationId::new();
+            let env = envelope(
+                NotificationType::SecretExpiry,
+                nid,
+                &app.client_id,
+                dest.id,
+                secret_expiry_payload(&app.client_id, expires_at),
+                now,
+            );
+            let d = Delivery::new(
+                &state.outbox_sealer,
+                nid,
+                app.id,
+                app.org_id,
+                NotificationType::SecretExpiry,
+                dest.id,
+                &env,
+                Some(format!("expiry:{}:{days}", s.id)),
+                now,
+            );
+            let ev = ctx
+                .event(now, "notification.enqueued")
+                .org(app.org_id)
+                .app(app.id)
+                .secret(s.id)
+                .details(serde_json::json!({
+                    "notificationId": nid.to_string(),
+                    "notificationType": NotificationType::SecretExpiry.as_str(),
+                    "daysBeforeExpiry": days,
+                }));
+            report.warnings += state.store.enqueue_deliveries(&[d], &[ev]).await?;
+        }
+        if page.len() < SWEEP_LIMIT as usize {
+            break;
+        }
     }
     if report.warnings > 0 {
         state.delivery_wake.notify_one();

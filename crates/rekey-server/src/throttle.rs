@@ -35,9 +35,14 @@ impl FailureThrottle {
         }
     }
 
+    /// The per-client window is per client *and* address, so that someone who knows a
+    /// client id cannot lock the real client out from its own address.
     fn keys(client_id: Option<&str>, address: Option<&str>) -> [(Option<String>, bool); 2] {
         [
-            (client_id.map(|c| format!("c:{c}")), true),
+            (
+                client_id.map(|c| format!("c:{c}|{}", address.unwrap_or(""))),
+                true,
+            ),
             (address.map(|a| format!("a:{a}")), false),
         ]
     }
@@ -101,12 +106,27 @@ mod tests {
         for _ in 0..2 {
             t.record_failure(Some("c1"), Some("1.1.1.1"), T0);
         }
-        assert_eq!(t.blocked_for(Some("c1"), Some("2.2.2.2"), T0), None);
+        assert_eq!(t.blocked_for(Some("c1"), Some("1.1.1.1"), T0), None);
         t.record_failure(Some("c1"), Some("1.1.1.1"), T0);
-        assert_eq!(t.blocked_for(Some("c1"), Some("2.2.2.2"), T0), Some(60));
-        assert_eq!(t.blocked_for(Some("c2"), Some("2.2.2.2"), T0), None);
-        assert_eq!(t.blocked_for(Some("c1"), None, T0.plus_secs(59)), Some(1));
-        assert_eq!(t.blocked_for(Some("c1"), None, T0.plus_secs(60)), None);
+        assert_eq!(t.blocked_for(Some("c1"), Some("1.1.1.1"), T0), Some(60));
+        assert_eq!(t.blocked_for(Some("c2"), Some("1.1.1.1"), T0), None);
+        assert_eq!(
+            t.blocked_for(Some("c1"), Some("1.1.1.1"), T0.plus_secs(59)),
+            Some(1)
+        );
+        assert_eq!(
+            t.blocked_for(Some("c1"), Some("1.1.1.1"), T0.plus_secs(60)),
+            None
+        );
+    }
+
+    #[test]
+    fn failures_from_one_address_do_not_block_the_client_elsewhere() {
+        let t = FailureThrottle::new(60, 2, 100);
+        t.record_failure(Some("c1"), Some("6.6.6.6"), T0);
+        t.record_failure(Some("c1"), Some("6.6.6.6"), T0);
+        assert!(t.blocked_for(Some("c1"), Some("6.6.6.6"), T0).is_some());
+        assert!(t.blocked_for(Some("c1"), Some("1.1.1.1"), T0).is_none());
     }
 
     #[test]

@@ -940,6 +940,7 @@ impl Store for SqlStore {
     async fn complete_delivery(
         &self,
         id: DeliveryId,
+        owner: &str,
         now: Timestamp,
         audit: &[AuditEvent],
     ) -> CoreResult<()> {
@@ -947,10 +948,11 @@ impl Store for SqlStore {
         let done = sqlx::query(
             "UPDATE deliveries SET state = 'delivered', sealed_payload = NULL, delivered_at = $1, \
              lease_owner = NULL, lease_until = NULL, last_error = NULL \
-             WHERE id = $2 AND state <> 'delivered'",
+             WHERE id = $2 AND state = 'pending' AND lease_owner = $3",
         )
         .bind(ms(now))
         .bind(id.to_string())
+        .bind(owner.to_string())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?
@@ -964,6 +966,7 @@ impl Store for SqlStore {
     async fn fail_delivery(
         &self,
         id: DeliveryId,
+        owner: &str,
         error: &str,
         retry_at: Option<Timestamp>,
         audit: &[AuditEvent],
@@ -976,12 +979,13 @@ impl Store for SqlStore {
         let done = sqlx::query(
             "UPDATE deliveries SET state = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
              last_error = $3, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $4 AND state = 'pending'",
+             WHERE id = $4 AND state = 'pending' AND lease_owner = $5",
         )
         .bind(state)
         .bind(next)
         .bind(error.chars().take(1000).collect::<String>())
         .bind(id.to_string())
+        .bind(owner.to_string())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?
@@ -1097,15 +1101,21 @@ impl Store for SqlStore {
     async fn secrets_expiring_before(
         &self,
         before: Timestamp,
+        after: Option<(Timestamp, SecretId)>,
         limit: u32,
     ) -> CoreResult<Vec<Secret>> {
+        let (after_time, after_id) =
+            after.map_or((i64::MIN, String::new()), |(t, id)| (ms(t), id.to_string()));
         sqlx::query(&format!(
             "SELECT {SECRET_COLUMNS} FROM secrets WHERE secrets.state IN ('current', 'previous') \
              AND secrets.expires_at IS NOT NULL AND secrets.expires_at < $1 \
-             ORDER BY secrets.expires_at LIMIT $2"
+             AND (secrets.expires_at > $3 OR (secrets.expires_at = $3 AND secrets.id > $4)) \
+             ORDER BY secrets.expires_at, secrets.id LIMIT $2"
         ))
         .bind(ms(before))
         .bind(i64::from(limit))
+        .bind(after_time)
+        .bind(after_id)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?

@@ -155,7 +155,15 @@ async fn a_delivery_written_with_a_secret_change_is_claimed_completed_and_wiped(
             .await
             .unwrap()
             .is_empty());
-        s.complete_delivery(d.id, T0.plus_secs(1), &[])
+        // A dispatcher whose lease was taken over records nothing.
+        s.complete_delivery(d.id, "node-b", T0.plus_secs(1), &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_delivery(d.id).await.unwrap().unwrap().state,
+            DeliveryState::Pending
+        );
+        s.complete_delivery(d.id, "node-a", T0.plus_secs(1), &[])
             .await
             .unwrap();
         let done = s.get_delivery(d.id).await.unwrap().unwrap();
@@ -192,7 +200,19 @@ async fn an_expired_lease_is_claimed_again_and_failures_retry_then_die() {
             .await
             .unwrap();
         assert_eq!(again[0].attempts, 2);
-        s.fail_delivery(d.id, "queue down", Some(T0.plus_secs(90)), &[])
+        s.fail_delivery(d.id, "dies", "stale", Some(T0.plus_secs(1)), &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_delivery(d.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .lease_owner
+                .as_deref(),
+            Some("b")
+        );
+        s.fail_delivery(d.id, "b", "queue down", Some(T0.plus_secs(90)), &[])
             .await
             .unwrap();
         let f = s.get_delivery(d.id).await.unwrap().unwrap();
@@ -212,7 +232,7 @@ async fn an_expired_lease_is_claimed_again_and_failures_retry_then_die() {
                 .len(),
             1
         );
-        s.fail_delivery(d.id, "still down", None, &[])
+        s.fail_delivery(d.id, "b", "still down", None, &[])
             .await
             .unwrap();
         let dead = s.get_delivery(d.id).await.unwrap().unwrap();
@@ -344,15 +364,21 @@ async fn secrets_expiring_before_a_time_are_listed() {
         let s = &db.store;
         let app = app_in_new_org(s).await;
         assert!(s
-            .secrets_expiring_before(T0.plus_secs(10), 10)
+            .secrets_expiring_before(T0.plus_secs(10), None, 10)
             .await
             .unwrap()
             .is_empty());
         let found = s
-            .secrets_expiring_before(T0.plus_secs(11), 10)
+            .secrets_expiring_before(T0.plus_secs(11), None, 10)
             .await
             .unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].app_id, app.id);
+        let cursor = found[0].expires_at.map(|t| (t, found[0].id));
+        assert!(s
+            .secrets_expiring_before(T0.plus_secs(11), cursor, 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

@@ -184,7 +184,7 @@ async fn require_manager(
     state: &SharedState,
     caller: &CspCaller,
     org: OrgId,
-) -> Result<(), CspError> {
+) -> Result<Role, CspError> {
     let forbidden = || CspError::forbidden("The user is forbidden to use the API");
     if caller.0.org_id != org {
         return Err(forbidden());
@@ -196,9 +196,19 @@ async fn require_manager(
         .map(|m| m.role)
         .ok_or_else(forbidden)?;
     if role.can_manage_apps() {
-        Ok(())
+        Ok(role)
     } else {
         Err(forbidden())
+    }
+}
+
+/// An app's org role may only be set by someone who may grant it.
+fn check_grant(caller_role: Role, role: Option<Role>) -> Result<(), CspError> {
+    match role {
+        Some(r) if !caller_role.may_grant(r) => Err(CspError::forbidden(
+            "Organization roles for an OAuth app need the org_owner or org_admin role, and none above your own",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -214,10 +224,20 @@ async fn load_app(state: &SharedState, org: OrgId, client_id: &str) -> Result<Ap
 
 /// Common start of every request: ids, rate limit, and the caller's right to manage apps.
 async fn managed(state: &SharedState, caller: &CspCaller, org: &str) -> Result<OrgId, CspError> {
+    managed_with_role(state, caller, org)
+        .await
+        .map(|(org, _)| org)
+}
+
+async fn managed_with_role(
+    state: &SharedState,
+    caller: &CspCaller,
+    org: &str,
+) -> Result<(OrgId, Role), CspError> {
     let org = parse_org(org)?;
-    require_manager(state, caller, org).await?;
+    let role = require_manager(state, caller, org).await?;
     rate_limit(state, org).await?;
-    Ok(org)
+    Ok((org, role))
 }
 
 /// For POST/DELETE on a secret: a manager, or the app itself unless `ownerOnlySecretRotation`.
@@ -305,12 +325,13 @@ pub async fn create(
     Path(org): Path<String>,
     CspJson(req): CspJson<CreateOauthApp>,
 ) -> Result<Json<ClientCredentials>, CspError> {
-    let org = managed(&state, &caller, &org).await?;
+    let (org, caller_role) = managed_with_role(&state, &caller, &org).await?;
     if let Some(id) = &req.id {
         check_client_id(id)?;
     }
     let scopes = req.allowed_scopes.unwrap_or_default();
     let role = org_role(&scopes)?;
+    check_grant(caller_role, role)?;
     let supplied = req.secret.as_deref().map(supplied_secret).transpose()?;
     let c = &state.config;
     let settings = AppSettings {
@@ -405,7 +426,10 @@ pub async fn list(
             "pageStart must be at least 1 and pageLimit between 1 and 200",
         ));
     }
-    if q.search_term.as_ref().is_some_and(|t| t.len() > 256) {
+    if q.search_term
+        .as_ref()
+        .is_some_and(|t| t.len() > 256 || t.chars().any(char::is_control))
+    {
         return Err(CspError::bad_request(
             "searchTerm must be at most 256 characters",
         ));
@@ -457,7 +481,7 @@ pub async fn patch(
     CspJson(req): CspJson<PatchOauthApp>,
 ) -> Result<Json<Value>, CspError> {
     check_client_id(&id)?;
-    let org = managed(&state, &caller, &org).await?;
+    let (org, caller_role) = managed_with_role(&state, &caller, &org).await?;
     let mut app = load_app(&state, org, &id).await?;
     let mut s = AppSettings {
         name: app.name.clone(),
@@ -489,7 +513,13 @@ pub async fn patch(
         s.rotation_grace_secs = v;
     }
     if let Some(scopes) = req.allowed_scopes {
-        new_role = Some(org_role(&scopes)?);
+        let role = org_role(&scopes)?;
+        let old = role_of(&state, &app).await?;
+        if role != old {
+            check_grant(caller_role, role)?;
+            check_grant(caller_role, old)?;
+        }
+        new_role = Some(role);
         s.scopes = scopes.general_scopes;
     }
     s.validate()?;
@@ -591,6 +621,9 @@ fn rotate_error(e: RotateError) -> CspError {
         )),
         RotateError::NotFound => CspError::not_found("The requested resource could not be found"),
         RotateError::NotEnrolled => CspError::internal(),
+        RotateError::NoValidCurrent => CspError::conflict(
+            "The current secret is not valid: regenerate the secret (PUT) instead of deleting the old one",
+        ),
         RotateError::Core(e) => e.into(),
     }
 }

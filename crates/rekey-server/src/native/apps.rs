@@ -47,7 +47,7 @@ pub async fn create_app(
     ApiJson(req): ApiJson<CreateAppRequest>,
 ) -> Result<(StatusCode, Json<CreatedApp>), ApiError> {
     let org_id = parse_org(&org_id)?;
-    caller.require_app_manager(&state, org_id).await?;
+    let caller_role = caller.require_app_manager(&state, org_id).await?;
     let c = &state.config;
     let settings = AppSettings {
         name: req.name,
@@ -81,6 +81,11 @@ pub async fn create_app(
     if sa_role == Some(Role::OrgOwner) {
         return Err(ApiError::bad_request(
             "A service account cannot be org_owner",
+        ));
+    }
+    if sa_role.is_some_and(|r| !caller_role.may_grant(r)) {
+        return Err(ApiError::forbidden(
+            "Giving an app a role needs the org_owner or org_admin role, and no role above your own",
         ));
     }
     let now = state.now();

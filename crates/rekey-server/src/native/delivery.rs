@@ -25,7 +25,7 @@ fn parse_type(s: &str) -> Result<NotificationType, ApiError> {
     })
 }
 
-fn target_from(req: DestinationRequest) -> Result<Target, ApiError> {
+fn target_from(req: DestinationRequest, allow_insecure: bool) -> Result<Target, ApiError> {
     let missing = |f: &str| ApiError::bad_request(format!("{f} is required for this kind"));
     let target = match req.kind.as_str() {
         "sqs" => Target::Sqs {
@@ -42,6 +42,27 @@ fn target_from(req: DestinationRequest) -> Result<Target, ApiError> {
         _ => return Err(ApiError::bad_request("kind must be sqs, webhook or file")),
     };
     target.validate()?;
+    if !allow_insecure {
+        let insecure = match &target {
+            Target::Sqs {
+                queue_url,
+                endpoint_url,
+                ..
+            } => {
+                if endpoint_url.is_some() {
+                    return Err(ApiError::bad_request(
+                        "endpointUrl is not allowed on this server (allow_insecure_destinations is off)",
+                    ));
+                }
+                !queue_url.starts_with("https://")
+            }
+            Target::Webhook { url } => !url.starts_with("https://"),
+            Target::File { .. } => false,
+        };
+        if insecure {
+            return Err(ApiError::bad_request("Destination URLs must use https"));
+        }
+    }
     Ok(target)
 }
 
@@ -58,7 +79,7 @@ pub async fn put_destination(
         .await?;
     let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
     let notification_type = parse_type(&kind)?;
-    let target = target_from(req)?;
+    let target = target_from(req, state.config.allow_insecure_destinations)?;
     let now = state.now();
     let id = DestinationId::new();
     let signing_secret = matches!(target, Target::Webhook { .. })

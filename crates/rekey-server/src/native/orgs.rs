@@ -98,7 +98,16 @@ pub async fn add_member(
     }
     let now = state.now();
     let (user, is_new) = match state.store.find_user_by_email(&email).await? {
-        Some(u) => (u, false),
+        Some(u) => {
+            // An existing member's role changes under the same rules as `PUT .../members`.
+            let old = state
+                .store
+                .get_membership(org_id, Principal::User(u.id))
+                .await?
+                .map(|m| m.role);
+            check_member_change(&state, org_id, my_role, old, Some(role)).await?;
+            (u, false)
+        }
         None => {
             let u = User {
                 id: UserId::new(),

@@ -23,6 +23,9 @@ fn rotate_error(e: RotateError) -> ApiError {
         )),
         RotateError::NotEnrolled => ApiError::bad_request("The app has no destination for APPLICATION_OAUTH_CLIENT_NEW_SECRET"),
         RotateError::NotFound => ApiError::not_found("No such app in this organization"),
+        RotateError::NoValidCurrent => ApiError::conflict(
+            "The current secret is not valid: regenerate instead of finishing the rotation",
+        ),
         RotateError::Core(e) => e.into(),
     }
 }

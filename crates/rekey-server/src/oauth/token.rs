@@ -16,6 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use rekey_core::auth::{grant_scopes, match_secret, ClientAuthError};
 use rekey_core::model::Principal;
+use rekey_core::secret::is_valid_client_id;
 use rekey_core::token::AccessClaims;
 use rekey_proto::oauth::{IdToken, TokenResponse};
 use uuid::Uuid;
@@ -267,6 +268,10 @@ async fn issue_client_token(
         };
         OAuthError::invalid_client(status, creds.basic)
     };
+    // Ids Rekey never issues (wrong length or characters) fail without a lookup.
+    if !is_valid_client_id(&creds.client_id) {
+        return Err(failed());
+    }
     let Some(client) = state.store.load_client(&creds.client_id).await? else {
         return Err(failed());
     };

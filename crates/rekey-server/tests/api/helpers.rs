@@ -26,6 +26,9 @@ pub struct TestApp {
     pub db: TestDb,
     pub key: ServerKey,
     pub org_id: OrgId,
+    /// The root of `file` destinations.
+    pub spool: std::path::PathBuf,
+    _spool_dir: Option<tempfile::TempDir>,
     /// The org owner's API token.
     pub owner_api_token: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -39,6 +42,8 @@ pub fn test_config() -> Config {
         // workers, so every state between commit and delivery can be observed.
         last_use_flush_seconds: 3600,
         role: rekey_server::config::NodeRole::Api,
+        // Local webhook receivers and moto are plain http on loopback.
+        allow_insecure_destinations: true,
         ..Config::default()
     }
 }
@@ -51,7 +56,16 @@ pub async fn spawn_app_on(db: TestDb, config: Config) -> TestApp {
     spawn_app_with_key(db, config, ServerKey::generate()).await
 }
 
-pub async fn spawn_app_with_key(db: TestDb, config: Config, key: ServerKey) -> TestApp {
+pub async fn spawn_app_with_key(db: TestDb, mut config: Config, key: ServerKey) -> TestApp {
+    let spool_dir = config
+        .file_destination_root
+        .as_os_str()
+        .is_empty()
+        .then(|| tempfile::tempdir().unwrap());
+    if let Some(d) = &spool_dir {
+        config.file_destination_root = d.path().to_path_buf();
+    }
+    let spool = config.file_destination_root.clone();
     // Start at the real time so outside JWT libraries accept `exp`.
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let store: Arc<dyn Store> = Arc::new(db.store.clone());
@@ -77,6 +91,8 @@ pub async fn spawn_app_with_key(db: TestDb, config: Config, key: ServerKey) -> T
         db,
         key,
         org_id,
+        spool,
+        _spool_dir: spool_dir,
         owner_api_token,
         shutdown: Some(tx),
         handle: Some(handle),

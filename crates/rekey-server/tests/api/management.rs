@@ -588,3 +588,147 @@ async fn roles_of_users_and_service_accounts_are_set_and_removed_and_an_owner_re
     )
     .await;
 }
+
+#[tokio::test]
+async fn no_one_gives_an_app_or_a_member_a_role_above_their_own() {
+    let app = spawn_app().await;
+    let developer = token_for_role(&app, Role::Developer).await;
+    let admin = token_for_role(&app, Role::OrgAdmin).await;
+    let apps = app.url(&format!("/api/v1/orgs/{}/apps", app.org_id));
+    // A developer creates apps, but cannot make one a service account with any role.
+    for role in ["org_admin", "developer", "org_member"] {
+        let res = app
+            .http
+            .post(&apps)
+            .bearer_auth(&developer)
+            .json(&json!({ "name": "x", "serviceAccountRole": role }))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(res, 403).await;
+    }
+    assert_eq!(
+        app.http
+            .post(&apps)
+            .bearer_auth(&developer)
+            .json(&json!({ "name": "x" }))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let res = app
+        .http
+        .post(&apps)
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "y", "serviceAccountRole": "org_admin" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // The CSP route holds the same rule.
+    let csp = app.url(&format!(
+        "/csp/gateway/am/api/orgs/{}/oauth-apps",
+        app.org_id
+    ));
+    let res = app.http.post(&csp).bearer_auth(&developer).json(&json!({ "allowedScopes": { "organizationScopes": { "roles": [{ "name": "csp:org_admin" }] } } })).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    // An admin cannot demote the owner by re-adding the owner's email.
+    let members: Value = app
+        .http
+        .get(app.url(&format!("/api/v1/orgs/{}/members", app.org_id)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let owner_id = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "org_owner")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let owner_email = app
+        .store()
+        .get_user(rekey_core::model::UserId::parse(&owner_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .email;
+    let res = app
+        .http
+        .post(app.url(&format!("/api/v1/orgs/{}/members", app.org_id)))
+        .bearer_auth(&admin)
+        .json(&json!({ "email": owner_email, "role": "org_member" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 403).await;
+    let still = app
+        .store()
+        .get_membership(
+            app.org_id,
+            rekey_core::model::Principal::User(
+                rekey_core::model::UserId::parse(&owner_id).unwrap(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.role, Role::OrgOwner);
+}
+
+#[tokio::test]
+async fn finishing_a_rotation_never_ends_the_last_valid_secret() {
+    let app = spawn_app().await;
+    let c = app.create_app(json!({})).await;
+    let owner = app.owner_access_token().await;
+    let base = app.url(&format!(
+        "/api/v1/orgs/{}/apps/{}/secrets",
+        app.org_id, c.app.id
+    ));
+    let rotated: Value = app
+        .http
+        .post(format!("{base}/rotate"))
+        .bearer_auth(&owner)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_id = rotated["secret"]["id"].as_str().unwrap();
+    assert_eq!(
+        app.http
+            .post(format!("{base}/{new_id}/revoke"))
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.valid_secrets(c.app.id).await,
+        1,
+        "only the previous secret is left"
+    );
+    assert_problem(
+        app.http
+            .post(format!("{base}/finish"))
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .unwrap(),
+        409,
+    )
+    .await;
+    assert_eq!(app.status_of(&c.app.client_id, &c.client_secret).await, 200);
+}

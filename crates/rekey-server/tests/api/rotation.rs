@@ -26,7 +26,10 @@ const DAY: u64 = 86_400;
 
 fn read_spool(dir: &std::path::Path) -> Vec<Value> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "json") {
             #[cfg(unix)]
@@ -47,13 +50,12 @@ fn read_spool(dir: &std::path::Path) -> Vec<Value> {
 async fn spapi_rotation_delivers_the_new_secret_and_the_old_one_works_for_seven_days() {
     for db in TestDb::all().await {
         let app = spawn_app_on(db, test_config()).await;
-        let spool = tempfile::tempdir().unwrap();
         let c = app.create_app(json!({})).await;
         let (id, old) = (c.app.client_id.clone(), c.client_secret.clone());
         app.set_destination(
             c.app.id,
             "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
-            json!({"kind": "file", "directory": spool.path()}),
+            json!({"kind": "file", "directory": "out"}),
         )
         .await;
         assert_eq!(app.valid_secrets(c.app.id).await, 1);
@@ -69,12 +71,12 @@ async fn spapi_rotation_delivers_the_new_secret_and_the_old_one_works_for_seven_
         );
         assert_eq!(app.valid_secrets(c.app.id).await, 2);
         assert!(
-            read_spool(spool.path()).is_empty(),
+            read_spool(&app.spool.join("out")).is_empty(),
             "nothing delivered before the dispatcher runs"
         );
 
         assert_eq!(app.drain().await, 1);
-        let files = read_spool(spool.path());
+        let files = read_spool(&app.spool.join("out"));
         assert_eq!(files.len(), 1);
         let n = &files[0];
         assert_eq!(n["notificationVersion"], "1.0");
@@ -140,12 +142,11 @@ async fn spapi_rotation_delivers_the_new_secret_and_the_old_one_works_for_seven_
 #[tokio::test]
 async fn the_new_secret_is_not_in_the_database_file_before_or_after_delivery() {
     let app = spawn_app().await;
-    let spool = tempfile::tempdir().unwrap();
     let c = app.create_app(json!({})).await;
     app.set_destination(
         c.app.id,
         "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
-        json!({"kind": "file", "directory": spool.path()}),
+        json!({"kind": "file", "directory": "out"}),
     )
     .await;
     let token = app
@@ -153,7 +154,7 @@ async fn the_new_secret_is_not_in_the_database_file_before_or_after_delivery() {
         .await;
     assert_eq!(app.spapi_rotate(&token).await.status(), 204);
     app.drain().await;
-    let new = read_spool(spool.path())[0]["payload"]["applicationOAuthClientNewSecret"]
+    let new = read_spool(&app.spool.join("out"))[0]["payload"]["applicationOAuthClientNewSecret"]
         ["newClientSecret"]
         .as_str()
         .unwrap()
@@ -410,7 +411,7 @@ async fn two_dispatchers_racing_deliver_each_notification_and_never_concurrently
             .set_destination(
                 c.app.id,
                 "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
-                json!({"kind": "file", "directory": "/nonexistent"}),
+                json!({"kind": "file", "directory": "unused"}),
             )
             .await;
         let dest_id =
@@ -577,14 +578,13 @@ async fn native_rotate_regenerate_and_finish_follow_the_rules() {
 #[tokio::test]
 async fn expiry_warnings_are_queued_once_per_threshold() {
     let app = spawn_app().await;
-    let spool = tempfile::tempdir().unwrap();
     let c = app
         .create_app(json!({ "secretLifetimeSeconds": 100 * DAY }))
         .await;
     app.set_destination(
         c.app.id,
         "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY",
-        json!({"kind": "file", "directory": spool.path()}),
+        json!({"kind": "file", "directory": "out"}),
     )
     .await;
     let sweep = || rekey_server::sweeper::sweep(&app.state);
@@ -599,7 +599,7 @@ async fn expiry_warnings_are_queued_once_per_threshold() {
         "59 days left: the 60-day warning"
     );
     app.drain().await;
-    let files = read_spool(spool.path());
+    let files = read_spool(&app.spool.join("out"));
     assert_eq!(files.len(), 2);
     for f in &files {
         assert_eq!(
@@ -619,7 +619,6 @@ async fn expiry_warnings_are_queued_once_per_threshold() {
 #[tokio::test]
 async fn destinations_are_set_listed_tested_and_removed() {
     let app = spawn_app().await;
-    let spool = tempfile::tempdir().unwrap();
     let c = app.create_app(json!({})).await;
     let token = app.owner_access_token().await;
     let base = app.url(&format!(
@@ -632,7 +631,8 @@ async fn destinations_are_set_listed_tested_and_removed() {
             400,
         ),
         (json!({"kind": "pigeon"}), 400),
-        (json!({"kind": "file", "directory": "relative/dir"}), 400),
+        (json!({"kind": "file", "directory": "/etc/absolute"}), 400),
+        (json!({"kind": "file", "directory": "../escape"}), 400),
         (json!({"kind": "webhook", "url": "x", "extra": 1}), 400),
     ] {
         let res = app
@@ -649,7 +649,7 @@ async fn destinations_are_set_listed_tested_and_removed() {
         .http
         .put(format!("{base}/NOT_A_TYPE"))
         .bearer_auth(&token)
-        .json(&json!({"kind": "file", "directory": "/tmp"}))
+        .json(&json!({"kind": "file", "directory": "tmp"}))
         .send()
         .await
         .unwrap();
@@ -657,7 +657,7 @@ async fn destinations_are_set_listed_tested_and_removed() {
     app.set_destination(
         c.app.id,
         "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
-        json!({"kind": "file", "directory": spool.path()}),
+        json!({"kind": "file", "directory": "out"}),
     )
     .await;
     let list: Value = app
@@ -680,7 +680,7 @@ async fn destinations_are_set_listed_tested_and_removed() {
         .unwrap();
     assert_eq!(res.status(), 202);
     app.drain().await;
-    let files = read_spool(spool.path());
+    let files = read_spool(&app.spool.join("out"));
     assert!(files[0]["payload"]["testNotification"].is_object());
     let res = app
         .http
@@ -698,4 +698,46 @@ async fn destinations_are_set_listed_tested_and_removed() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn plain_http_destinations_and_endpoint_overrides_need_the_operators_consent() {
+    let mut config = test_config();
+    config.allow_insecure_destinations = false;
+    let app = spawn_app_on(TestDb::sqlite().await, config).await;
+    let c = app.create_app(json!({})).await;
+    let token = app.owner_access_token().await;
+    let url = app.url(&format!(
+        "/api/v1/orgs/{}/apps/{}/destinations/APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+        app.org_id, c.app.id
+    ));
+    for body in [
+        json!({"kind": "webhook", "url": "http://169.254.169.254/latest"}),
+        json!({"kind": "sqs", "queueUrl": "https://sqs.us-east-1.amazonaws.com/1/q", "region": "us-east-1", "endpointUrl": "https://internal.example"}),
+        json!({"kind": "sqs", "queueUrl": "http://sqs.us-east-1.amazonaws.com/1/q", "region": "us-east-1"}),
+    ] {
+        let res = app
+            .http
+            .put(&url)
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{body}");
+    }
+    for body in [
+        json!({"kind": "webhook", "url": "https://hooks.example/rekey"}),
+        json!({"kind": "sqs", "queueUrl": "https://sqs.us-east-1.amazonaws.com/1/q", "region": "us-east-1"}),
+    ] {
+        let res = app
+            .http
+            .put(&url)
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{body}");
+    }
 }

@@ -34,11 +34,10 @@ async fn assert_error_list(res: reqwest::Response, status: u16, code: &str) -> V
 
 async fn enrolled_app(app: &TestApp) -> (String, String, uuid::Uuid) {
     let c = app.create_app(json!({})).await;
-    let dir = std::env::temp_dir().join(format!("rekey-spool-{}", uuid::Uuid::new_v4()));
     app.set_destination(
         c.app.id,
         "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
-        json!({"kind": "file", "directory": dir}),
+        json!({"kind": "file", "directory": "spapi"}),
     )
     .await;
     (c.app.client_id, c.client_secret, c.app.id)

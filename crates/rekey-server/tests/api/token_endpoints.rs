@@ -675,3 +675,12 @@ impl NowForTest for std::sync::Arc<rekey_core::ManualClock> {
         self.now()
     }
 }
+
+#[tokio::test]
+async fn a_client_id_rekey_never_issues_fails_as_an_unknown_client() {
+    let app = spawn_app().await;
+    for id in ["abc", "has.dot", &"x".repeat(300), "nul\u{0}byte"] {
+        let res = app.token_post("/oauth2/token", id, "rks_x", &CC).await;
+        assert_oauth_error(res, 400, "invalid_client").await;
+    }
+}
