@@ -28,6 +28,10 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Print the commented default configuration.
     DefaultConfig,
+    /// Rotate an SP-API application's client secret end to end, as the SP-API tutorial does:
+    /// token with the rotation scope, rotate, receive the new secret from the SQS queue,
+    /// verify it, write it to a sink, delete the message. Against Rekey or the real SP-API.
+    Rotate(Box<RotateArgs>),
     /// Manage token signing keys (works on the database directly).
     #[command(subcommand)]
     SigningKeys(SigningKeysCommand),
@@ -360,4 +364,55 @@ pub enum MembersCommand {
         /// User or app id (UUID).
         id: String,
     },
+}
+
+/// `rekey rotate`. Exit codes: 0 done; 3 credentials refused or no rotation scope; 4 not
+/// enrolled; 5 rate limited; 6 no notification in time; 7 queue error; 8 sink error; 9 the new
+/// secret did not work; 10 rotation in progress but no notification; 11 the rotation request
+/// failed with an unknown outcome. After any failure the old secret still works, and running
+/// the command again is safe: it picks up a notification already in the queue.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Client id of the application to rotate.
+    #[arg(long, env = "REKEY_CLIENT_ID")]
+    pub client_id: String,
+    /// File holding the current client secret (else REKEY_CLIENT_SECRET).
+    #[arg(long)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The current client secret. Prefer --client-secret-file: arguments show in `ps`.
+    #[arg(long, env = "REKEY_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// The LWA token endpoint (Amazon's by default; for Rekey: <url>/auth/o2/token).
+    #[arg(long, default_value = rekey_client::LWA_TOKEN_URL)]
+    pub token_url: String,
+    /// The SP-API base URL (Amazon North America by default; for Rekey: its URL).
+    #[arg(long, default_value = "https://sellingpartnerapi-na.amazon.com")]
+    pub api_url: String,
+    /// The SQS queue registered for APPLICATION_OAUTH_CLIENT_NEW_SECRET.
+    #[arg(long)]
+    pub queue_url: String,
+    /// AWS region of the queue.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// SQS endpoint override, for SQS-compatible servers.
+    #[arg(long)]
+    pub sqs_endpoint_url: Option<String>,
+    /// How long to wait for the notification.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_seconds: u64,
+    /// Write the new secret to this file (atomically, mode 0600).
+    #[arg(long, conflicts_with = "env_file")]
+    pub write_file: Option<PathBuf>,
+    /// Set KEY=<new secret> in this env file (the line is replaced in place, or added).
+    #[arg(long)]
+    pub env_file: Option<PathBuf>,
+    /// The key of --env-file.
+    #[arg(long, default_value = "CLIENT_SECRET")]
+    pub env_key: String,
+    /// Check credentials, scope, queue access and sink without rotating.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// json prints a result object on stdout (with the new secret when no file sink is given).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
 }

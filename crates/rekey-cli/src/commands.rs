@@ -44,6 +44,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::SigningKeys(cmd) => signing_keys(cmd).await,
+        Command::Rotate(args) => Ok(crate::rotate::run(*args).await),
         Command::Apps(cmd) => apps(cmd).await,
         Command::Secrets(cmd) => secrets(cmd).await,
         Command::Members(cmd) => members(cmd).await,

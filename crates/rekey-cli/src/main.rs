@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod commands;
+mod rotate;
 
 use std::process::ExitCode;
 

@@ -89,6 +89,21 @@ impl Sink for DestinationSinks {
     }
 }
 
+/// An SQS client for `region` (and an optional endpoint override), with credentials from the
+/// standard AWS chain and rustls with ring, the crypto the rest of Rekey uses.
+pub async fn sqs_client(region: &str, endpoint: Option<&str>) -> aws_sdk_sqs::Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .region(Region::new(region.to_string()));
+    if let Some(ep) = endpoint {
+        loader = loader.endpoint_url(ep);
+    }
+    aws_sdk_sqs::Client::new(&loader.load().await)
+}
+
 /// SQS through the official AWS SDK; one client per region and endpoint.
 #[derive(Default)]
 pub struct SqsSink {
@@ -102,17 +117,7 @@ impl SqsSink {
         if let Some(c) = clients.get(&key) {
             return c.clone();
         }
-        // rustls with ring, the crypto the rest of Rekey uses.
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .region(Region::new(region.to_string()));
-        if let Some(ep) = endpoint {
-            loader = loader.endpoint_url(ep);
-        }
-        let client = aws_sdk_sqs::Client::new(&loader.load().await);
+        let client = sqs_client(region, endpoint).await;
         clients.insert(key, client.clone());
         client
     }
