@@ -28,6 +28,11 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Print the commented default configuration.
     DefaultConfig,
+    /// Print a shell completion script, e.g. `rekey completions bash > /etc/bash_completion.d/rekey`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Rotate an SP-API application's client secret end to end, as the SP-API tutorial does:
     /// token with the rotation scope, rotate, receive the new secret from the SQS queue,
     /// verify it, write it to a sink, delete the message. Against Rekey or the real SP-API.
@@ -44,6 +49,9 @@ pub enum Command {
     /// Manage the organization's members (users and service accounts) and their roles.
     #[command(subcommand)]
     Members(MembersCommand),
+    /// Manage your API tokens (owners and admins see and revoke everyone's).
+    #[command(subcommand)]
+    ApiTokens(ApiTokensCommand),
     /// Set where an app's notifications go (its Notification Preferences).
     #[command(subcommand)]
     Destinations(DestinationsCommand),
@@ -415,4 +423,31 @@ pub struct RotateArgs {
     /// json prints a result object on stdout (with the new secret when no file sink is given).
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiTokensCommand {
+    /// Create an API token for yourself; printed once.
+    Create {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// What the token is for.
+        #[arg(long)]
+        name: String,
+        /// Lifetime in seconds (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<i64>,
+    },
+    /// List API tokens (metadata only).
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Revoke an API token: it and the access tokens minted with it stop working.
+    Revoke {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Token id (UUID).
+        token_id: String,
+    },
 }

@@ -23,8 +23,8 @@ use secrecy::ExposeSecret;
 
 use crate::api::ApiClient;
 use crate::cli::{
-    AppsCommand, Command, DeliveriesCommand, DestinationsCommand, InitArgs, MembersCommand,
-    OutputFormat, SecretsCommand, ServerArgs, SigningKeysCommand,
+    ApiTokensCommand, AppsCommand, Command, DeliveriesCommand, DestinationsCommand, InitArgs,
+    MembersCommand, OutputFormat, SecretsCommand, ServerArgs, SigningKeysCommand,
 };
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -39,6 +39,12 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Init(args) => init(args).await,
         Command::Healthcheck(args) => healthcheck(&args.url).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut cmd = crate::cli::Cli::command();
+            clap_complete::generate(shell, &mut cmd, "rekey", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DefaultConfig => {
             print!("{}", rekey_server::config::EXAMPLE_CONFIG);
             Ok(ExitCode::SUCCESS)
@@ -48,6 +54,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Apps(cmd) => apps(cmd).await,
         Command::Secrets(cmd) => secrets(cmd).await,
         Command::Members(cmd) => members(cmd).await,
+        Command::ApiTokens(cmd) => api_tokens(cmd).await,
         Command::Destinations(cmd) => destinations(cmd).await,
         Command::Deliveries(cmd) => deliveries(cmd).await,
     }
@@ -752,6 +759,85 @@ async fn members(cmd: MembersCommand) -> anyhow::Result<ExitCode> {
             )
             .await?;
             println!("removed {} {id}", kind.path());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn api_tokens(cmd: ApiTokensCommand) -> anyhow::Result<ExitCode> {
+    use rekey_proto::native::{ApiTokenList, ApiTokenView, CreateApiTokenRequest, CreatedApiToken};
+    let line = |t: &ApiTokenView| {
+        let state = if t.revoked_at.is_some() {
+            "revoked"
+        } else {
+            "active"
+        };
+        println!(
+            "{}  {:<7}  ...{}  {}  user {}  expires {}",
+            t.id,
+            state,
+            t.hint,
+            t.name,
+            t.user_id,
+            t.expires_at.as_deref().unwrap_or("never")
+        );
+    };
+    match cmd {
+        ApiTokensCommand::Create {
+            api,
+            name,
+            expires_in,
+        } => {
+            let c = ApiClient::connect(&api).await?;
+            let created: CreatedApiToken = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/api-tokens", c.org),
+                    Some(&CreateApiTokenRequest {
+                        name,
+                        expires_in_seconds: expires_in,
+                    }),
+                )
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&created)?,
+                OutputFormat::Human => {
+                    line(&created.token);
+                    println!("API token  {}", created.api_token);
+                    println!("The API token is shown only now.");
+                }
+            }
+        }
+        ApiTokensCommand::List { api } => {
+            let c = ApiClient::connect(&api).await?;
+            let list: ApiTokenList = c
+                .call::<(), _>(
+                    Method::GET,
+                    &format!("/api/v1/orgs/{}/api-tokens", c.org),
+                    None,
+                )
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&list)?,
+                OutputFormat::Human => list.items.iter().for_each(line),
+            }
+        }
+        ApiTokensCommand::Revoke { api, token_id } => {
+            let c = ApiClient::connect(&api).await?;
+            let t: ApiTokenView = c
+                .call::<(), _>(
+                    Method::POST,
+                    &format!("/api/v1/orgs/{}/api-tokens/{token_id}/revoke", c.org),
+                    None,
+                )
+                .await?
+                .context("empty response")?;
+            match api.output {
+                OutputFormat::Json => print_json(&t)?,
+                OutputFormat::Human => line(&t),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

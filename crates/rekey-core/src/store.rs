@@ -89,6 +89,15 @@ pub trait Store: Send + Sync + 'static {
     async fn create_api_token(&self, t: &ApiToken, audit: &[AuditEvent]) -> CoreResult<()>;
     async fn find_api_token_by_hash(&self, hash: &SecretHash) -> CoreResult<Option<ApiToken>>;
     async fn get_api_token(&self, id: ApiTokenId) -> CoreResult<Option<ApiToken>>;
+    /// The org's API tokens (one user's, if given), newest first.
+    async fn list_api_tokens(&self, org: OrgId, user: Option<UserId>) -> CoreResult<Vec<ApiToken>>;
+    /// Revokes a token now; false if it was already revoked or does not exist.
+    async fn revoke_api_token(
+        &self,
+        id: ApiTokenId,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool>;
 
     // Apps.
     /// Creates an app with its first secret (and its service-account membership, if any).

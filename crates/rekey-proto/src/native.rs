@@ -292,3 +292,39 @@ pub struct QueuedNotification {
 pub struct SetRoleRequest {
     pub role: String,
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateApiTokenRequest {
+    pub name: String,
+    /// Lifetime in seconds; none: the token does not expire.
+    #[serde(default)]
+    pub expires_in_seconds: Option<i64>,
+}
+
+/// An API token's metadata; never the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiTokenView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub hint: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// A new API token: the only time it is shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedApiToken {
+    pub token: ApiTokenView,
+    pub api_token: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiTokenList {
+    pub items: Vec<ApiTokenView>,
+}

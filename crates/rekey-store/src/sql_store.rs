@@ -432,6 +432,46 @@ impl Store for SqlStore {
         .transpose()
     }
 
+    async fn list_api_tokens(&self, org: OrgId, user: Option<UserId>) -> CoreResult<Vec<ApiToken>> {
+        sqlx::query(
+            "SELECT id, user_id, org_id, name, hash, hint, created_at, expires_at, revoked_at \
+             FROM api_tokens WHERE org_id = $1 AND ($2 = '' OR user_id = $2) \
+             ORDER BY created_at DESC, id",
+        )
+        .bind(org.to_string())
+        .bind(user.map(|u| u.to_string()).unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::api_token)
+        .collect()
+    }
+
+    async fn revoke_api_token(
+        &self,
+        id: ApiTokenId,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(ms(now))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+            == 1;
+        if done {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
+    }
+
     async fn create_app(
         &self,
         app: &App,

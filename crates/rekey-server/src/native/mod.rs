@@ -5,6 +5,7 @@ mod apps;
 mod delivery;
 mod orgs;
 mod secrets;
+mod tokens;
 mod views;
 
 use axum::routing::{get, post};
@@ -24,6 +25,14 @@ pub fn routes() -> Router<SharedState> {
             axum::routing::put(orgs::set_member_role).delete(orgs::remove_member),
         )
         .route("/api/v1/orgs/{org_id}/audit-events", get(orgs::list_audit))
+        .route(
+            "/api/v1/orgs/{org_id}/api-tokens",
+            get(tokens::list).post(tokens::create),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/api-tokens/{token_id}/revoke",
+            post(tokens::revoke),
+        )
         .route(
             "/api/v1/orgs/{org_id}/apps",
             get(apps::list_apps).post(apps::create_app),

@@ -732,3 +732,115 @@ async fn finishing_a_rotation_never_ends_the_last_valid_secret() {
     .await;
     assert_eq!(app.status_of(&c.app.client_id, &c.client_secret).await, 200);
 }
+
+#[tokio::test]
+async fn api_tokens_are_created_listed_and_revoked_with_their_access_tokens() {
+    let app = spawn_app().await;
+    let (_, dev_api_token) = add_user(
+        app.store(),
+        &app.key,
+        app.org_id,
+        Role::Developer,
+        app.state.now(),
+    )
+    .await;
+    let dev = app.user_access_token(&dev_api_token).await;
+    let tokens = app.url(&format!("/api/v1/orgs/{}/api-tokens", app.org_id));
+    let res = app
+        .http
+        .post(&tokens)
+        .bearer_auth(&dev)
+        .json(&json!({ "name": "ci", "expiresInSeconds": 3600 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    let new_token = created["apiToken"].as_str().unwrap().to_string();
+    assert!(new_token.starts_with("rkt_"));
+    let minted = app.user_access_token(&new_token).await;
+    let listed: Value = app
+        .http
+        .get(&tokens)
+        .bearer_auth(&dev)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        2,
+        "the developer sees their own two"
+    );
+    assert!(!listed.to_string().contains(&new_token));
+    let owner = app.owner_access_token().await;
+    let all: Value = app
+        .http
+        .get(&tokens)
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        all["items"].as_array().unwrap().len(),
+        3,
+        "the owner sees every token"
+    );
+
+    // Another developer may not revoke it; the owner may; then it and its tokens are dead.
+    let other = token_for_role(&app, Role::Developer).await;
+    let id = created["token"]["id"].as_str().unwrap();
+    assert_problem(
+        app.http
+            .post(format!("{tokens}/{id}/revoke"))
+            .bearer_auth(&other)
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    let res = app
+        .http
+        .post(format!("{tokens}/{id}/revoke"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.json::<Value>().await.unwrap()["revokedAt"].is_string());
+    let res = app
+        .http
+        .post(app.url("/csp/gateway/am/api/auth/api-tokens/authorize"))
+        .form(&[("api_token", new_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_problem(
+        app.http
+            .get(&tokens)
+            .bearer_auth(&minted)
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    // Expiry is honoured too.
+    app.clock.advance(std::time::Duration::from_secs(10));
+    let res = app
+        .http
+        .post(&tokens)
+        .bearer_auth(&owner)
+        .json(&json!({ "name": "short", "expiresInSeconds": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 400).await;
+}
