@@ -79,3 +79,10 @@ def test_members_are_added_given_roles_and_removed_through_the_cli(server):
     assert {(m["kind"], m["role"]) for m in listed} >= {("user", "org_owner"), ("user", "developer"), ("app", "org_member")}
     server.cli("members", "remove", "user", added["userId"], env_extra={"REKEY_API_TOKEN": server.api_token})
     assert added["userId"] not in {m["id"] for m in cli_json(server, "members", "list")}
+
+
+def test_the_audit_trail_is_read_through_the_cli(server):
+    created = cli_json(server, "apps", "create", "--name", "audited")
+    events = cli_json(server, "audit", "list", "--app", created["app"]["id"])["items"]
+    assert {e["action"] for e in events} == {"app.created", "secret.created"}
+    assert created["clientSecret"] not in json.dumps(events)

@@ -49,6 +49,9 @@ pub enum Command {
     /// Manage the organization's members (users and service accounts) and their roles.
     #[command(subcommand)]
     Members(MembersCommand),
+    /// Read the organization's audit trail (owners and admins).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Manage your API tokens (owners and admins see and revoke everyone's).
     #[command(subcommand)]
     ApiTokens(ApiTokensCommand),
@@ -449,5 +452,29 @@ pub enum ApiTokensCommand {
         api: ApiArgs,
         /// Token id (UUID).
         token_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit events, newest first.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Only this app's events (UUID).
+        #[arg(long)]
+        app: Option<String>,
+        /// Only this action, e.g. secret.rotated.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only events at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
 }

@@ -23,8 +23,8 @@ use secrecy::ExposeSecret;
 
 use crate::api::ApiClient;
 use crate::cli::{
-    ApiTokensCommand, AppsCommand, Command, DeliveriesCommand, DestinationsCommand, InitArgs,
-    MembersCommand, OutputFormat, SecretsCommand, ServerArgs, SigningKeysCommand,
+    ApiTokensCommand, AppsCommand, AuditCommand, Command, DeliveriesCommand, DestinationsCommand,
+    InitArgs, MembersCommand, OutputFormat, SecretsCommand, ServerArgs, SigningKeysCommand,
 };
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -55,6 +55,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Secrets(cmd) => secrets(cmd).await,
         Command::Members(cmd) => members(cmd).await,
         Command::ApiTokens(cmd) => api_tokens(cmd).await,
+        Command::Audit(cmd) => audit(cmd).await,
         Command::Destinations(cmd) => destinations(cmd).await,
         Command::Deliveries(cmd) => deliveries(cmd).await,
     }
@@ -837,6 +838,54 @@ async fn api_tokens(cmd: ApiTokensCommand) -> anyhow::Result<ExitCode> {
             match api.output {
                 OutputFormat::Json => print_json(&t)?,
                 OutputFormat::Human => line(&t),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    let AuditCommand::List {
+        api,
+        app,
+        action,
+        since,
+        until,
+        limit,
+    } = cmd;
+    let c = ApiClient::connect(&api).await?;
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("pageLimit", &limit.to_string());
+    for (k, v) in [
+        ("appId", app),
+        ("action", action),
+        ("since", since),
+        ("until", until),
+    ] {
+        if let Some(v) = v {
+            query.append_pair(k, &v);
+        }
+    }
+    let list: rekey_proto::native::AuditEventList = c
+        .call::<(), _>(
+            Method::GET,
+            &format!("/api/v1/orgs/{}/audit-events?{}", c.org, query.finish()),
+            None,
+        )
+        .await?
+        .context("empty response")?;
+    match api.output {
+        OutputFormat::Json => print_json(&list)?,
+        OutputFormat::Human => {
+            for e in &list.items {
+                println!(
+                    "{}  {:<26}  {:<8}  {}{}",
+                    e.time,
+                    e.action,
+                    e.outcome,
+                    e.actor,
+                    e.app_id.map(|a| format!("  app {a}")).unwrap_or_default()
+                );
             }
         }
     }

@@ -33,6 +33,28 @@ impl Default for Page {
     }
 }
 
+/// Which audit events to list; `None` fields do not filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub org: Option<OrgId>,
+    pub app: Option<AppId>,
+    /// An exact action, e.g. `secret.rotated`.
+    pub action: Option<String>,
+    /// Events at or after this time.
+    pub since: Option<Timestamp>,
+    /// Events before this time.
+    pub until: Option<Timestamp>,
+}
+
+impl AuditFilter {
+    pub fn org(org: OrgId) -> Self {
+        Self {
+            org: Some(org),
+            ..Self::default()
+        }
+    }
+}
+
 /// What a secret change writes: secrets to insert, secrets to update (matched by id), and
 /// the audit events that describe it.
 #[derive(Clone, Debug, Default)]
@@ -149,7 +171,7 @@ pub trait Store: Send + Sync + 'static {
     // Audit.
     async fn append_audit(&self, events: &[AuditEvent]) -> CoreResult<()>;
     /// Newest first.
-    async fn list_audit(&self, org: Option<OrgId>, page: Page) -> CoreResult<Vec<AuditEvent>>;
+    async fn list_audit(&self, filter: &AuditFilter, page: Page) -> CoreResult<Vec<AuditEvent>>;
 
     // Destinations (notification preferences).
     /// Sets the app's destination for its notification type (replacing any).

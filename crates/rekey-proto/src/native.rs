@@ -328,3 +328,21 @@ pub struct CreatedApiToken {
 pub struct ApiTokenList {
     pub items: Vec<ApiTokenView>,
 }
+
+/// A token signing key's public metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeyView {
+    pub kid: String,
+    pub algorithm: String,
+    pub created_at: String,
+    /// When an older key stops being published; `None` for the key that signs now.
+    pub publish_until: Option<String>,
+    pub signing: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeyList {
+    pub items: Vec<SigningKeyView>,
+}

@@ -13,7 +13,7 @@ use rekey_core::model::{
 };
 use rekey_core::model::{DeliveryId, DestinationId};
 use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
-use rekey_core::store::{ClientRecord, Page, SecretChanges, SecretPlan, Store};
+use rekey_core::store::{AuditFilter, ClientRecord, Page, SecretChanges, SecretPlan, Store};
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool};
@@ -827,16 +827,22 @@ impl Store for SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn list_audit(&self, org: Option<OrgId>, page: Page) -> CoreResult<Vec<AuditEvent>> {
+    async fn list_audit(&self, filter: &AuditFilter, page: Page) -> CoreResult<Vec<AuditEvent>> {
         let cols = "id, time, action, actor, org_id, app_id, secret_id, request_id, source, \
                     outcome, details";
         sqlx::query(&format!(
             "SELECT {cols} FROM audit_events WHERE ($1 = '' OR org_id = $1) \
+             AND ($4 = '' OR app_id = $4) AND ($5 = '' OR action = $5) \
+             AND time >= $6 AND time < $7 \
              ORDER BY seq DESC LIMIT $2 OFFSET $3"
         ))
-        .bind(org.map(|o| o.to_string()).unwrap_or_default())
+        .bind(filter.org.map(|o| o.to_string()).unwrap_or_default())
         .bind(i64::from(page.limit))
         .bind(i64::from(page.start))
+        .bind(filter.app.map(|a| a.to_string()).unwrap_or_default())
+        .bind(filter.action.clone().unwrap_or_default())
+        .bind(filter.since.map_or(i64::MIN, ms))
+        .bind(filter.until.map_or(i64::MAX, ms))
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?

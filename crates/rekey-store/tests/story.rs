@@ -7,7 +7,7 @@ use rekey_core::clock::Timestamp;
 use rekey_core::crypto::ServerKey;
 use rekey_core::error::CoreError;
 use rekey_core::model::*;
-use rekey_core::store::{Page, SecretChanges, Store};
+use rekey_core::store::{AuditFilter, Page, SecretChanges, Store};
 use rekey_core::token::generate_signing_key;
 use rekey_store::testing::TestDb;
 
@@ -218,7 +218,7 @@ async fn the_database_refuses_a_second_current_secret_and_applies_nothing() {
         assert!(matches!(r, Err(CoreError::Conflict(_))), "{}", s.backend());
         assert_eq!(s.list_secrets(a.id).await.unwrap().len(), 1);
         assert!(s
-            .list_audit(None, Page::default())
+            .list_audit(&AuditFilter::default(), Page::default())
             .await
             .unwrap()
             .is_empty());
@@ -385,14 +385,33 @@ async fn audit_events_are_listed_newest_first_and_by_org() {
             .await
             .unwrap();
         assert_eq!(
-            s.list_audit(Some(o1.id), Page::default()).await.unwrap(),
+            s.list_audit(&AuditFilter::org(o1.id), Page::default())
+                .await
+                .unwrap(),
             vec![e2.clone(), e1]
         );
         assert_eq!(
-            s.list_audit(None, Page { start: 0, limit: 2 })
+            s.list_audit(&AuditFilter::default(), Page { start: 0, limit: 2 })
                 .await
                 .unwrap(),
-            vec![e3, e2]
+            vec![e3, e2.clone()]
+        );
+        let by_action = AuditFilter {
+            action: Some("app.created".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(
+            s.list_audit(&by_action, Page::default()).await.unwrap(),
+            vec![e2.clone()]
+        );
+        let window = AuditFilter {
+            since: Some(T0.plus_secs(1)),
+            until: Some(T0.plus_secs(2)),
+            ..AuditFilter::default()
+        };
+        assert_eq!(
+            s.list_audit(&window, Page::default()).await.unwrap(),
+            vec![e2]
         );
     }
 }

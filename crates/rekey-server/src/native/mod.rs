@@ -15,6 +15,7 @@ use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
+        .route("/api/v1/signing-keys", get(orgs::list_signing_keys))
         .route("/api/v1/orgs/{org_id}", get(orgs::get_org))
         .route(
             "/api/v1/orgs/{org_id}/members",

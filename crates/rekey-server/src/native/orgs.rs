@@ -165,7 +165,8 @@ pub async fn add_member(
     ))
 }
 
-/// `GET /api/v1/orgs/{org_id}/audit-events`: newest first; owners and admins only.
+/// `GET /api/v1/orgs/{org_id}/audit-events?appId&action&since&until&pageStart&pageLimit`:
+/// newest first; owners and admins only. `since`/`until` are RFC 3339 times.
 pub async fn list_audit(
     State(state): State<SharedState>,
     caller: Caller,
@@ -173,13 +174,34 @@ pub async fn list_audit(
     RawQuery(q): RawQuery,
 ) -> Result<Json<AuditEventList>, ApiError> {
     let org_id = parse_org(&org_id)?;
-    let page = page_from_query(q.as_deref())?;
+    let mut filter = rekey_core::store::AuditFilter::org(org_id);
+    let mut rest = Vec::new();
+    let time = |v: &str, name: &str| {
+        rekey_core::Timestamp::parse_rfc3339(v)
+            .ok_or_else(|| ApiError::bad_request(format!("{name} must be an RFC 3339 time")))
+    };
+    for (k, v) in form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "appId" => {
+                filter.app = Some(
+                    rekey_core::model::AppId::parse(&v)
+                        .ok_or_else(|| ApiError::bad_request("appId must be a UUID"))?,
+                )
+            }
+            "action" if v.len() <= 64 => filter.action = Some(v.into_owned()),
+            "action" => return Err(ApiError::bad_request("action is at most 64 characters")),
+            "since" => filter.since = Some(time(&v, "since")?),
+            "until" => filter.until = Some(time(&v, "until")?),
+            _ => rest.push(format!("{}={}", k, v)),
+        }
+    }
+    let page = page_from_query(Some(&rest.join("&")))?;
     if !caller.role_in(&state, org_id).await?.can_manage_members() {
         return Err(ApiError::forbidden(
             "Reading the audit trail needs the org_owner or org_admin role",
         ));
     }
-    let events = state.store.list_audit(Some(org_id), page).await?;
+    let events = state.store.list_audit(&filter, page).await?;
     Ok(Json(AuditEventList {
         items: events.iter().map(views::audit_event).collect(),
     }))
@@ -318,4 +340,28 @@ pub async fn remove_member(
         .delete_membership(org_id, principal, &[ev])
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/signing-keys`: the token signing keys (public metadata), for any
+/// authenticated caller. Adding a key is an operator's act: `rekey signing-keys rotate`.
+pub async fn list_signing_keys(
+    State(state): State<SharedState>,
+    _caller: Caller,
+) -> Result<Json<rekey_proto::native::SigningKeyList>, ApiError> {
+    let signing = state.keys().signing_kid().to_string();
+    let keys = state.store.list_signing_keys().await?;
+    let now = state.now();
+    Ok(Json(rekey_proto::native::SigningKeyList {
+        items: keys
+            .iter()
+            .filter(|k| k.publish_until.is_none_or(|t| now < t))
+            .map(|k| rekey_proto::native::SigningKeyView {
+                signing: k.kid == signing,
+                kid: k.kid.clone(),
+                algorithm: k.algorithm.clone(),
+                created_at: k.created_at.to_rfc3339(),
+                publish_until: k.publish_until.map(|t| t.to_rfc3339()),
+            })
+            .collect(),
+    }))
 }

@@ -844,3 +844,70 @@ async fn api_tokens_are_created_listed_and_revoked_with_their_access_tokens() {
         .unwrap();
     assert_problem(res, 400).await;
 }
+
+#[tokio::test]
+async fn the_audit_trail_is_filtered_by_app_action_and_time_and_signing_keys_are_listed() {
+    let app = spawn_app().await;
+    let owner = app.owner_access_token().await;
+    let a = app.create_app(json!({ "name": "a" })).await;
+    app.clock.advance(std::time::Duration::from_secs(10));
+    let t_mid = app.state.now();
+    app.create_app(json!({ "name": "b" })).await;
+    let audit = |q: String| {
+        let url = app.url(&format!("/api/v1/orgs/{}/audit-events?{q}", app.org_id));
+        let req = app.http.get(url).bearer_auth(&owner);
+        async move {
+            req.send().await.unwrap().json::<Value>().await.unwrap()["items"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let by_app = audit(format!("appId={}", a.app.id)).await;
+    assert_eq!(
+        by_app.len(),
+        2,
+        "app.created and secret.created of the first app"
+    );
+    assert!(by_app.iter().all(|e| e["appId"] == a.app.id.to_string()));
+    let created = audit("action=app.created".into()).await;
+    assert_eq!(created.len(), 2);
+    let since = form_urlencoded::byte_serialize(t_mid.to_rfc3339().as_bytes()).collect::<String>();
+    let later = audit(format!("action=app.created&since={since}")).await;
+    assert_eq!(later.len(), 1);
+    let res = app
+        .http
+        .get(app.url(&format!(
+            "/api/v1/orgs/{}/audit-events?since=yesterday",
+            app.org_id
+        )))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 400).await;
+
+    let keys: Value = app
+        .http
+        .get(app.url("/api/v1/signing-keys"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = keys["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["signing"], true);
+    assert_eq!(items[0]["algorithm"], "EdDSA");
+    assert_problem(
+        app.http
+            .get(app.url("/api/v1/signing-keys"))
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+}

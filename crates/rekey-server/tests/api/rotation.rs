@@ -118,7 +118,10 @@ async fn spapi_rotation_delivers_the_new_secret_and_the_old_one_works_for_seven_
         assert_eq!(deliveries[0].sealed_payload, None);
         let audit: Vec<String> = app
             .store()
-            .list_audit(Some(app.org_id), Page::default())
+            .list_audit(
+                &rekey_core::store::AuditFilter::org(app.org_id),
+                Page::default(),
+            )
             .await
             .unwrap()
             .into_iter()
