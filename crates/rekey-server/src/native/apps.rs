@@ -40,6 +40,25 @@ async fn find_app(state: &SharedState, org_id: OrgId, app_id: AppId) -> Result<A
 }
 
 /// `POST /api/v1/orgs/{org_id}/apps`: 201 with the app and its first secret (shown once).
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/apps",
+    tag = "apps",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+    ),
+    request_body = rekey_proto::native::CreateAppRequest,
+    responses(
+        (status = 201, description = "The app and its first secret, shown once", body = rekey_proto::native::CreatedApp),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the current state", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn create_app(
     State(state): State<SharedState>,
     caller: Caller,
@@ -129,6 +148,23 @@ pub async fn create_app(
 }
 
 /// `GET /api/v1/orgs/{org_id}/apps`
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/apps",
+    tag = "apps",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("pageStart" = Option<u32>, Query, description = "Items to skip (default 0)"),
+        ("pageLimit" = Option<u32>, Query, description = "Items per page, 1-1000 (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "A page of apps", body = rekey_proto::native::AppList),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_apps(
     State(state): State<SharedState>,
     caller: Caller,
@@ -147,6 +183,23 @@ pub async fn list_apps(
 }
 
 /// `GET /api/v1/orgs/{org_id}/apps/{app_id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}",
+    tag = "apps",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+    ),
+    responses(
+        (status = 200, description = "The app", body = rekey_proto::native::AppView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get_app(
     State(state): State<SharedState>,
     caller: Caller,
@@ -158,6 +211,26 @@ pub async fn get_app(
 }
 
 /// `PATCH /api/v1/orgs/{org_id}/apps/{app_id}`: changes the given fields only.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}",
+    tag = "apps",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+    ),
+    request_body = rekey_proto::native::UpdateAppRequest,
+    responses(
+        (status = 200, description = "The changed app", body = rekey_proto::native::AppView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn update_app(
     State(state): State<SharedState>,
     caller: Caller,
@@ -225,6 +298,23 @@ pub async fn update_app(
 }
 
 /// `DELETE /api/v1/orgs/{org_id}/apps/{app_id}`: 204; the app's secrets go with it.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}",
+    tag = "apps",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+    ),
+    responses(
+        (status = 204, description = "Deleted with its secrets"),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn delete_app(
     State(state): State<SharedState>,
     caller: Caller,
@@ -247,6 +337,23 @@ pub async fn delete_app(
 }
 
 /// `GET /api/v1/orgs/{org_id}/apps/{app_id}/secrets`: metadata only, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}/secrets",
+    tag = "secrets",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+    ),
+    responses(
+        (status = 200, description = "Secrets metadata, newest first", body = rekey_proto::native::SecretList),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_secrets(
     State(state): State<SharedState>,
     caller: Caller,
@@ -263,6 +370,24 @@ pub async fn list_secrets(
 /// `POST /api/v1/orgs/{org_id}/apps/{app_id}/secrets/{secret_id}/revoke`: ends one secret
 /// now. Explicit, so it may leave the app without a valid secret; access tokens minted with
 /// the secret stop working on Rekey's APIs at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}/secrets/{secret_id}/revoke",
+    tag = "secrets",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+        ("secret_id" = Uuid, Path, description = "Secret id"),
+    ),
+    responses(
+        (status = 200, description = "The revoked secret", body = rekey_proto::native::SecretView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn revoke_secret(
     State(state): State<SharedState>,
     caller: Caller,

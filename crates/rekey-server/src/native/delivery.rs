@@ -68,6 +68,27 @@ fn target_from(req: DestinationRequest, allow_insecure: bool) -> Result<Target, 
 
 /// `PUT .../apps/{app}/destinations/{type}`: sets (replaces) the destination. A webhook gets a
 /// new signing secret, returned only now.
+#[utoipa::path(
+    put,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}/destinations/{notification_type}",
+    tag = "destinations",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+        ("notification_type" = String, Path, description = "APPLICATION_OAUTH_CLIENT_NEW_SECRET or APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"),
+    ),
+    request_body = rekey_proto::native::DestinationRequest,
+    responses(
+        (status = 200, description = "The destination (a webhook signing secret shown once)", body = rekey_proto::native::DestinationView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn put_destination(
     State(state): State<SharedState>,
     caller: Caller,
@@ -105,6 +126,23 @@ pub async fn put_destination(
 }
 
 /// `GET .../apps/{app}/destinations`
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}/destinations",
+    tag = "destinations",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+    ),
+    responses(
+        (status = 200, description = "Destinations", body = rekey_proto::native::DestinationList),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_destinations(
     State(state): State<SharedState>,
     caller: Caller,
@@ -119,6 +157,24 @@ pub async fn list_destinations(
 }
 
 /// `GET .../apps/{app}/destinations/{type}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}/destinations/{notification_type}",
+    tag = "destinations",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+        ("notification_type" = String, Path, description = "APPLICATION_OAUTH_CLIENT_NEW_SECRET or APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"),
+    ),
+    responses(
+        (status = 200, description = "The destination", body = rekey_proto::native::DestinationView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get_destination(
     State(state): State<SharedState>,
     caller: Caller,
@@ -135,6 +191,24 @@ pub async fn get_destination(
 }
 
 /// `DELETE .../apps/{app}/destinations/{type}`
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}/destinations/{notification_type}",
+    tag = "destinations",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+        ("notification_type" = String, Path, description = "APPLICATION_OAUTH_CLIENT_NEW_SECRET or APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn delete_destination(
     State(state): State<SharedState>,
     caller: Caller,
@@ -161,6 +235,24 @@ pub async fn delete_destination(
 
 /// `POST .../apps/{app}/destinations/{type}/test`: queues a test notification (payload
 /// `testNotification`, no secret) to check that the destination receives.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}/destinations/{notification_type}/test",
+    tag = "destinations",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+        ("notification_type" = String, Path, description = "APPLICATION_OAUTH_CLIENT_NEW_SECRET or APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"),
+    ),
+    responses(
+        (status = 202, description = "A test notification is queued", body = rekey_proto::native::QueuedNotification),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn test_destination(
     State(state): State<SharedState>,
     caller: Caller,
@@ -216,6 +308,25 @@ pub async fn test_destination(
 }
 
 /// `GET /api/v1/orgs/{org}/deliveries?appId&state&pageStart&pageLimit`
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/deliveries",
+    tag = "deliveries",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("appId" = Option<Uuid>, Query, description = "Only this app"),
+        ("state" = Option<String>, Query, description = "pending, delivered or dead"),
+        ("pageStart" = Option<u32>, Query, description = "Items to skip (default 0)"),
+        ("pageLimit" = Option<u32>, Query, description = "Items per page, 1-1000 (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "Deliveries, newest first", body = rekey_proto::native::DeliveryList),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_deliveries(
     State(state): State<SharedState>,
     caller: Caller,
@@ -265,6 +376,23 @@ async fn load_delivery(
 }
 
 /// `GET /api/v1/orgs/{org}/deliveries/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/deliveries/{delivery_id}",
+    tag = "deliveries",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("delivery_id" = Uuid, Path, description = "Delivery id"),
+    ),
+    responses(
+        (status = 200, description = "The delivery", body = rekey_proto::native::DeliveryView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get_delivery(
     State(state): State<SharedState>,
     caller: Caller,
@@ -278,6 +406,24 @@ pub async fn get_delivery(
 }
 
 /// `POST /api/v1/orgs/{org}/deliveries/{id}/retry`: a dead delivery gets a new retry budget.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/deliveries/{delivery_id}/retry",
+    tag = "deliveries",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("delivery_id" = Uuid, Path, description = "Delivery id"),
+    ),
+    responses(
+        (status = 200, description = "Back to pending", body = rekey_proto::native::DeliveryView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the current state", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn retry_delivery(
     State(state): State<SharedState>,
     caller: Caller,

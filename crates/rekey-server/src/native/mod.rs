@@ -15,6 +15,7 @@ use crate::state::SharedState;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
+        .route("/api/v1/openapi.json", get(serve_openapi))
         .route("/api/v1/signing-keys", get(orgs::list_signing_keys))
         .route("/api/v1/orgs/{org_id}", get(orgs::get_org))
         .route(
@@ -90,4 +91,84 @@ pub fn routes() -> Router<SharedState> {
             "/api/v1/orgs/{org_id}/deliveries/{delivery_id}/retry",
             post(delivery::retry_delivery),
         )
+}
+
+/// The OpenAPI 3.1 document of `/api/v1`, generated from the handlers' annotations. Served at
+/// `/api/v1/openapi.json` and committed as `openapi.json`; a test keeps the two equal.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Rekey management API",
+        description = "Rekey's native API: organizations, members, apps, secrets, notification destinations, deliveries, API tokens and the audit trail. Errors are RFC 9457 problem details.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        orgs::get_org,
+        orgs::list_members,
+        orgs::add_member,
+        orgs::set_member_role,
+        orgs::remove_member,
+        orgs::list_audit,
+        orgs::list_signing_keys,
+        apps::create_app,
+        apps::list_apps,
+        apps::get_app,
+        apps::update_app,
+        apps::delete_app,
+        apps::list_secrets,
+        apps::revoke_secret,
+        secrets::rotate,
+        secrets::regenerate,
+        secrets::finish,
+        delivery::put_destination,
+        delivery::list_destinations,
+        delivery::get_destination,
+        delivery::delete_destination,
+        delivery::test_destination,
+        delivery::list_deliveries,
+        delivery::get_delivery,
+        delivery::retry_delivery,
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token: a user's API token exchanged at /csp/gateway/am/api/auth/api-tokens/authorize, or a service account's client-credentials token",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as pretty JSON (what is served and committed).
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi as _;
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+        + "\n"
+}
+
+async fn serve_openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi_json(),
+    )
 }

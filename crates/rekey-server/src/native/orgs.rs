@@ -44,6 +44,22 @@ pub(super) fn page_from_query(q: Option<&str>) -> Result<Page, ApiError> {
 }
 
 /// `GET /api/v1/orgs/{org_id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}",
+    tag = "orgs",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+    ),
+    responses(
+        (status = 200, description = "The organization", body = rekey_proto::native::OrgView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get_org(
     State(state): State<SharedState>,
     caller: Caller,
@@ -60,6 +76,21 @@ pub async fn get_org(
 }
 
 /// `GET /api/v1/orgs/{org_id}/members`
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/members",
+    tag = "orgs",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+    ),
+    responses(
+        (status = 200, description = "Members with their roles", body = Vec<rekey_proto::native::MemberView>),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_members(
     State(state): State<SharedState>,
     caller: Caller,
@@ -73,6 +104,25 @@ pub async fn list_members(
 
 /// `POST /api/v1/orgs/{org_id}/members`: adds a user by email (creating the user if new)
 /// with a role. A new user gets an API token, shown once in the response.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/members",
+    tag = "orgs",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+    ),
+    request_body = rekey_proto::native::AddMemberRequest,
+    responses(
+        (status = 201, description = "Added; a new user gets an API token, shown once", body = rekey_proto::native::AddedMember),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the current state", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn add_member(
     State(state): State<SharedState>,
     caller: Caller,
@@ -167,6 +217,27 @@ pub async fn add_member(
 
 /// `GET /api/v1/orgs/{org_id}/audit-events?appId&action&since&until&pageStart&pageLimit`:
 /// newest first; owners and admins only. `since`/`until` are RFC 3339 times.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/audit-events",
+    tag = "audit",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("appId" = Option<Uuid>, Query, description = "Only this app"),
+        ("action" = Option<String>, Query, description = "Only this action"),
+        ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("pageStart" = Option<u32>, Query, description = "Items to skip (default 0)"),
+        ("pageLimit" = Option<u32>, Query, description = "Items per page, 1-1000 (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "Audit events, newest first", body = rekey_proto::native::AuditEventList),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_audit(
     State(state): State<SharedState>,
     caller: Caller,
@@ -258,6 +329,28 @@ async fn check_member_change(
 
 /// `PUT /api/v1/orgs/{org}/members/{kind}/{id}` `{role}`: sets the role of a user or of an
 /// app (which makes it a service account).
+#[utoipa::path(
+    put,
+    path = "/api/v1/orgs/{org_id}/members/{kind}/{member_id}",
+    tag = "orgs",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("kind" = String, Path, description = "user or app"),
+        ("member_id" = Uuid, Path, description = "User or app id"),
+    ),
+    request_body = rekey_proto::native::SetRoleRequest,
+    responses(
+        (status = 200, description = "The member with the new role", body = rekey_proto::native::MemberView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the current state", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn set_member_role(
     State(state): State<SharedState>,
     caller: Caller,
@@ -315,6 +408,25 @@ pub async fn set_member_role(
 }
 
 /// `DELETE /api/v1/orgs/{org}/members/{kind}/{id}`
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org_id}/members/{kind}/{member_id}",
+    tag = "orgs",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("kind" = String, Path, description = "user or app"),
+        ("member_id" = Uuid, Path, description = "User or app id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the current state", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn remove_member(
     State(state): State<SharedState>,
     caller: Caller,
@@ -344,6 +456,16 @@ pub async fn remove_member(
 
 /// `GET /api/v1/signing-keys`: the token signing keys (public metadata), for any
 /// authenticated caller. Adding a key is an operator's act: `rekey signing-keys rotate`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/signing-keys",
+    tag = "keys",
+    responses(
+        (status = 200, description = "Published signing keys", body = rekey_proto::native::SigningKeyList),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list_signing_keys(
     State(state): State<SharedState>,
     _caller: Caller,

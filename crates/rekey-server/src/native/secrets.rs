@@ -41,6 +41,27 @@ fn new_secret_view(client_id: &str, n: NewSecret) -> NewSecretView {
 }
 
 /// `POST /api/v1/orgs/{org}/apps/{app}/secrets/rotate` `{graceSeconds?}`
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}/secrets/rotate",
+    tag = "secrets",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+    ),
+    request_body = rekey_proto::native::RotateRequest,
+    responses(
+        (status = 200, description = "The new secret, shown once", body = rekey_proto::native::NewSecretView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the current state", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn rotate(
     State(state): State<SharedState>,
     caller: Caller,
@@ -64,6 +85,23 @@ pub async fn rotate(
 }
 
 /// `POST /api/v1/orgs/{org}/apps/{app}/secrets/regenerate`
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}/secrets/regenerate",
+    tag = "secrets",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+    ),
+    responses(
+        (status = 200, description = "The new secret, shown once", body = rekey_proto::native::NewSecretView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn regenerate(
     State(state): State<SharedState>,
     caller: Caller,
@@ -80,6 +118,24 @@ pub async fn regenerate(
 }
 
 /// `POST /api/v1/orgs/{org}/apps/{app}/secrets/finish`
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/apps/{app_id}/secrets/finish",
+    tag = "secrets",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("app_id" = Uuid, Path, description = "App id"),
+    ),
+    responses(
+        (status = 200, description = "What was revoked", body = rekey_proto::native::FinishedRotation),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflict with the current state", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn finish(
     State(state): State<SharedState>,
     caller: Caller,

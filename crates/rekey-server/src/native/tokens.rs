@@ -30,6 +30,24 @@ fn view(t: &ApiToken) -> ApiTokenView {
 
 /// `POST /api/v1/orgs/{org}/api-tokens` `{name, expiresInSeconds?}`: a new token for the
 /// calling user in this org, shown once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/api-tokens",
+    tag = "api-tokens",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+    ),
+    request_body = rekey_proto::native::CreateApiTokenRequest,
+    responses(
+        (status = 201, description = "The token, shown once", body = rekey_proto::native::CreatedApiToken),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn create(
     State(state): State<SharedState>,
     caller: Caller,
@@ -89,6 +107,21 @@ pub async fn create(
 
 /// `GET /api/v1/orgs/{org}/api-tokens`: owners and admins see every token of the org, others
 /// their own.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org_id}/api-tokens",
+    tag = "api-tokens",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+    ),
+    responses(
+        (status = 200, description = "API tokens (metadata)", body = rekey_proto::native::ApiTokenList),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
@@ -109,6 +142,23 @@ pub async fn list(
 
 /// `POST /api/v1/orgs/{org}/api-tokens/{id}/revoke`: one's own token, or any token of the org
 /// for owners and admins. Access tokens minted with it stop working at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org_id}/api-tokens/{token_id}/revoke",
+    tag = "api-tokens",
+    params(
+        ("org_id" = Uuid, Path, description = "Organization id"),
+        ("token_id" = Uuid, Path, description = "Token id"),
+    ),
+    responses(
+        (status = 200, description = "The revoked token", body = rekey_proto::native::ApiTokenView),
+        (status = 400, description = "Invalid request", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not do this", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn revoke(
     State(state): State<SharedState>,
     caller: Caller,

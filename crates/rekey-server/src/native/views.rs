@@ -69,7 +69,12 @@ pub fn audit_event(e: &AuditEvent) -> AuditEventView {
             Outcome::Failure => "failure",
         }
         .to_string(),
-        details: e.details.clone(),
+        // Always an object, as the schema says.
+        details: if e.details.is_object() {
+            e.details.clone()
+        } else {
+            serde_json::json!({})
+        },
     }
 }
 

@@ -5,6 +5,7 @@ mod csp;
 mod helpers;
 mod management;
 mod no_leaks;
+mod openapi;
 mod rotation;
 mod spapi_errors;
 mod sqs;
