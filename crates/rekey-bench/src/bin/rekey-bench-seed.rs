@@ -1,0 +1,155 @@
+//! Seeds a Rekey database for benchmarks: one org, one app with a known secret (printed as
+//! JSON), and as many filler apps (each with one current secret) as asked, with bulk inserts.
+//! Usage: rekey-bench-seed <database url> <data dir (for server.key)> <number of apps>
+
+use std::io::Write as _;
+
+use rekey_core::apps::{new_app, AppSettings};
+use rekey_core::clock::{Clock, SystemClock};
+use rekey_core::crypto::ServerKey;
+use rekey_core::model::{Org, OrgId, GRANT_CLIENT_CREDENTIALS};
+use rekey_core::store::Store;
+use rekey_store::SqlStore;
+use secrecy::ExposeSecret;
+
+const ROWS_PER_INSERT: usize = 400;
+
+fn server_key(data_dir: &std::path::Path) -> anyhow::Result<ServerKey> {
+    let path = data_dir.join("server.key");
+    if path.exists() {
+        return Ok(ServerKey::from_base64(&std::fs::read_to_string(&path)?)?);
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let key = ServerKey::generate();
+    let mut f = std::fs::File::create(&path)?;
+    f.write_all(key.to_base64().as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(key)
+}
+
+fn settings(name: &str) -> AppSettings {
+    AppSettings {
+        name: name.into(),
+        description: String::new(),
+        grant_types: vec![GRANT_CLIENT_CREDENTIALS.into()],
+        scopes: vec!["read".into()],
+        access_token_ttl_secs: 3600,
+        secret_lifetime_secs: 0,
+        rotation_grace_secs: 3600,
+        owner_only_secret_rotation: false,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, url, data_dir, count] = args.as_slice() else {
+        anyhow::bail!("usage: rekey-bench-seed <database url> <data dir> <number of apps>");
+    };
+    let count: usize = count.parse()?;
+    let key = server_key(std::path::Path::new(data_dir))?;
+    let store = SqlStore::connect(url, 4).await?;
+    store.migrate().await?;
+    let now = SystemClock.now();
+    let org = Org {
+        id: OrgId::new(),
+        name: "bench".into(),
+        created_at: now,
+    };
+    store.create_org(&org, &[]).await?;
+    let hasher = key.secret_hasher();
+    let (app, secret, plain) = new_app(
+        org.id,
+        None,
+        settings("bench"),
+        false,
+        &hasher,
+        "bench",
+        now,
+    )?;
+    store.create_app(&app, &secret, None, &[]).await?;
+
+    // Filler apps, in multi-row inserts inside one transaction per chunk.
+    let pool = sqlx::AnyPool::connect(url).await?;
+    let mut done = 1;
+    while done < count {
+        let n = ROWS_PER_INSERT.min(count - done);
+        let apps: Vec<_> = (0..n)
+            .map(|i| {
+                new_app(
+                    org.id,
+                    None,
+                    settings(&format!("filler-{}", done + i)),
+                    false,
+                    &hasher,
+                    "bench",
+                    now,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        let mut tx = pool.begin().await?;
+        let rows = (0..n)
+            .map(|i| {
+                let b = i * 6;
+                format!("(${}, ${}, ${}, ${}, '', '[\"client_credentials\"]', '[\"read\"]', 3600, 0, 3600, 0, 0, 0, ${}, ${})",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO apps (id, org_id, client_id, name, description, grant_types, scopes, \
+             access_token_ttl_secs, secret_lifetime_secs, rotation_grace_secs, \
+             owner_only_secret_rotation, service_account, secret_version, created_at, updated_at) VALUES {rows}"
+        );
+        let mut q = sqlx::query(&sql);
+        for (a, _, _) in &apps {
+            q = q
+                .bind(a.id.to_string())
+                .bind(a.org_id.to_string())
+                .bind(a.client_id.clone())
+                .bind(a.name.clone())
+                .bind(a.created_at.as_millis())
+                .bind(a.updated_at.as_millis());
+        }
+        q.execute(&mut *tx).await?;
+        let rows = (0..n)
+            .map(|i| {
+                let b = i * 5;
+                format!(
+                    "(${}, ${}, 'current', ${}, ${}, ${}, NULL, NULL, 'bench', NULL, NULL)",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO secrets (id, app_id, state, hash, hint, created_at, expires_at, \
+             last_used_at, created_by, revoked_at, revoked_reason) VALUES {rows}"
+        );
+        let mut q = sqlx::query(&sql);
+        for (_, s, _) in &apps {
+            q = q
+                .bind(s.id.to_string())
+                .bind(s.app_id.to_string())
+                .bind(s.hash.0.to_vec())
+                .bind(s.hint.clone())
+                .bind(s.created_at.as_millis());
+        }
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        done += n;
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "clientId": app.client_id, "clientSecret": plain.expose_secret(), "apps": count })
+    );
+    Ok(())
+}
