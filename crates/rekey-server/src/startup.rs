@@ -223,6 +223,7 @@ pub fn router(state: SharedState) -> Router {
             .merge(csp::routes())
     };
     app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(add_request_id_to_errors))
         .layer(TraceLayer::new_for_http().make_span_with(telemetry::request_span))
         .layer(TimeoutLayer::with_status_code(
@@ -242,6 +243,30 @@ async fn readyz(State(state): State<SharedState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
         }
     }
+}
+
+/// 405 in the shape of the dialect the path belongs to.
+async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let oauth = [
+        "/auth/o2/",
+        "/oauth2/",
+        "/csp/gateway/am/api/auth/",
+        "/.well-known/",
+    ];
+    if oauth.iter().any(|p| path.starts_with(p)) {
+        let body = rekey_proto::oauth::OAuthErrorBody {
+            error: "invalid_request".into(),
+            error_description: Some("This method is not allowed here".into()),
+        };
+        return (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
+    }
+    crate::errors::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "This method is not allowed on this resource",
+    )
+    .into_response()
 }
 
 async fn not_found() -> Response {

@@ -911,3 +911,21 @@ async fn the_audit_trail_is_filtered_by_app_action_and_time_and_signing_keys_are
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_a_405_in_the_dialect_of_the_path() {
+    let app = spawn_app().await;
+    let res = app
+        .http
+        .put(app.url(&format!("/api/v1/orgs/{}/apps", app.org_id)))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 405).await;
+    let res = app.http.get(app.url("/oauth2/token")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+}
