@@ -30,6 +30,35 @@ pub struct AppSettings {
 }
 
 impl AppSettings {
+    /// The settings an app has now (the start of a partial update).
+    pub fn of(app: &App) -> Self {
+        Self {
+            name: app.name.clone(),
+            description: app.description.clone(),
+            grant_types: app.grant_types.clone(),
+            scopes: app.scopes.clone(),
+            access_token_ttl_secs: app.access_token_ttl_secs,
+            secret_lifetime_secs: app.secret_lifetime_secs,
+            rotation_grace_secs: app.rotation_grace_secs,
+            owner_only_secret_rotation: app.owner_only_secret_rotation,
+        }
+    }
+
+    /// Validates the settings and writes them into `app`, stamping `updated_at`.
+    pub fn apply_to(self, app: &mut App, now: Timestamp) -> Result<(), CoreError> {
+        self.validate()?;
+        app.name = self.name;
+        app.description = self.description;
+        app.grant_types = self.grant_types;
+        app.scopes = self.scopes;
+        app.access_token_ttl_secs = self.access_token_ttl_secs;
+        app.secret_lifetime_secs = self.secret_lifetime_secs;
+        app.rotation_grace_secs = self.rotation_grace_secs;
+        app.owner_only_secret_rotation = self.owner_only_secret_rotation;
+        app.updated_at = now;
+        Ok(())
+    }
+
     /// Checks every field; the error names the first field that is wrong.
     pub fn validate(&self) -> Result<(), CoreError> {
         let bad = |m: &str| Err(CoreError::Invalid(m.to_string()));

@@ -483,16 +483,7 @@ pub async fn patch(
     check_client_id(&id)?;
     let (org, caller_role) = managed_with_role(&state, &caller, &org).await?;
     let mut app = load_app(&state, org, &id).await?;
-    let mut s = AppSettings {
-        name: app.name.clone(),
-        description: app.description.clone(),
-        grant_types: app.grant_types.clone(),
-        scopes: app.scopes.clone(),
-        access_token_ttl_secs: app.access_token_ttl_secs,
-        secret_lifetime_secs: app.secret_lifetime_secs,
-        rotation_grace_secs: app.rotation_grace_secs,
-        owner_only_secret_rotation: app.owner_only_secret_rotation,
-    };
+    let mut s = AppSettings::of(&app);
     let mut new_role = None;
     if let Some(v) = req.display_name {
         s.name = v;
@@ -522,16 +513,8 @@ pub async fn patch(
         new_role = Some(role);
         s.scopes = scopes.general_scopes;
     }
-    s.validate()?;
     let now = state.now();
-    app.name = s.name;
-    app.description = s.description;
-    app.grant_types = s.grant_types;
-    app.scopes = s.scopes;
-    app.access_token_ttl_secs = s.access_token_ttl_secs;
-    app.rotation_grace_secs = s.rotation_grace_secs;
-    app.owner_only_secret_rotation = s.owner_only_secret_rotation;
-    app.updated_at = now;
+    s.apply_to(&mut app, now)?;
     let ctx = &caller.0.audit;
     state
         .store

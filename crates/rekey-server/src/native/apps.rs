@@ -241,16 +241,7 @@ pub async fn update_app(
         .require_app_manager(&state, parse_org(&org_id)?)
         .await?;
     let (org_id, mut app) = load_app(&state, &org_id, &app_id).await?;
-    let mut s = AppSettings {
-        name: app.name.clone(),
-        description: app.description.clone(),
-        grant_types: app.grant_types.clone(),
-        scopes: app.scopes.clone(),
-        access_token_ttl_secs: app.access_token_ttl_secs,
-        secret_lifetime_secs: app.secret_lifetime_secs,
-        rotation_grace_secs: app.rotation_grace_secs,
-        owner_only_secret_rotation: app.owner_only_secret_rotation,
-    };
+    let mut s = AppSettings::of(&app);
     if let Some(v) = req.name {
         s.name = v;
     }
@@ -275,17 +266,8 @@ pub async fn update_app(
     if let Some(v) = req.owner_only_secret_rotation {
         s.owner_only_secret_rotation = v;
     }
-    s.validate()?;
     let now = state.now();
-    app.name = s.name;
-    app.description = s.description;
-    app.grant_types = s.grant_types;
-    app.scopes = s.scopes;
-    app.access_token_ttl_secs = s.access_token_ttl_secs;
-    app.secret_lifetime_secs = s.secret_lifetime_secs;
-    app.rotation_grace_secs = s.rotation_grace_secs;
-    app.owner_only_secret_rotation = s.owner_only_secret_rotation;
-    app.updated_at = now;
+    s.apply_to(&mut app, now)?;
     let ev = caller
         .audit
         .event(now, "app.updated")
