@@ -54,6 +54,20 @@ impl ApiClient {
     }
 }
 
+impl ApiClient {
+    /// As [`ApiClient::call`], for answers that must have a body.
+    pub async fn fetch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        self.call(method, path, body)
+            .await?
+            .context("the server sent an empty answer")
+    }
+}
+
 /// An error for people: the server's own words, and its request id to quote.
 fn explain(e: ClientError) -> anyhow::Error {
     match &e {

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use rekey_core::clock::{Clock, SystemClock};
 use rekey_core::model::{
     ApiToken, ApiTokenId, AuditContext, Membership, Org, OrgId, Principal, Role, User, UserId,
@@ -301,13 +301,12 @@ async fn apps(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             };
             let created: CreatedApp = c
-                .call(
+                .fetch(
                     Method::POST,
                     &format!("/api/v1/orgs/{}/apps", c.org),
                     Some(&req),
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&created)?,
                 OutputFormat::Human => {
@@ -321,13 +320,12 @@ async fn apps(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
         AppsCommand::List { api } => {
             let c = ApiClient::connect(&api).await?;
             let list: AppList = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::GET,
                     &format!("/api/v1/orgs/{}/apps?pageLimit=1000", c.org),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&list)?,
                 OutputFormat::Human => {
@@ -343,13 +341,12 @@ async fn apps(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
         AppsCommand::Show { api, app_id } => {
             let c = ApiClient::connect(&api).await?;
             let app: AppView = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::GET,
                     &format!("/api/v1/orgs/{}/apps/{app_id}", c.org),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&app)?,
                 OutputFormat::Human => print_app(&app),
@@ -378,13 +375,12 @@ async fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
         SecretsCommand::List { api, app_id } => {
             let c = ApiClient::connect(&api).await?;
             let list: SecretList = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::GET,
                     &format!("/api/v1/orgs/{}/apps/{app_id}/secrets", c.org),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&list)?,
                 OutputFormat::Human => {
@@ -409,13 +405,12 @@ async fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
         } => {
             let c = ApiClient::connect(&api).await?;
             let n: NewSecretView = c
-                .call(
+                .fetch(
                     Method::POST,
                     &format!("/api/v1/orgs/{}/apps/{app_id}/secrets/rotate", c.org),
                     Some(&RotateRequest { grace_seconds }),
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             print_new_secret(api.output, &n)?;
         }
         SecretsCommand::Regenerate { api, app_id, yes } => {
@@ -424,25 +419,23 @@ async fn secrets(cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
             }
             let c = ApiClient::connect(&api).await?;
             let n: NewSecretView = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::POST,
                     &format!("/api/v1/orgs/{}/apps/{app_id}/secrets/regenerate", c.org),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             print_new_secret(api.output, &n)?;
         }
         SecretsCommand::Finish { api, app_id } => {
             let c = ApiClient::connect(&api).await?;
             let f: FinishedRotation = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::POST,
                     &format!("/api/v1/orgs/{}/apps/{app_id}/secrets/finish", c.org),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&f)?,
                 OutputFormat::Human if f.revoked.is_empty() => println!("no rotation in progress"),
@@ -526,7 +519,7 @@ async fn destinations(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
             };
             let c = ApiClient::connect(&api).await?;
             let d: DestinationView = c
-                .call(
+                .fetch(
                     Method::PUT,
                     &format!(
                         "/api/v1/orgs/{}/apps/{app_id}/destinations/{}",
@@ -535,8 +528,7 @@ async fn destinations(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
                     ),
                     Some(&req),
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&d)?,
                 OutputFormat::Human => {
@@ -551,13 +543,12 @@ async fn destinations(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
         DestinationsCommand::List { api, app_id } => {
             let c = ApiClient::connect(&api).await?;
             let list: DestinationList = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::GET,
                     &format!("/api/v1/orgs/{}/apps/{app_id}/destinations", c.org),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&list)?,
                 OutputFormat::Human if list.items.is_empty() => println!("no destinations"),
@@ -589,7 +580,7 @@ async fn destinations(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
         } => {
             let c = ApiClient::connect(&api).await?;
             let q: QueuedNotification = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::POST,
                     &format!(
                         "/api/v1/orgs/{}/apps/{app_id}/destinations/{}/test",
@@ -598,8 +589,7 @@ async fn destinations(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
                     ),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&q)?,
                 OutputFormat::Human => println!(
@@ -639,13 +629,12 @@ async fn deliveries(cmd: DeliveriesCommand) -> anyhow::Result<ExitCode> {
                 query.push(format!("state={s}"));
             }
             let list: DeliveryList = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::GET,
                     &format!("/api/v1/orgs/{}/deliveries?{}", c.org, query.join("&")),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&list)?,
                 OutputFormat::Human if list.items.is_empty() => println!("no deliveries"),
@@ -655,13 +644,12 @@ async fn deliveries(cmd: DeliveriesCommand) -> anyhow::Result<ExitCode> {
         DeliveriesCommand::Retry { api, delivery_id } => {
             let c = ApiClient::connect(&api).await?;
             let d: DeliveryView = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::POST,
                     &format!("/api/v1/orgs/{}/deliveries/{delivery_id}/retry", c.org),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&d)?,
                 OutputFormat::Human => print_delivery(&d),
@@ -686,13 +674,12 @@ async fn members(cmd: MembersCommand) -> anyhow::Result<ExitCode> {
         MembersCommand::List { api } => {
             let c = ApiClient::connect(&api).await?;
             let list: Vec<MemberView> = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::GET,
                     &format!("/api/v1/orgs/{}/members", c.org),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&list)?,
                 OutputFormat::Human => {
@@ -710,7 +697,7 @@ async fn members(cmd: MembersCommand) -> anyhow::Result<ExitCode> {
         } => {
             let c = ApiClient::connect(&api).await?;
             let added: AddedMember = c
-                .call(
+                .fetch(
                     Method::POST,
                     &format!("/api/v1/orgs/{}/members", c.org),
                     Some(&AddMemberRequest {
@@ -719,8 +706,7 @@ async fn members(cmd: MembersCommand) -> anyhow::Result<ExitCode> {
                         role,
                     }),
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&added)?,
                 OutputFormat::Human => {
@@ -742,13 +728,12 @@ async fn members(cmd: MembersCommand) -> anyhow::Result<ExitCode> {
         } => {
             let c = ApiClient::connect(&api).await?;
             let m: MemberView = c
-                .call(
+                .fetch(
                     Method::PUT,
                     &format!("/api/v1/orgs/{}/members/{}/{id}", c.org, kind.path()),
                     Some(&SetRoleRequest { role }),
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             print(api.output, &m)?;
         }
         MembersCommand::Remove { api, kind, id } => {
@@ -791,7 +776,7 @@ async fn api_tokens(cmd: ApiTokensCommand) -> anyhow::Result<ExitCode> {
         } => {
             let c = ApiClient::connect(&api).await?;
             let created: CreatedApiToken = c
-                .call(
+                .fetch(
                     Method::POST,
                     &format!("/api/v1/orgs/{}/api-tokens", c.org),
                     Some(&CreateApiTokenRequest {
@@ -799,8 +784,7 @@ async fn api_tokens(cmd: ApiTokensCommand) -> anyhow::Result<ExitCode> {
                         expires_in_seconds: expires_in,
                     }),
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&created)?,
                 OutputFormat::Human => {
@@ -813,13 +797,12 @@ async fn api_tokens(cmd: ApiTokensCommand) -> anyhow::Result<ExitCode> {
         ApiTokensCommand::List { api } => {
             let c = ApiClient::connect(&api).await?;
             let list: ApiTokenList = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::GET,
                     &format!("/api/v1/orgs/{}/api-tokens", c.org),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&list)?,
                 OutputFormat::Human => list.items.iter().for_each(line),
@@ -828,13 +811,12 @@ async fn api_tokens(cmd: ApiTokensCommand) -> anyhow::Result<ExitCode> {
         ApiTokensCommand::Revoke { api, token_id } => {
             let c = ApiClient::connect(&api).await?;
             let t: ApiTokenView = c
-                .call::<(), _>(
+                .fetch::<(), _>(
                     Method::POST,
                     &format!("/api/v1/orgs/{}/api-tokens/{token_id}/revoke", c.org),
                     None,
                 )
-                .await?
-                .context("empty response")?;
+                .await?;
             match api.output {
                 OutputFormat::Json => print_json(&t)?,
                 OutputFormat::Human => line(&t),
@@ -867,13 +849,12 @@ async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         }
     }
     let list: rekey_proto::native::AuditEventList = c
-        .call::<(), _>(
+        .fetch::<(), _>(
             Method::GET,
             &format!("/api/v1/orgs/{}/audit-events?{}", c.org, query.finish()),
             None,
         )
-        .await?
-        .context("empty response")?;
+        .await?;
     match api.output {
         OutputFormat::Json => print_json(&list)?,
         OutputFormat::Human => {

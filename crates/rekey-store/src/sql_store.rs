@@ -103,6 +103,27 @@ impl SqlStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Runs one statement in a transaction; when it changed exactly one row, `audit` is
+    /// written in the same transaction. Returns whether the row changed.
+    async fn change_one<'q>(
+        &self,
+        statement: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = statement
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+            == 1;
+        if done {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(done)
+    }
 }
 
 fn flag(b: bool) -> i64 {
@@ -454,22 +475,15 @@ impl Store for SqlStore {
         now: Timestamp,
         audit: &[AuditEvent],
     ) -> CoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        self.change_one(
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            )
+            .bind(ms(now))
+            .bind(id.to_string()),
+            audit,
         )
-        .bind(ms(now))
-        .bind(id.to_string())
-        .execute(&mut *tx)
         .await
-        .map_err(db_err)?
-        .rows_affected()
-            == 1;
-        if done {
-            insert_audit(&mut tx, audit).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(done)
     }
 
     async fn create_app(
@@ -594,32 +608,25 @@ impl Store for SqlStore {
     }
 
     async fn update_app(&self, app: &App, audit: &[AuditEvent]) -> CoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let done = sqlx::query(
-            "UPDATE apps SET name = $1, description = $2, grant_types = $3, scopes = $4, \
+        self.change_one(
+            sqlx::query(
+                "UPDATE apps SET name = $1, description = $2, grant_types = $3, scopes = $4, \
              access_token_ttl_secs = $5, secret_lifetime_secs = $6, rotation_grace_secs = $7, \
              owner_only_secret_rotation = $8, updated_at = $9 WHERE id = $10",
+            )
+            .bind(app.name.clone())
+            .bind(app.description.clone())
+            .bind(to_json_list(&app.grant_types))
+            .bind(to_json_list(&app.scopes))
+            .bind(app.access_token_ttl_secs)
+            .bind(app.secret_lifetime_secs)
+            .bind(app.rotation_grace_secs)
+            .bind(flag(app.owner_only_secret_rotation))
+            .bind(ms(app.updated_at))
+            .bind(app.id.to_string()),
+            audit,
         )
-        .bind(app.name.clone())
-        .bind(app.description.clone())
-        .bind(to_json_list(&app.grant_types))
-        .bind(to_json_list(&app.scopes))
-        .bind(app.access_token_ttl_secs)
-        .bind(app.secret_lifetime_secs)
-        .bind(app.rotation_grace_secs)
-        .bind(flag(app.owner_only_secret_rotation))
-        .bind(ms(app.updated_at))
-        .bind(app.id.to_string())
-        .execute(&mut *tx)
         .await
-        .map_err(db_err)?
-        .rows_affected()
-            == 1;
-        if done {
-            insert_audit(&mut tx, audit).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(done)
     }
 
     async fn delete_app(&self, id: AppId, audit: &[AuditEvent]) -> CoreResult<bool> {
@@ -990,23 +997,18 @@ impl Store for SqlStore {
         now: Timestamp,
         audit: &[AuditEvent],
     ) -> CoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let done = sqlx::query(
+        self.change_one(
+            sqlx::query(
             "UPDATE deliveries SET state = 'delivered', sealed_payload = NULL, delivered_at = $1, \
              lease_owner = NULL, lease_until = NULL, last_error = NULL \
              WHERE id = $2 AND state = 'pending' AND lease_owner = $3",
         )
         .bind(ms(now))
         .bind(id.to_string())
-        .bind(owner.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if done == 1 {
-            insert_audit(&mut tx, audit).await?;
-        }
-        tx.commit().await.map_err(db_err)
+        .bind(owner.to_string()),
+            audit,
+        )
+        .await.map(|_| ())
     }
 
     async fn fail_delivery(
@@ -1017,12 +1019,11 @@ impl Store for SqlStore {
         retry_at: Option<Timestamp>,
         audit: &[AuditEvent],
     ) -> CoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
         let (state, next) = match retry_at {
             Some(t) => ("pending", Some(ms(t))),
             None => ("dead", None),
         };
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE deliveries SET state = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
              last_error = $3, lease_owner = NULL, lease_until = NULL \
              WHERE id = $4 AND state = 'pending' AND lease_owner = $5",
@@ -1031,15 +1032,8 @@ impl Store for SqlStore {
         .bind(next)
         .bind(error.chars().take(1000).collect::<String>())
         .bind(id.to_string())
-        .bind(owner.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if done == 1 {
-            insert_audit(&mut tx, audit).await?;
-        }
-        tx.commit().await.map_err(db_err)
+        .bind(owner.to_string());
+        self.change_one(statement, audit).await.map(|_| ())
     }
 
     async fn get_delivery(&self, id: DeliveryId) -> CoreResult<Option<Delivery>> {
@@ -1085,23 +1079,16 @@ impl Store for SqlStore {
         now: Timestamp,
         audit: &[AuditEvent],
     ) -> CoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let done = sqlx::query(
-            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1, \
+        self.change_one(
+            sqlx::query(
+                "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1, \
              lease_owner = NULL, lease_until = NULL WHERE id = $2 AND state = 'dead'",
+            )
+            .bind(ms(now))
+            .bind(id.to_string()),
+            audit,
         )
-        .bind(ms(now))
-        .bind(id.to_string())
-        .execute(&mut *tx)
         .await
-        .map_err(db_err)?
-        .rows_affected()
-            == 1;
-        if done {
-            insert_audit(&mut tx, audit).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(done)
     }
 
     async fn take_rate_token(

@@ -13,7 +13,7 @@ use rekey_proto::native::{
 };
 
 use super::apps::load_app;
-use super::orgs::{page_from_query, parse_org};
+use super::orgs::{page, parse_org, parse_query};
 use super::views;
 use crate::errors::ApiError;
 use crate::extract::{ApiJson, Caller};
@@ -335,27 +335,27 @@ pub async fn list_deliveries(
 ) -> Result<Json<DeliveryList>, ApiError> {
     let org_id = parse_org(&org_id)?;
     caller.role_in(&state, org_id).await?;
-    // Filters beside the page parameters.
-    let mut app = None;
-    let mut st = None;
-    let mut rest = Vec::new();
-    for (k, v) in form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "appId" => {
-                app = Some(
-                    AppId::parse(&v)
-                        .ok_or_else(|| ApiError::bad_request("appId must be a UUID"))?,
-                )
-            }
-            "state" => {
-                st = Some(DeliveryState::parse(&v).ok_or_else(|| {
-                    ApiError::bad_request("state must be pending, delivered or dead")
-                })?)
-            }
-            _ => rest.push(format!("{}={}", k, v)),
-        }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct DeliveriesQuery {
+        app_id: Option<String>,
+        state: Option<String>,
+        page_start: Option<u32>,
+        page_limit: Option<u32>,
     }
-    let page = page_from_query(Some(&rest.join("&")))?;
+    let q: DeliveriesQuery = parse_query(q.as_deref())?;
+    let page = page(q.page_start, q.page_limit)?;
+    let app = q
+        .app_id
+        .map(|a| AppId::parse(&a).ok_or_else(|| ApiError::bad_request("appId must be a UUID")))
+        .transpose()?;
+    let st = q
+        .state
+        .map(|v| {
+            DeliveryState::parse(&v)
+                .ok_or_else(|| ApiError::bad_request("state must be pending, delivered or dead"))
+        })
+        .transpose()?;
     let items = state.store.list_deliveries(org_id, app, st, page).await?;
     Ok(Json(DeliveryList {
         items: items.iter().map(views::delivery).collect(),

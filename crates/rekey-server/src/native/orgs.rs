@@ -18,29 +18,44 @@ pub(super) fn parse_org(s: &str) -> Result<OrgId, ApiError> {
     OrgId::parse(s).ok_or_else(|| ApiError::bad_request("The organization id must be a UUID"))
 }
 
-/// `pageStart` / `pageLimit` from a query string (limit 1..=1000, default 100).
-pub(super) fn page_from_query(q: Option<&str>) -> Result<Page, ApiError> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    struct P {
-        page_start: Option<u32>,
-        page_limit: Option<u32>,
-    }
-    let p: P = serde_urlencoded::from_str(q.unwrap_or("")).map_err(|_| {
-        ApiError::bad_request(
-            "Query parameters are pageStart and pageLimit, both non-negative integers",
-        )
-    })?;
-    let limit = p.page_limit.unwrap_or(100);
+/// Parses a query string into `T` (which names every parameter it accepts).
+pub(super) fn parse_query<T: serde::de::DeserializeOwned>(q: Option<&str>) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(q.unwrap_or("")).map_err(|e| {
+        let msg = e.to_string();
+        ApiError::bad_request(if msg.starts_with("unknown field") {
+            msg
+        } else {
+            "A query parameter has the wrong type (pageStart and pageLimit are non-negative integers)".into()
+        })
+    })
+}
+
+/// A page from `pageStart` (default 0) and `pageLimit` (1..=1000, default 100).
+pub(super) fn page(start: Option<u32>, limit: Option<u32>) -> Result<Page, ApiError> {
+    let limit = limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
             "pageLimit must be between 1 and 1000",
         ));
     }
     Ok(Page {
-        start: p.page_start.unwrap_or(0),
+        start: start.unwrap_or(0),
         limit,
     })
+}
+
+/// Query parameters of a plain list.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct PageQuery {
+    page_start: Option<u32>,
+    page_limit: Option<u32>,
+}
+
+/// `pageStart` / `pageLimit` from a query string (limit 1..=1000, default 100).
+pub(super) fn page_from_query(q: Option<&str>) -> Result<Page, ApiError> {
+    let p: PageQuery = parse_query(q)?;
+    page(p.page_start, p.page_limit)
 }
 
 /// `GET /api/v1/orgs/{org_id}`
@@ -245,28 +260,38 @@ pub async fn list_audit(
     RawQuery(q): RawQuery,
 ) -> Result<Json<AuditEventList>, ApiError> {
     let org_id = parse_org(&org_id)?;
-    let mut filter = rekey_core::store::AuditFilter::org(org_id);
-    let mut rest = Vec::new();
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct AuditQuery {
+        app_id: Option<String>,
+        action: Option<String>,
+        since: Option<String>,
+        until: Option<String>,
+        page_start: Option<u32>,
+        page_limit: Option<u32>,
+    }
+    let q: AuditQuery = parse_query(q.as_deref())?;
+    let page = page(q.page_start, q.page_limit)?;
     let time = |v: &str, name: &str| {
         rekey_core::Timestamp::parse_rfc3339(v)
             .ok_or_else(|| ApiError::bad_request(format!("{name} must be an RFC 3339 time")))
     };
-    for (k, v) in form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "appId" => {
-                filter.app = Some(
-                    rekey_core::model::AppId::parse(&v)
-                        .ok_or_else(|| ApiError::bad_request("appId must be a UUID"))?,
-                )
-            }
-            "action" if v.len() <= 64 => filter.action = Some(v.into_owned()),
-            "action" => return Err(ApiError::bad_request("action is at most 64 characters")),
-            "since" => filter.since = Some(time(&v, "since")?),
-            "until" => filter.until = Some(time(&v, "until")?),
-            _ => rest.push(format!("{}={}", k, v)),
-        }
+    if q.action.as_ref().is_some_and(|a| a.len() > 64) {
+        return Err(ApiError::bad_request("action is at most 64 characters"));
     }
-    let page = page_from_query(Some(&rest.join("&")))?;
+    let filter = rekey_core::store::AuditFilter {
+        org: Some(org_id),
+        app: q
+            .app_id
+            .map(|a| {
+                rekey_core::model::AppId::parse(&a)
+                    .ok_or_else(|| ApiError::bad_request("appId must be a UUID"))
+            })
+            .transpose()?,
+        action: q.action,
+        since: q.since.map(|v| time(&v, "since")).transpose()?,
+        until: q.until.map(|v| time(&v, "until")).transpose()?,
+    };
     if !caller.role_in(&state, org_id).await?.can_manage_members() {
         return Err(ApiError::forbidden(
             "Reading the audit trail needs the org_owner or org_admin role",

@@ -832,8 +832,7 @@ async fn api_tokens_are_created_listed_and_revoked_with_their_access_tokens() {
         401,
     )
     .await;
-    // Expiry is honoured too.
-    app.clock.advance(std::time::Duration::from_secs(10));
+    // A lifetime must be positive, and an expired token is refused at once.
     let res = app
         .http
         .post(&tokens)
@@ -843,6 +842,28 @@ async fn api_tokens_are_created_listed_and_revoked_with_their_access_tokens() {
         .await
         .unwrap();
     assert_problem(res, 400).await;
+    let short: Value = app
+        .http
+        .post(&tokens)
+        .bearer_auth(&owner)
+        .json(&json!({ "name": "short", "expiresInSeconds": 60 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let short = short["apiToken"].as_str().unwrap().to_string();
+    app.user_access_token(&short).await;
+    app.clock.advance(std::time::Duration::from_secs(60));
+    let res = app
+        .http
+        .post(app.url("/csp/gateway/am/api/auth/api-tokens/authorize"))
+        .form(&[("api_token", short.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
 }
 
 #[tokio::test]
