@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
 # The benchmark harness (see BENCHMARKS.md). One command:
 #   bench/run.sh            full run (10 s per measurement)
-#   bench/run.sh --quick    a seconds-long smoke run of the main scenario
-# Builds release binaries, installs wrk (Debian) if missing, then measures on 127.0.0.1 only:
-# the bare baseline token server and Rekey's /oauth2/token on SQLite (1k and 1M apps) and on
-# PostgreSQL (when REKEY_BENCH_POSTGRES_URL is set), server pinned to core 0 and wrk to core 1.
+#   bench/run.sh --quick    a short run: main token scenario, small rotation scenarios
+#   bench/run.sh --smoke    as --quick on debug binaries, seconds long (CI keeps it from rotting)
+# Builds binaries, installs wrk (Debian) if missing, then measures on 127.0.0.1 only: the bare
+# baseline token server and Rekey's /oauth2/token on SQLite (1k and 1M apps, with and without
+# the client cache) and on PostgreSQL (when REKEY_BENCH_POSTGRES_URL is set), server pinned to
+# core 0 and wrk to core 1; then rotation throughput, rotation-to-delivery latency (moto SQS
+# and a webhook) and the kill -9 fault run (bench/rotation.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=false
-[ "${1:-}" = "--quick" ] && QUICK=true
+PROFILE=release
+case "${1:-}" in
+  --quick) QUICK=true ;;
+  --smoke) QUICK=true; PROFILE=debug ;;
+esac
 DURATION=${BENCH_DURATION:-10}
-$QUICK && DURATION=2
+REPS=${BENCH_REPS:-3}
+$QUICK && DURATION=2 && REPS=1
+[ "$PROFILE" = debug ] && DURATION=1
 BIG_APPS=${BENCH_BIG_APPS:-1000000}
 
 if ! command -v wrk >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
-cargo build --release --locked -p rekey-cli -p rekey-bench >&2
-BIN="$PWD/target/release"
+if [ "$PROFILE" = release ]; then
+  cargo build --release --locked -p rekey-cli -p rekey-bench >&2
+else
+  cargo build --locked -p rekey-cli -p rekey-bench >&2
+fi
+BIN="$PWD/target/$PROFILE"
 WORK=$(mktemp -d)
 SERVER_PID=
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"; }
@@ -31,9 +44,10 @@ wait_ready() { # url
   echo "server at $1 did not start" >&2; return 1
 }
 
-start_rekey() { # data dir, database url ("" for SQLite in the data dir)
+start_rekey() { # data dir, database url ("" for SQLite in the data dir), client cache capacity
   local p; p=$(port)
   REKEY_DATA_DIR="$1" REKEY_DATABASE_URL="$2" REKEY_LISTEN="127.0.0.1:$p" REKEY_ROLE=api \
+    REKEY_CLIENT_CACHE_CAPACITY="${3:-100000}" \
     REKEY_AUTH_FAILURES_PER_ADDRESS=1000000 RUST_LOG=warn \
     taskset -c 0 "$BIN/rekey" serve > "$1.log" 2>&1 &
   SERVER_PID=$!
@@ -68,79 +82,123 @@ measure() {
     /^RESULT/ {
       for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
       rps = v["requests"] / (v["duration_us"] / 1e6)
-      printf "%-28s c=%s %s rps=%.0f p50=%.2fms p99=%.2fms p99.9=%.2fms cpu/req=%.1fus rss=%.0fMB errors=%d\n",
+      printf "%-30s c=%s %s rps=%.0f p50=%.2fms p99=%.2fms p99.9=%.2fms cpu/req=%.1fus rss=%.0fMB errors=%d\n",
         name, conc, mode, rps, v["p50_us"]/1000, v["p99_us"]/1000, v["p999_us"]/1000,
         (cpu / hz) * 1e6 / v["requests"], rss / 1024, v["errors"]
     }'
 }
 
-ratio() { # label, rekey line, baseline line
-  awk -v label="$1" -v a="$2" -v b="$3" 'BEGIN {
-    split(a, x, " "); split(b, y, " ");
-    for (i in x) if (x[i] ~ /^rps=/) { sub("rps=", "", x[i]); ra = x[i] }
-    for (i in y) if (y[i] ~ /^rps=/) { sub("rps=", "", y[i]); rb = y[i] }
-    for (i in x) if (x[i] ~ /^p99=/) { t = x[i]; sub("p99=", "", t); sub("ms", "", t); pa = t }
-    for (i in y) if (y[i] ~ /^p99=/) { t = y[i]; sub("p99=", "", t); sub("ms", "", t); pb = t }
-    printf "RATIO %-40s throughput %.2f of baseline, p99 %.2fx baseline\n", label, ra / rb, pa / pb }'
+# The value of KEY in a result line, without its unit.
+field() { echo "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { sub("ms|us|MB", "", $2); print $2 }'; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+quotient() { awk -v a="$1" -v b="$2" 'BEGIN { print a / b }'; }
+
+# This machine is noisy: each comparison is REPS rounds of "A, then B" back to back, and the
+# RATIO line gives the median of the per-round ratios (and the median throughputs).
+# compare LABEL CONC MODE ID SECRET A_KIND A_DIR A_DB A_CACHE B_KIND B_DIR B_DB B_CACHE
+#   KIND is "baseline" or "rekey"; B is the one the ratio is of (B / A).
+compare() {
+  local label=$1 conc=$2 mode=$3 id=$4 secret=$5 tr="" pr="" ar="" br="" a b
+  for _ in $(seq 1 "$REPS"); do
+    a=$(run_one "$6" "$7" "$8" "$9" "$conc" "$mode" "$id" "$secret")
+    b=$(run_one "${10}" "${11}" "${12}" "${13}" "$conc" "$mode" "$id" "$secret")
+    echo "$a"; echo "$b"
+    ar+="$(field rps "$a")"$'\n'; br+="$(field rps "$b")"$'\n'
+    tr+="$(quotient "$(field rps "$b")" "$(field rps "$a")")"$'\n'
+    pr+="$(quotient "$(field p99 "$b")" "$(field p99 "$a")")"$'\n'
+  done
+  printf "RATIO %-46s throughput %.2f, p99 %.2fx (medians of %s rounds: %.0f vs %.0f tokens/s)\n" \
+    "$label" "$(printf %s "$tr" | median)" "$(printf %s "$pr" | median)" "$REPS" \
+    "$(printf %s "$br" | median)" "$(printf %s "$ar" | median)"
 }
 
-echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); duration ${DURATION}s per run"
+run_one() { # KIND DIR DB CACHE CONC MODE ID SECRET -> one result line
+  if [ "$1" = baseline ]; then
+    start_baseline "$7" "$8"
+    measure baseline "$5" "$6" "$7" "$8"
+  else
+    start_rekey "$2" "$3" "$4"
+    local name="rekey $(basename "$2")"
+    [ "$4" = 0 ] && name="$name no-cache"
+    measure "$name" "$5" "$6" "$7" "$8"
+  fi
+  stop_server
+}
 
-# Rekey on SQLite with 1k apps.
-mkdir -p "$WORK/small"
-CREDS=$("$BIN/rekey-bench-seed" "sqlite://$WORK/small/rekey.db?mode=rwc" "$WORK/small" 1000)
-ID=$(echo "$CREDS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])')
-SECRET=$(echo "$CREDS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])')
 
+echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); ${DURATION}s per run, ${REPS} rounds per comparison"
+
+seed() { # database url, data dir, apps -> sets ID and SECRET
+  local creds; creds=$("$BIN/rekey-bench-seed" "$1" "$2" "$3")
+  ID=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])')
+  SECRET=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])')
+}
+
+# Rekey on SQLite with 1k apps ("sqlite-1k"), against the baseline.
+SMALL="$WORK/sqlite-1k"; mkdir -p "$SMALL"
+seed "sqlite://$SMALL/rekey.db?mode=rwc" "$SMALL" 1000
 CONCS="16 64"
 $QUICK && CONCS="16"
-
-start_baseline "$ID" "$SECRET"
-declare -A BASE
 for c in $CONCS; do
-  BASE[$c]=$(measure baseline "$c" basic "$ID" "$SECRET"); echo "${BASE[$c]}"
+  compare "sqlite 1k apps c=$c basic" "$c" basic "$ID" "$SECRET" \
+    baseline - - - rekey "$SMALL" "" 100000
 done
-stop_server
 
-start_rekey "$WORK/small" ""
-declare -A SMALL
-for c in $CONCS; do
-  SMALL[$c]=$(measure "rekey sqlite 1k apps" "$c" basic "$ID" "$SECRET"); echo "${SMALL[$c]}"
-  ratio "sqlite 1k apps c=$c basic" "${SMALL[$c]}" "${BASE[$c]}"
-done
-if ! $QUICK; then
-  FORM=$(measure "rekey sqlite 1k apps" 64 form "$ID" "$SECRET"); echo "$FORM"
-  ratio "sqlite 1k apps c=64 form" "$FORM" "${BASE[64]}"
+rotation_scenarios() { # throughput apps, latency rotations, fault rotations, fault apps, most seconds between kills, outage seconds
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/external/requirements.txt
+  local py=(env REKEY_BIN="$BIN/rekey" .venv/bin/python bench/rotation.py)
+  "${py[@]}" throughput --apps "$1" --duration "$DURATION"
+  "${py[@]}" latency --rotations "$2"
+  "${py[@]}" faults --rotations "$3" --apps "$4" --kill-after "$5"
+  "${py[@]}" outage --seconds "$6"
+}
+if $QUICK; then
+  rotation_scenarios 1500 10 150 10 0.4 3
+  exit 0
 fi
-stop_server
-$QUICK && exit 0
 
-# Rekey on SQLite with many apps.
-mkdir -p "$WORK/big"
+compare "sqlite 1k apps c=64 form" 64 form "$ID" "$SECRET" baseline - - - rekey "$SMALL" "" 100000
+# Without the client cache every request reads the database: the miss path.
+compare "sqlite 1k apps c=64 basic, no client cache" 64 basic "$ID" "$SECRET" \
+  baseline - - - rekey "$SMALL" "" 0
+SMALL_ID=$ID SMALL_SECRET=$SECRET
+
+# Rekey on SQLite with many apps ("sqlite-big"), against itself with 1k apps. Both databases
+# hold the same credentials only by seeding them separately, so each round measures the app
+# seeded into each database: the 1k side runs with the 1k database's app.
+BIG="$WORK/sqlite-big"; mkdir -p "$BIG"
 SEED_START=$(date +%s)
-CREDS=$("$BIN/rekey-bench-seed" "sqlite://$WORK/big/rekey.db?mode=rwc" "$WORK/big" "$BIG_APPS")
+seed "sqlite://$BIG/rekey.db?mode=rwc" "$BIG" "$BIG_APPS"
 echo "# seeded $BIG_APPS apps in $(( $(date +%s) - SEED_START )) s"
-ID2=$(echo "$CREDS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])')
-SECRET2=$(echo "$CREDS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])')
 START_MS=$(date +%s%3N)
-start_rekey "$WORK/big" ""
+start_rekey "$BIG" "" 100000
 echo "# start-up with $BIG_APPS apps: $(( $(date +%s%3N) - START_MS )) ms to ready, RSS $(awk '/VmRSS/ {printf "%.0f MB", $2/1024}' /proc/$SERVER_PID/status)"
-BIG=$(measure "rekey sqlite ${BIG_APPS} apps" 64 basic "$ID2" "$SECRET2"); echo "$BIG"
-ratio "sqlite ${BIG_APPS} apps c=64 vs 1k apps" "$BIG" "${SMALL[64]}"
 stop_server
+for cache in 100000 0; do
+  tr=""
+  for _ in $(seq 1 "$REPS"); do
+    a=$(run_one rekey "$SMALL" "" "$cache" 64 basic "$SMALL_ID" "$SMALL_SECRET")
+    b=$(run_one rekey "$BIG" "" "$cache" 64 basic "$ID" "$SECRET")
+    echo "$a"; echo "$b"
+    tr+="$(quotient "$(field rps "$b")" "$(field rps "$a")")"$'\n'
+  done
+  label="sqlite ${BIG_APPS} apps vs 1k apps c=64"
+  [ "$cache" = 0 ] && label="$label, no client cache"
+  printf "RATIO %-46s throughput %.2f of 1k apps (median of %s rounds)\n" "$label" "$(printf %s "$tr" | median)" "$REPS"
+done
 
-# Rekey on PostgreSQL.
+# Rekey on PostgreSQL ("pg"), against the baseline.
 if [ -n "${REKEY_BENCH_POSTGRES_URL:-}" ]; then
-  mkdir -p "$WORK/pg"
+  PG="$WORK/pg"; mkdir -p "$PG"
   SCHEMA="rekey_bench_$(date +%s)"
   psql "$REKEY_BENCH_POSTGRES_URL" -qc "CREATE SCHEMA $SCHEMA" >/dev/null
   PGURL="$REKEY_BENCH_POSTGRES_URL?options[search_path]=$SCHEMA"
-  CREDS=$("$BIN/rekey-bench-seed" "$PGURL" "$WORK/pg" 1000)
-  ID3=$(echo "$CREDS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])')
-  SECRET3=$(echo "$CREDS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])')
-  start_rekey "$WORK/pg" "$PGURL"
-  PG=$(measure "rekey postgres 1k apps" 64 basic "$ID3" "$SECRET3"); echo "$PG"
-  ratio "postgres 1k apps c=64 basic" "$PG" "${BASE[64]}"
-  stop_server
+  seed "$PGURL" "$PG" 1000
+  compare "postgres 1k apps c=64 basic" 64 basic "$ID" "$SECRET" baseline - - - rekey "$PG" "$PGURL" 100000
+  compare "postgres 1k apps c=64 basic, no client cache" 64 basic "$ID" "$SECRET" \
+    baseline - - - rekey "$PG" "$PGURL" 0
   psql "$REKEY_BENCH_POSTGRES_URL" -qc "DROP SCHEMA $SCHEMA CASCADE" >/dev/null
 fi
+
+rotation_scenarios "${BENCH_ROTATION_APPS:-12000}" 200 1000 100 0.5 120

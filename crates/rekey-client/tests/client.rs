@@ -33,9 +33,12 @@ async fn start() -> Server {
     let db = TestDb::sqlite().await;
     let key = ServerKey::generate();
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    // File destinations land beside the test database, never in the source tree.
+    let spool = db.sqlite_path.as_ref().unwrap().with_file_name("spool");
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         role: NodeRole::Api,
+        file_destination_root: spool,
         ..Config::default()
     };
     let store: Arc<dyn Store> = Arc::new(db.store.clone());

@@ -6,6 +6,8 @@
 //! in one transaction. That one path is what keeps "at most one current and one previous" and
 //! "never zero valid secrets by accident" true under concurrent requests on several nodes.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::clock::Timestamp;
@@ -147,8 +149,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_app(&self, id: AppId, audit: &[AuditEvent]) -> CoreResult<bool>;
 
     // Secrets.
-    /// The token endpoint's lookup: the app and its current/previous secrets, in one query.
-    async fn load_client(&self, client_id: &str) -> CoreResult<Option<ClientRecord>>;
+    /// The token endpoint's lookup: the app and its current/previous secrets, in one query,
+    /// or from the store's client cache when it has one (invalidated on every change).
+    async fn load_client(&self, client_id: &str) -> CoreResult<Option<Arc<ClientRecord>>>;
     async fn list_secrets(&self, app: AppId) -> CoreResult<Vec<Secret>>;
     async fn get_secret(&self, id: SecretId) -> CoreResult<Option<Secret>>;
     /// Locks the app, plans with `plan` over its secrets, applies the plan atomically.

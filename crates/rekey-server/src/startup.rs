@@ -44,6 +44,18 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     Ok(store)
 }
 
+/// Gives a serving store its client cache (unless `client_cache_capacity` is 0). Clone the
+/// store only after this, so every handle shares (and invalidates) the one cache.
+pub async fn cache_clients(store: SqlStore, config: &Config) -> anyhow::Result<SqlStore> {
+    if config.client_cache_capacity == 0 {
+        return Ok(store);
+    }
+    let max_age = Duration::from_secs(config.client_cache_max_age_seconds);
+    Ok(store
+        .with_client_cache(config.client_cache_capacity, max_age)
+        .await?)
+}
+
 /// The server key from config, else from `<data_dir>/server.key`, created (0600) if missing.
 pub fn load_or_create_server_key(config: &Config) -> anyhow::Result<ServerKey> {
     if !config.server_key.is_empty() {
@@ -90,7 +102,7 @@ pub struct Application {
 impl Application {
     /// Opens the configured store and key, binds `config.listen`.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let store = open_store(&config).await?;
+        let store = cache_clients(open_store(&config).await?, &config).await?;
         let key = load_or_create_server_key(&config)?;
         Self::build_with(config, Arc::new(store), clock, &key).await
     }

@@ -8,10 +8,16 @@
 //! Locking: a change to an app's secrets starts its transaction with an `UPDATE` of the app
 //! row. PostgreSQL takes a row lock there; SQLite takes its database write lock. Either way
 //! the next change to the same app waits, then sees the committed secrets.
+//!
+//! Caching: [`SqlStore::with_client_cache`] keeps the token endpoint's client records in
+//! memory; every write that touches an app row or its secrets invalidates them on every node
+//! (see [`ClientCache`]).
 
+mod client_cache;
 mod rows;
 mod sql_store;
 
+pub use client_cache::ClientCache;
 pub use sql_store::{Backend, SqlStore};
 
 pub mod testing;

@@ -1,6 +1,8 @@
 //! [`SqlStore`]: the `Store` over SQLite or PostgreSQL.
 
 use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +20,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool};
 
+use crate::client_cache::{self, keep_cache_invalidated, listen_for_client_changes, ClientCache};
 use crate::rows::{
     self, db_err, to_json_list, APP_COLUMNS, DELIVERY_COLUMNS, DESTINATION_COLUMNS, SECRET_COLUMNS,
 };
@@ -51,6 +54,38 @@ impl Backend {
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// Kept for the PostgreSQL listener's own connection; never printed (may hold a password).
+    url: Arc<str>,
+    cache: Option<Arc<ClientCache>>,
+    /// SQLite only: whose turn it is to write (see [`WriteTx`]).
+    write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A write transaction. On SQLite it also holds this process's write turn: writers wait in
+/// line here instead of in SQLite's busy handler, whose growing sleeps gave concurrent
+/// rotations a tail of over a second. Derefs to the connection, like `sqlx::Transaction`.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl fmt::Debug for SqlStore {
@@ -58,6 +93,7 @@ impl fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlStore")
             .field("backend", &self.backend)
+            .field("client_cache", &self.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +121,102 @@ impl SqlStore {
                 .await
                 .map_err(db_err)?;
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            url: url.into(),
+            cache: None,
+            write_turn: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+        })
+    }
+
+    /// Serves [`Store::load_client`] from a cache of about `capacity` records, each kept at
+    /// most `max_age`. On PostgreSQL this also starts the listener that invalidates records
+    /// changed by other nodes; it fails if the first `LISTEN` does (a broken set-up shows at
+    /// start-up, not as stale records).
+    pub async fn with_client_cache(
+        mut self,
+        capacity: usize,
+        max_age: Duration,
+    ) -> CoreResult<Self> {
+        let cache = Arc::new(ClientCache::new(capacity, max_age));
+        if self.backend == Backend::Postgres {
+            let listener = listen_for_client_changes(&self.url).await?;
+            tokio::spawn(keep_cache_invalidated(
+                listener,
+                self.url.clone(),
+                Arc::downgrade(&cache),
+                self.pool.clone(),
+            ));
+        }
+        self.cache = Some(cache);
+        Ok(self)
+    }
+
+    /// Starts a write transaction, on SQLite after waiting for this process's write turn.
+    async fn begin_write(&self) -> CoreResult<WriteTx> {
+        let turn = match &self.write_turn {
+            Some(turn) => Some(turn.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self.pool.begin().await.map_err(db_err)?;
+        Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// The client cache, if this store has one (for metrics and tests).
+    pub fn client_cache(&self) -> Option<&Arc<ClientCache>> {
+        self.cache.as_ref()
+    }
+
+    /// Inside a write transaction: on PostgreSQL, tells every node (at commit) that this
+    /// client's record changed. Call [`SqlStore::forget_client`] after the commit too.
+    async fn announce_client_change(
+        &self,
+        conn: &mut AnyConnection,
+        client_id: &str,
+    ) -> CoreResult<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(client_cache::CHANNEL)
+                .bind(client_id.to_string())
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// After a commit: drops this node's cached record at once (other nodes hear the NOTIFY).
+    fn forget_client(&self, client_id: &str) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(client_id);
+        }
+    }
+
+    /// One round trip: the app, joined with the secrets that can authenticate it.
+    async fn read_client(&self, client_id: &str) -> CoreResult<Option<ClientRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {APP_COLUMNS}, {SECRET_COLUMNS} FROM apps \
+             LEFT JOIN secrets ON secrets.app_id = apps.id \
+                 AND secrets.state IN ('current', 'previous') \
+             WHERE apps.client_id = $1"
+        ))
+        .bind(client_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let app = rows::app(first)?;
+        let mut secrets = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: Option<String> = sqlx::Row::try_get(r, "s_id").map_err(db_err)?;
+            if id.is_some() {
+                secrets.push(rows::secret(r)?);
+            }
+        }
+        Ok(Some(ClientRecord { app, secrets }))
     }
 
     /// Applies pending forward-only migrations.
@@ -111,7 +242,18 @@ impl SqlStore {
         statement: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
         audit: &[AuditEvent],
     ) -> CoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        self.change_one_client(statement, None, audit).await
+    }
+
+    /// [`SqlStore::change_one`] for a statement that changes an app row: when it did,
+    /// `client`'s cached record is invalidated on every node.
+    async fn change_one_client<'q>(
+        &self,
+        statement: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        client: Option<&str>,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool> {
+        let mut tx = self.begin_write().await?;
         let done = statement
             .execute(&mut *tx)
             .await
@@ -119,9 +261,15 @@ impl SqlStore {
             .rows_affected()
             == 1;
         if done {
+            if let Some(client) = client {
+                self.announce_client_change(&mut tx, client).await?;
+            }
             insert_audit(&mut tx, audit).await?;
         }
         tx.commit().await.map_err(db_err)?;
+        if let (true, Some(client)) = (done, client) {
+            self.forget_client(client);
+        }
         Ok(done)
     }
 }
@@ -221,7 +369,8 @@ async fn insert_delivery(conn: &mut AnyConnection, d: &Delivery) -> CoreResult<b
     Ok(done == 1)
 }
 
-async fn put_membership_on(conn: &mut AnyConnection, m: &Membership) -> CoreResult<()> {
+/// Returns the client id of an app principal (see [`set_service_account`]).
+async fn put_membership_on(conn: &mut AnyConnection, m: &Membership) -> CoreResult<Option<String>> {
     sqlx::query(
         "INSERT INTO memberships (org_id, principal_kind, principal_id, role, created_at) \
          VALUES ($1, $2, $3, $4, $5) \
@@ -238,23 +387,26 @@ async fn put_membership_on(conn: &mut AnyConnection, m: &Membership) -> CoreResu
     set_service_account(conn, m.org_id, m.principal, true).await
 }
 
-/// Keeps `apps.service_account` equal to "the app is a member of its org".
+/// Keeps `apps.service_account` equal to "the app is a member of its org". Returns the
+/// client id of the app it changed, whose cached record must then be invalidated.
 async fn set_service_account(
     conn: &mut AnyConnection,
     org: OrgId,
     principal: Principal,
     member: bool,
-) -> CoreResult<()> {
-    if let Principal::App(app) = principal {
-        sqlx::query("UPDATE apps SET service_account = $1 WHERE id = $2 AND org_id = $3")
-            .bind(flag(member))
-            .bind(app.to_string())
-            .bind(org.to_string())
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
-    }
-    Ok(())
+) -> CoreResult<Option<String>> {
+    let Principal::App(app) = principal else {
+        return Ok(None);
+    };
+    sqlx::query_scalar(
+        "UPDATE apps SET service_account = $1 WHERE id = $2 AND org_id = $3 RETURNING client_id",
+    )
+    .bind(flag(member))
+    .bind(app.to_string())
+    .bind(org.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)
 }
 
 #[async_trait]
@@ -275,7 +427,7 @@ impl Store for SqlStore {
     }
 
     async fn create_org(&self, org: &Org, audit: &[AuditEvent]) -> CoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(org.id.to_string())
             .bind(org.name.clone())
@@ -340,10 +492,17 @@ impl Store for SqlStore {
     }
 
     async fn put_membership(&self, m: &Membership, audit: &[AuditEvent]) -> CoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        put_membership_on(&mut tx, m).await?;
+        let mut tx = self.begin_write().await?;
+        let client = put_membership_on(&mut tx, m).await?;
+        if let Some(client) = &client {
+            self.announce_client_change(&mut tx, client).await?;
+        }
         insert_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        tx.commit().await.map_err(db_err)?;
+        if let Some(client) = &client {
+            self.forget_client(client);
+        }
+        Ok(())
     }
 
     async fn get_membership(
@@ -385,7 +544,7 @@ impl Store for SqlStore {
         principal: Principal,
         audit: &[AuditEvent],
     ) -> CoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "DELETE FROM memberships WHERE org_id = $1 AND principal_kind = $2 AND principal_id = $3",
         )
@@ -397,16 +556,23 @@ impl Store for SqlStore {
         .map_err(db_err)?
         .rows_affected()
             == 1;
+        let mut client = None;
         if done {
-            set_service_account(&mut tx, org, principal, false).await?;
+            client = set_service_account(&mut tx, org, principal, false).await?;
+            if let Some(client) = &client {
+                self.announce_client_change(&mut tx, client).await?;
+            }
             insert_audit(&mut tx, audit).await?;
         }
         tx.commit().await.map_err(db_err)?;
+        if let Some(client) = &client {
+            self.forget_client(client);
+        }
         Ok(done)
     }
 
     async fn create_api_token(&self, t: &ApiToken, audit: &[AuditEvent]) -> CoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO api_tokens (id, user_id, org_id, name, hash, hint, created_at, \
              expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -493,7 +659,7 @@ impl Store for SqlStore {
         membership: Option<&Membership>,
         audit: &[AuditEvent],
     ) -> CoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO apps (id, org_id, client_id, name, description, grant_types, scopes, \
              access_token_ttl_secs, secret_lifetime_secs, rotation_grace_secs, \
@@ -519,6 +685,7 @@ impl Store for SqlStore {
         .map_err(db_err)?;
         insert_secret(&mut tx, first_secret).await?;
         if let Some(m) = membership {
+            // A new app has no cached record to invalidate.
             put_membership_on(&mut tx, m).await?;
         }
         insert_audit(&mut tx, audit).await?;
@@ -608,7 +775,7 @@ impl Store for SqlStore {
     }
 
     async fn update_app(&self, app: &App, audit: &[AuditEvent]) -> CoreResult<bool> {
-        self.change_one(
+        self.change_one_client(
             sqlx::query(
                 "UPDATE apps SET name = $1, description = $2, grant_types = $3, scopes = $4, \
              access_token_ttl_secs = $5, secret_lifetime_secs = $6, rotation_grace_secs = $7, \
@@ -624,21 +791,22 @@ impl Store for SqlStore {
             .bind(flag(app.owner_only_secret_rotation))
             .bind(ms(app.updated_at))
             .bind(app.id.to_string()),
+            Some(&app.client_id),
             audit,
         )
         .await
     }
 
     async fn delete_app(&self, id: AppId, audit: &[AuditEvent]) -> CoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let done = sqlx::query("DELETE FROM apps WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            == 1;
-        if done {
+        let mut tx = self.begin_write().await?;
+        let client: Option<String> =
+            sqlx::query_scalar("DELETE FROM apps WHERE id = $1 RETURNING client_id")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if let Some(client) = &client {
+            self.announce_client_change(&mut tx, client).await?;
             sqlx::query(
                 "DELETE FROM memberships WHERE principal_kind = 'app' AND principal_id = $1",
             )
@@ -649,33 +817,25 @@ impl Store for SqlStore {
             insert_audit(&mut tx, audit).await?;
         }
         tx.commit().await.map_err(db_err)?;
-        Ok(done)
+        if let Some(client) = &client {
+            self.forget_client(client);
+        }
+        Ok(client.is_some())
     }
 
-    async fn load_client(&self, client_id: &str) -> CoreResult<Option<ClientRecord>> {
-        // One round trip: the app, joined with the secrets that can authenticate it.
-        let rows = sqlx::query(&format!(
-            "SELECT {APP_COLUMNS}, {SECRET_COLUMNS} FROM apps \
-             LEFT JOIN secrets ON secrets.app_id = apps.id \
-                 AND secrets.state IN ('current', 'previous') \
-             WHERE apps.client_id = $1"
-        ))
-        .bind(client_id.to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        let Some(first) = rows.first() else {
+    async fn load_client(&self, client_id: &str) -> CoreResult<Option<Arc<ClientRecord>>> {
+        let Some(cache) = &self.cache else {
+            return Ok(self.read_client(client_id).await?.map(Arc::new));
+        };
+        if let Some(hit) = cache.get(client_id) {
+            return Ok(Some(hit));
+        }
+        let epoch = cache.epoch();
+        let Some(record) = self.read_client(client_id).await?.map(Arc::new) else {
             return Ok(None);
         };
-        let app = rows::app(first)?;
-        let mut secrets = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id: Option<String> = sqlx::Row::try_get(r, "s_id").map_err(db_err)?;
-            if id.is_some() {
-                secrets.push(rows::secret(r)?);
-            }
-        }
-        Ok(Some(ClientRecord { app, secrets }))
+        cache.fill(client_id, epoch, record.clone());
+        Ok(Some(record))
     }
 
     async fn list_secrets(&self, app: AppId) -> CoreResult<Vec<Secret>> {
@@ -709,7 +869,7 @@ impl Store for SqlStore {
         app_id: AppId,
         plan: SecretPlan<'_>,
     ) -> CoreResult<SecretChanges> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         // Lock first (a write as the first statement: see the crate docs).
         let locked =
             sqlx::query("UPDATE apps SET secret_version = secret_version + 1 WHERE id = $1")
@@ -740,6 +900,7 @@ impl Store for SqlStore {
         .map(rows::secret)
         .collect::<CoreResult<_>>()?;
         let changes = plan(&app, &secrets)?;
+        self.announce_client_change(&mut tx, &app.client_id).await?;
         // Updates first: a demoted current must leave its slot before the new one takes it.
         for s in &changes.update {
             sqlx::query(
@@ -764,6 +925,7 @@ impl Store for SqlStore {
         }
         insert_audit(&mut tx, &changes.audit).await?;
         tx.commit().await.map_err(db_err)?;
+        self.forget_client(&app.client_id);
         Ok(changes)
     }
 
@@ -771,7 +933,7 @@ impl Store for SqlStore {
         if uses.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         for (id, at) in uses {
             sqlx::query(
                 "UPDATE secrets SET last_used_at = $1 WHERE id = $2 \
@@ -805,7 +967,7 @@ impl Store for SqlStore {
         retire_others_at: Timestamp,
         audit: &[AuditEvent],
     ) -> CoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE signing_keys SET publish_until = $1 WHERE publish_until IS NULL")
             .bind(ms(retire_others_at))
             .execute(&mut *tx)
@@ -829,7 +991,7 @@ impl Store for SqlStore {
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> CoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         insert_audit(&mut tx, events).await?;
         tx.commit().await.map_err(db_err)
     }
@@ -859,7 +1021,7 @@ impl Store for SqlStore {
     }
 
     async fn put_destination(&self, d: &Destination, audit: &[AuditEvent]) -> CoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO destinations (id, app_id, notification_type, target, sealed_signing_key, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -929,7 +1091,7 @@ impl Store for SqlStore {
         notification_type: NotificationType,
         audit: &[AuditEvent],
     ) -> CoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         let done =
             sqlx::query("DELETE FROM destinations WHERE app_id = $1 AND notification_type = $2")
                 .bind(app.to_string())
@@ -947,7 +1109,7 @@ impl Store for SqlStore {
     }
 
     async fn enqueue_deliveries(&self, d: &[Delivery], audit: &[AuditEvent]) -> CoreResult<usize> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         let mut added = 0;
         for item in d {
             if insert_delivery(&mut tx, item).await? {
@@ -970,7 +1132,8 @@ impl Store for SqlStore {
     ) -> CoreResult<Vec<Delivery>> {
         // The conditions are repeated outside the subquery: on PostgreSQL a row another
         // dispatcher leased meanwhile is re-checked after its lock is released and skipped.
-        sqlx::query(&format!(
+        let mut tx = self.begin_write().await?;
+        let claimed = sqlx::query(&format!(
             "UPDATE deliveries SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' \
                  AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until <= $3) \
@@ -982,12 +1145,11 @@ impl Store for SqlStore {
         .bind(ms(lease_until))
         .bind(ms(now))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(db_err)?
-        .iter()
-        .map(rows::delivery)
-        .collect()
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        claimed.iter().map(rows::delivery).collect()
     }
 
     async fn complete_delivery(
@@ -1098,7 +1260,7 @@ impl Store for SqlStore {
         burst: f64,
         now: Timestamp,
     ) -> CoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO rate_limits (bucket, tokens, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (bucket) DO NOTHING",

@@ -90,6 +90,17 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Terminates the PostgreSQL backends matching a `pg_stat_activity` condition (tests
+    /// that cut connections); one `true` per backend terminated.
+    pub async fn terminate_backends(&self, condition: &str) -> Result<Vec<bool>, CoreError> {
+        sqlx::query_scalar(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {condition}"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(crate::rows::db_err)
+    }
+
     /// Drops test schemas made before `older_than` (seconds since the epoch).
     async fn drop_stale_test_schemas(&self, older_than: u64) -> Result<(), CoreError> {
         let names: Vec<String> = sqlx::query_scalar(

@@ -2,14 +2,16 @@
 //! PostgreSQL when `REKEY_TEST_POSTGRES_URL` is set; in CI it must be).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rekey_core::clock::Timestamp;
 use rekey_core::crypto::ServerKey;
 use rekey_core::error::CoreError;
 use rekey_core::model::*;
-use rekey_core::store::{AuditFilter, Page, SecretChanges, Store};
+use rekey_core::store::{AuditFilter, ClientRecord, Page, SecretChanges, Store};
 use rekey_core::token::generate_signing_key;
 use rekey_store::testing::TestDb;
+use rekey_store::SqlStore;
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
@@ -414,4 +416,186 @@ async fn audit_events_are_listed_newest_first_and_by_org() {
             vec![e2]
         );
     }
+}
+
+/// Reads until the read is served from the cache (within 5 s). On PostgreSQL another test's
+/// write can invalidate while a fill is in flight (the fill is then dropped), and a cache
+/// whose listener reconnects serves nothing meanwhile, so one try may miss.
+async fn cached_read(s: &SqlStore, client_id: &str) -> Arc<ClientRecord> {
+    for _ in 0..250 {
+        let first = s.load_client(client_id).await.unwrap().unwrap();
+        let again = s.load_client(client_id).await.unwrap().unwrap();
+        if Arc::ptr_eq(&first, &again) {
+            return again;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{client_id} is never served from the cache");
+}
+
+/// A rotation as the rules make it: the current secret revoked, a new one current.
+async fn replace_current(s: &SqlStore, app_id: AppId, hash: u8) -> Secret {
+    let new = secret(app_id, SecretState::Current, hash);
+    let inserted = new.clone();
+    s.change_secrets(app_id, &move |_, secrets| {
+        let mut old = secrets
+            .iter()
+            .find(|x| x.state == SecretState::Current)
+            .cloned()
+            .ok_or(CoreError::Conflict("no current".into()))?;
+        old.state = SecretState::Revoked;
+        old.revoked_at = Some(T0);
+        Ok(SecretChanges {
+            insert: vec![inserted.clone()],
+            update: vec![old],
+            audit: vec![],
+            deliveries: vec![],
+        })
+    })
+    .await
+    .unwrap();
+    new
+}
+
+fn secret_ids(r: &ClientRecord) -> Vec<SecretId> {
+    r.secrets.iter().map(|s| s.id).collect()
+}
+
+#[tokio::test]
+async fn a_cached_client_record_follows_every_change_on_its_node() {
+    for db in TestDb::all().await {
+        let s = db
+            .store
+            .clone()
+            .with_client_cache(100, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let o = with_org(&s).await;
+        let a = app(o.id, 1);
+        let first = secret(a.id, SecretState::Current, 1);
+        s.create_app(&a, &first, None, &[]).await.unwrap();
+        assert_eq!(
+            secret_ids(&*cached_read(&s, &a.client_id).await),
+            vec![first.id]
+        );
+
+        let second = replace_current(&s, a.id, 2).await;
+        let rec = s.load_client(&a.client_id).await.unwrap().unwrap();
+        assert_eq!(secret_ids(&rec), vec![second.id], "{}", s.backend());
+
+        cached_read(&s, &a.client_id).await;
+        let mut changed = a.clone();
+        changed.scopes = vec!["x".into()];
+        assert!(s.update_app(&changed, &[]).await.unwrap());
+        let rec = s.load_client(&a.client_id).await.unwrap().unwrap();
+        assert_eq!(rec.app.scopes, vec!["x".to_string()]);
+
+        cached_read(&s, &a.client_id).await;
+        let m = Membership {
+            org_id: o.id,
+            principal: Principal::App(a.id),
+            role: Role::Developer,
+            created_at: T0,
+        };
+        s.put_membership(&m, &[]).await.unwrap();
+        assert!(
+            s.load_client(&a.client_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .app
+                .service_account
+        );
+        cached_read(&s, &a.client_id).await;
+        assert!(s
+            .delete_membership(o.id, Principal::App(a.id), &[])
+            .await
+            .unwrap());
+        assert!(
+            !s.load_client(&a.client_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .app
+                .service_account
+        );
+
+        cached_read(&s, &a.client_id).await;
+        assert!(s.delete_app(a.id, &[]).await.unwrap());
+        assert!(s.load_client(&a.client_id).await.unwrap().is_none());
+    }
+}
+
+/// Waits up to 5 s for `node` to see `want` as the secrets of `client_id`.
+async fn sees_secrets(node: &SqlStore, client_id: &str, want: &[SecretId]) -> bool {
+    for _ in 0..100 {
+        let rec = node.load_client(client_id).await.unwrap().unwrap();
+        if secret_ids(&rec) == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn other_postgres_nodes_drop_a_changed_record_even_after_losing_their_listener() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    // Node A's connections carry a name of their own, so the test can cut its listener.
+    let name = format!("rekey_cache_test_{}", uuid::Uuid::new_v4().simple());
+    let a_url = format!("{}&application_name={name}", db.url);
+    let age = Duration::from_secs(3600);
+    let node_a = SqlStore::connect(&a_url, 2)
+        .await
+        .unwrap()
+        .with_client_cache(100, age)
+        .await
+        .unwrap();
+    let node_b = SqlStore::connect(&db.url, 2)
+        .await
+        .unwrap()
+        .with_client_cache(100, age)
+        .await
+        .unwrap();
+    let o = with_org(&node_b).await;
+    let a = app(o.id, 1);
+    s_create(&node_b, &a, 1).await;
+    cached_read(&node_a, &a.client_id).await;
+
+    let second = replace_current(&node_b, a.id, 2).await;
+    assert!(
+        sees_secrets(&node_a, &a.client_id, &[second.id]).await,
+        "node A still serves the secret node B revoked"
+    );
+
+    cached_read(&node_a, &a.client_id).await;
+    let cut: Vec<bool> = sqlx_terminate_listener(&db.store, &name).await;
+    assert_eq!(cut, vec![true], "node A's listener was found and cut");
+    let third = replace_current(&node_b, a.id, 3).await;
+    assert!(
+        sees_secrets(&node_a, &a.client_id, &[third.id]).await,
+        "a change made while node A's listener was down was missed"
+    );
+    // Once the listener is back, the cache serves again and still hears changes.
+    cached_read(&node_a, &a.client_id).await;
+    let fourth = replace_current(&node_b, a.id, 4).await;
+    assert!(sees_secrets(&node_a, &a.client_id, &[fourth.id]).await);
+}
+
+async fn s_create(s: &SqlStore, a: &App, hash: u8) {
+    s.create_app(a, &secret(a.id, SecretState::Current, hash), None, &[])
+        .await
+        .unwrap();
+}
+
+/// Terminates the listening connections named `name`; one `true` per connection cut.
+async fn sqlx_terminate_listener(admin: &SqlStore, name: &str) -> Vec<bool> {
+    admin
+        .terminate_backends(&format!(
+            "application_name = '{name}' AND query ILIKE 'LISTEN%'"
+        ))
+        .await
+        .unwrap()
 }

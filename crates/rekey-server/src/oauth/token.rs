@@ -92,7 +92,7 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 
 /// Parses the request parameters. Form bodies everywhere; JSON objects on the LWA path.
 /// A parameter given twice is an error (RFC 6749 section 3.2); empty values count as absent.
-pub(crate) fn parse_params(
+pub fn parse_params(
     dialect: Dialect,
     headers: &HeaderMap,
     body: &[u8],

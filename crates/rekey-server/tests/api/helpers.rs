@@ -10,6 +10,7 @@ use rekey_core::model::{
 use rekey_core::secret::{generate_api_token, hint};
 use rekey_core::store::Store;
 use rekey_proto::native::CreatedApp;
+use rekey_server::startup::cache_clients;
 use rekey_server::state::SharedState;
 use rekey_server::{Application, Config};
 use rekey_store::testing::TestDb;
@@ -56,7 +57,11 @@ pub async fn spawn_app_on(db: TestDb, config: Config) -> TestApp {
     spawn_app_with_key(db, config, ServerKey::generate()).await
 }
 
-pub async fn spawn_app_with_key(db: TestDb, mut config: Config, key: ServerKey) -> TestApp {
+pub async fn spawn_app_with_key(mut db: TestDb, mut config: Config, key: ServerKey) -> TestApp {
+    // As in production: every handle on the store shares the client cache.
+    db.store = cache_clients(db.store.clone(), &config)
+        .await
+        .expect("client cache");
     let spool_dir = config
         .file_destination_root
         .as_os_str()

@@ -1,0 +1,238 @@
+//! A per-node cache of client records (an app with its valid secrets), so that a token
+//! request needs no database round trip.
+//!
+//! What keeps it honest (SPEC 3: a cache must be invalidated on every node and may never
+//! extend a secret's life):
+//! - Every write to an app row or its secrets forgets the app's client id on this node after
+//!   commit, and on PostgreSQL sends `pg_notify` inside the transaction, so every node that
+//!   listens forgets it when the change commits (see [`crate::SqlStore::with_client_cache`]).
+//! - A fill that raced an invalidation is dropped: a reader notes the epoch before it reads
+//!   the database and only keeps what it read when no invalidation happened meanwhile.
+//! - While a node's PostgreSQL listener is disconnected, its cache is emptied and bypassed.
+//! - An entry older than `max_age` is read again: a bound for writes made outside Rekey.
+//! - Expiry is never cached: callers check `expires_at` against the clock on every request.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use rekey_core::error::{CoreError, CoreResult};
+use rekey_core::store::ClientRecord;
+use sqlx::postgres::PgListener;
+use sqlx::AnyPool;
+
+/// The notification channel on PostgreSQL; the payload is a client id.
+pub(crate) const CHANNEL: &str = "rekey_client_changed";
+
+#[derive(Clone)]
+struct Entry {
+    record: Arc<ClientRecord>,
+    loaded: Instant,
+}
+
+/// Cached client records keyed by client id. Cheap to share behind an `Arc`.
+pub struct ClientCache {
+    entries: quick_cache::sync::Cache<String, Entry>,
+    /// Bumped by every invalidation; see [`ClientCache::fill`].
+    epoch: AtomicU64,
+    enabled: AtomicBool,
+    max_age: Duration,
+}
+
+impl ClientCache {
+    /// Holds about `capacity` records (least useful ones are evicted), each for at most
+    /// `max_age`.
+    pub fn new(capacity: usize, max_age: Duration) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            epoch: AtomicU64::new(0),
+            enabled: AtomicBool::new(true),
+            max_age,
+        }
+    }
+
+    /// The cached record, if present, fresh enough and the cache is in service.
+    pub fn get(&self, client_id: &str) -> Option<Arc<ClientRecord>> {
+        if !self.enabled.load(Ordering::SeqCst) {
+            return None;
+        }
+        let entry = self.entries.get(client_id)?;
+        (entry.loaded.elapsed() < self.max_age).then_some(entry.record)
+    }
+
+    /// Take this before reading the database; pass it to [`ClientCache::fill`].
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Keeps a record read from the database, unless an invalidation happened since
+    /// `epoch_before_read` was taken (the record may then predate the change).
+    pub fn fill(&self, client_id: &str, epoch_before_read: u64, record: Arc<ClientRecord>) {
+        if !self.enabled.load(Ordering::SeqCst) || self.epoch() != epoch_before_read {
+            return;
+        }
+        let entry = Entry {
+            record,
+            loaded: Instant::now(),
+        };
+        self.entries.insert(client_id.to_string(), entry);
+        // An invalidation between the check above and the insert would otherwise be lost:
+        // it bumps the epoch before it removes, so checking again closes the gap.
+        if self.epoch() != epoch_before_read {
+            self.entries.remove(client_id);
+        }
+    }
+
+    /// Forgets one client (its app or secrets changed).
+    pub fn invalidate(&self, client_id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries.remove(client_id);
+    }
+
+    /// Forgets everything and stops serving from the cache until [`ClientCache::resume`].
+    pub fn suspend(&self) {
+        self.enabled.store(false, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries.clear();
+    }
+
+    /// Serves from the cache again, starting empty.
+    pub fn resume(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries.clear();
+        self.enabled.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the cache is in service (false while the PostgreSQL listener is down).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::SeqCst)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A listener subscribed to [`CHANNEL`].
+pub(crate) async fn listen_for_client_changes(url: &str) -> CoreResult<PgListener> {
+    let fail =
+        |e: sqlx::Error| CoreError::Storage(format!("cannot listen for client changes: {e}"));
+    let mut listener = PgListener::connect(url).await.map_err(fail)?;
+    listener.listen(CHANNEL).await.map_err(fail)?;
+    Ok(listener)
+}
+
+/// Applies other nodes' invalidations until the pool closes or the cache is dropped. A lost
+/// connection may have lost notifications, so the cache is suspended (emptied, bypassed)
+/// until a new listener is subscribed.
+pub(crate) async fn keep_cache_invalidated(
+    mut listener: PgListener,
+    url: Arc<str>,
+    cache: Weak<ClientCache>,
+    pool: AnyPool,
+) {
+    loop {
+        let event = tokio::select! {
+            event = listener.try_recv() => event,
+            _ = pool.close_event() => return,
+        };
+        let Some(cache) = cache.upgrade() else {
+            return;
+        };
+        match event {
+            Ok(Some(notification)) => cache.invalidate(notification.payload()),
+            Ok(None) | Err(_) => {
+                cache.suspend();
+                tracing::warn!(
+                    "lost the client-change listener; client cache bypassed until it is back"
+                );
+                let mut wait = Duration::from_millis(100);
+                listener = loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {},
+                        _ = pool.close_event() => return,
+                    }
+                    match listen_for_client_changes(&url).await {
+                        Ok(l) => break l,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "client-change listener still down");
+                            wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                };
+                cache.resume();
+                tracing::info!("client-change listener back; client cache in service");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rekey_core::clock::Timestamp;
+    use rekey_core::model::{App, AppId, OrgId};
+
+    fn record(name: &str) -> Arc<ClientRecord> {
+        let app = App {
+            id: AppId::new(),
+            org_id: OrgId::new(),
+            client_id: "rkc_a".into(),
+            name: name.into(),
+            description: String::new(),
+            grant_types: vec![],
+            scopes: vec![],
+            access_token_ttl_secs: 3600,
+            secret_lifetime_secs: 0,
+            rotation_grace_secs: 0,
+            owner_only_secret_rotation: false,
+            service_account: false,
+            created_at: Timestamp::from_millis(0),
+            updated_at: Timestamp::from_millis(0),
+        };
+        Arc::new(ClientRecord {
+            app,
+            secrets: vec![],
+        })
+    }
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_is_dropped() {
+        let cache = ClientCache::new(10, Duration::from_secs(60));
+        let before = cache.epoch();
+        cache.invalidate("rkc_a");
+        cache.fill("rkc_a", before, record("stale"));
+        assert!(cache.get("rkc_a").is_none());
+
+        let before = cache.epoch();
+        cache.fill("rkc_a", before, record("fresh"));
+        assert_eq!(cache.get("rkc_a").unwrap().app.name, "fresh");
+        cache.invalidate("rkc_a");
+        assert!(cache.get("rkc_a").is_none());
+    }
+
+    #[test]
+    fn a_suspended_cache_serves_and_keeps_nothing() {
+        let cache = ClientCache::new(10, Duration::from_secs(60));
+        cache.fill("rkc_a", cache.epoch(), record("a"));
+        cache.suspend();
+        assert!(cache.get("rkc_a").is_none());
+        cache.fill("rkc_a", cache.epoch(), record("a"));
+        assert!(cache.is_empty());
+        cache.resume();
+        assert!(cache.get("rkc_a").is_none(), "resume starts empty");
+        cache.fill("rkc_a", cache.epoch(), record("a"));
+        assert!(cache.get("rkc_a").is_some());
+    }
+
+    #[test]
+    fn old_entries_are_read_again() {
+        let cache = ClientCache::new(10, Duration::ZERO);
+        cache.fill("rkc_a", cache.epoch(), record("a"));
+        assert!(cache.get("rkc_a").is_none());
+    }
+}
