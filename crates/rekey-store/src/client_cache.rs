@@ -12,8 +12,9 @@
 //! - An entry older than `max_age` is read again: a bound for writes made outside Rekey.
 //! - Expiry is never cached: callers check `expires_at` against the clock on every request.
 
+use std::hash::{BuildHasher as _, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rekey_core::error::{CoreError, CoreResult};
@@ -21,8 +22,18 @@ use rekey_core::store::ClientRecord;
 use sqlx::postgres::PgListener;
 use sqlx::AnyPool;
 
-/// The notification channel on PostgreSQL; the payload is a client id.
+/// The notification channel on PostgreSQL; the payload is a client id, or empty for a
+/// listener's heartbeat.
 pub(crate) const CHANNEL: &str = "rekey_client_changed";
+
+/// How often the listener checks that notifications still reach it.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Silence after which the listener is taken for dead (a connection can die without error).
+const HEARTBEAT_LOST_AFTER: Duration = Duration::from_secs(3);
+
+/// Locks that make "check the epoch, insert" and "bump the epoch, remove" atomic for one
+/// client id; striped by a hash of the id.
+const STRIPES: usize = 64;
 
 #[derive(Clone)]
 struct Entry {
@@ -35,6 +46,8 @@ pub struct ClientCache {
     entries: quick_cache::sync::Cache<String, Entry>,
     /// Bumped by every invalidation; see [`ClientCache::fill`].
     epoch: AtomicU64,
+    stripes: [Mutex<()>; STRIPES],
+    hasher: RandomState,
     enabled: AtomicBool,
     max_age: Duration,
 }
@@ -46,6 +59,8 @@ impl ClientCache {
         Self {
             entries: quick_cache::sync::Cache::new(capacity.max(1)),
             epoch: AtomicU64::new(0),
+            stripes: std::array::from_fn(|_| Mutex::new(())),
+            hasher: RandomState::new(),
             enabled: AtomicBool::new(true),
             max_age,
         }
@@ -68,6 +83,10 @@ impl ClientCache {
     /// Keeps a record read from the database, unless an invalidation happened since
     /// `epoch_before_read` was taken (the record may then predate the change).
     pub fn fill(&self, client_id: &str, epoch_before_read: u64, record: Arc<ClientRecord>) {
+        // Under the client's stripe, an invalidation of this client comes wholly before the
+        // check (and the fill is dropped) or wholly after the insert (and removes it): a
+        // stale record is never visible, not even for an instant.
+        let _turn = self.stripe(client_id);
         if !self.enabled.load(Ordering::SeqCst) || self.epoch() != epoch_before_read {
             return;
         }
@@ -76,17 +95,19 @@ impl ClientCache {
             loaded: Instant::now(),
         };
         self.entries.insert(client_id.to_string(), entry);
-        // An invalidation between the check above and the insert would otherwise be lost:
-        // it bumps the epoch before it removes, so checking again closes the gap.
-        if self.epoch() != epoch_before_read {
-            self.entries.remove(client_id);
-        }
     }
 
     /// Forgets one client (its app or secrets changed).
     pub fn invalidate(&self, client_id: &str) {
+        let _turn = self.stripe(client_id);
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.entries.remove(client_id);
+    }
+
+    fn stripe(&self, client_id: &str) -> std::sync::MutexGuard<'_, ()> {
+        let i = (self.hasher.hash_one(client_id) % STRIPES as u64) as usize;
+        // The guarded sections cannot panic halfway; a poisoned stripe is still usable.
+        self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Forgets everything and stops serving from the cache until [`ClientCache::resume`].
@@ -122,29 +143,54 @@ pub(crate) async fn listen_for_client_changes(url: &str) -> CoreResult<PgListene
     let fail =
         |e: sqlx::Error| CoreError::Storage(format!("cannot listen for client changes: {e}"));
     let mut listener = PgListener::connect(url).await.map_err(fail)?;
+    // Report a lost connection at once (the default first reconnects, which can take the
+    // whole connect timeout while the cache goes on serving).
+    listener.eager_reconnect(false);
     listener.listen(CHANNEL).await.map_err(fail)?;
     Ok(listener)
 }
 
 /// Applies other nodes' invalidations until the pool closes or the cache is dropped. A lost
 /// connection may have lost notifications, so the cache is suspended (emptied, bypassed)
-/// until a new listener is subscribed.
+/// until a new listener is subscribed. A connection can also die silently (a NAT or a proxy
+/// dropping it), so the listener sends itself a heartbeat every second through the pool and
+/// counts the connection lost when nothing has arrived for three.
 pub(crate) async fn keep_cache_invalidated(
     mut listener: PgListener,
     url: Arc<str>,
     cache: Weak<ClientCache>,
     pool: AnyPool,
 ) {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut heard = Instant::now();
     loop {
         let event = tokio::select! {
             event = listener.try_recv() => event,
+            _ = heartbeat.tick() => {
+                if heard.elapsed() < HEARTBEAT_LOST_AFTER {
+                    // Sent on its own task: a hung connection must not stall this loop. A
+                    // send that fails or hangs shows up as silence three seconds later.
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let send = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&pool);
+                        let _ = tokio::time::timeout(HEARTBEAT_LOST_AFTER, send).await;
+                    });
+                    continue;
+                }
+                Ok(None)
+            }
             _ = pool.close_event() => return,
         };
         let Some(cache) = cache.upgrade() else {
             return;
         };
         match event {
-            Ok(Some(notification)) => cache.invalidate(notification.payload()),
+            Ok(Some(notification)) => {
+                heard = Instant::now();
+                if !notification.payload().is_empty() {
+                    cache.invalidate(notification.payload());
+                }
+            }
             Ok(None) | Err(_) => {
                 cache.suspend();
                 tracing::warn!(
@@ -164,6 +210,7 @@ pub(crate) async fn keep_cache_invalidated(
                         }
                     }
                 };
+                heard = Instant::now();
                 cache.resume();
                 tracing::info!("client-change listener back; client cache in service");
             }

@@ -266,10 +266,12 @@ impl SqlStore {
             }
             insert_audit(&mut tx, audit).await?;
         }
-        tx.commit().await.map_err(db_err)?;
+        let committed = tx.commit().await.map_err(db_err);
+        // Also when the commit failed: it may have happened all the same.
         if let (true, Some(client)) = (done, client) {
             self.forget_client(client);
         }
+        committed?;
         Ok(done)
     }
 }
@@ -458,6 +460,7 @@ impl Store for SqlStore {
     }
 
     async fn create_user(&self, user: &User) -> CoreResult<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO users (id, email, display_name, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -465,9 +468,10 @@ impl Store for SqlStore {
         .bind(user.email.clone())
         .bind(user.display_name.clone())
         .bind(ms(user.created_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
         Ok(())
     }
 
@@ -498,10 +502,12 @@ impl Store for SqlStore {
             self.announce_client_change(&mut tx, client).await?;
         }
         insert_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)?;
+        let committed = tx.commit().await.map_err(db_err);
+        // Also when the commit failed: it may have happened all the same.
         if let Some(client) = &client {
             self.forget_client(client);
         }
+        committed?;
         Ok(())
     }
 
@@ -564,10 +570,12 @@ impl Store for SqlStore {
             }
             insert_audit(&mut tx, audit).await?;
         }
-        tx.commit().await.map_err(db_err)?;
+        let committed = tx.commit().await.map_err(db_err);
+        // Also when the commit failed: it may have happened all the same.
         if let Some(client) = &client {
             self.forget_client(client);
         }
+        committed?;
         Ok(done)
     }
 
@@ -816,10 +824,12 @@ impl Store for SqlStore {
             .map_err(db_err)?;
             insert_audit(&mut tx, audit).await?;
         }
-        tx.commit().await.map_err(db_err)?;
+        let committed = tx.commit().await.map_err(db_err);
+        // Also when the commit failed: it may have happened all the same.
         if let Some(client) = &client {
             self.forget_client(client);
         }
+        committed?;
         Ok(client.is_some())
     }
 
@@ -924,8 +934,10 @@ impl Store for SqlStore {
             insert_delivery(&mut tx, d).await?;
         }
         insert_audit(&mut tx, &changes.audit).await?;
-        tx.commit().await.map_err(db_err)?;
+        let committed = tx.commit().await.map_err(db_err);
+        // Also when the commit failed: it may have happened all the same.
         self.forget_client(&app.client_id);
+        committed?;
         Ok(changes)
     }
 

@@ -1,6 +1,7 @@
 //! The store story: one set of behaviours, run against every backend (SQLite always,
 //! PostgreSQL when `REKEY_TEST_POSTGRES_URL` is set; in CI it must be).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -598,4 +599,111 @@ async fn sqlx_terminate_listener(admin: &SqlStore, name: &str) -> Vec<bool> {
         ))
         .await
         .unwrap()
+}
+
+/// A TCP proxy that can stop forwarding without closing anything: a connection that dies in
+/// silence, as behind a NAT or a proxy that dropped it. Returns its port and the switch.
+async fn freezable_proxy(target: String) -> (u16, Arc<AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let switch = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let (frozen, target) = (frozen.clone(), target.clone());
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let (mut in_read, mut in_write) = inbound.into_split();
+                let (mut out_read, mut out_write) = outbound.into_split();
+                tokio::join!(
+                    pump(&mut in_read, &mut out_write, &frozen),
+                    pump(&mut out_read, &mut in_write, &frozen)
+                );
+            });
+        }
+    });
+    (port, switch)
+}
+
+async fn pump(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    frozen: &AtomicBool,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(Ordering::SeqCst) {
+            // Swallow everything from now on and keep both sockets open.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `url` with its host and port replaced by 127.0.0.1:`port`; also returns the old host:port.
+fn via_port(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (user, host) = match authority.rsplit_once('@') {
+        Some((user, host)) => (format!("{user}@"), host),
+        None => (String::new(), authority),
+    };
+    let target = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:5432")
+    };
+    (format!("{scheme}://{user}127.0.0.1:{port}{path}"), target)
+}
+
+#[tokio::test]
+async fn a_node_whose_listener_dies_in_silence_stops_serving_from_its_cache() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let (_, target) = via_port(&db.url, 0);
+    let (port, frozen) = freezable_proxy(target).await;
+    let (a_url, _) = via_port(&db.url, port);
+    let age = Duration::from_secs(3600);
+    let node_a = SqlStore::connect(&a_url, 2)
+        .await
+        .unwrap()
+        .with_client_cache(100, age)
+        .await
+        .unwrap();
+    let node_b = &db.store;
+    let o = with_org(node_b).await;
+    let a = app(o.id, 1);
+    let first = secret(a.id, SecretState::Current, 1);
+    node_b.create_app(&a, &first, None, &[]).await.unwrap();
+    cached_read(&node_a, &a.client_id).await;
+
+    // Node A's connections now die without a word; node B revokes the first secret.
+    frozen.store(true, Ordering::SeqCst);
+    replace_current(node_b, a.id, 2).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let read =
+            tokio::time::timeout(Duration::from_millis(500), node_a.load_client(&a.client_id));
+        match read.await {
+            Ok(Ok(Some(rec))) if secret_ids(&rec) == vec![first.id] => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "node A still serves a revoked secret from its cache 10 s later"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // The cache is bypassed: the read goes to a database node A cannot reach now.
+            _ => break,
+        }
+    }
 }
