@@ -1,21 +1,26 @@
 """Rotation scenarios of the benchmark harness (SPEC 12), run by bench/run.sh:
 
-  throughput  rotations/s on distinct apps with the file destination, driven by wrk
+  throughput  rotations/s on distinct apps with the file destination, driven by wrk; then
+              checks that every committed rotation's notification is in the spool
   latency     rotation-to-delivery time to an SQS queue (moto) and to a local webhook
   faults      kill -9 at random moments during rotations with webhook delivery; then
               counts notifications lost and apps left without a valid secret
   outage      the webhook receiver down for a while during rotations (default retry
               settings); then counts what arrived once it is back, and when
 
-Each prints `RESULT`/`RATIO`-style lines for the harness. The server is the release binary
-named by $REKEY_BIN, started on 127.0.0.1 through the test suite's fixtures (conftest.py).
+Each prints result and `RATIO` lines for the harness, and exits 1 when something was lost or
+failed. The server is the `rekey` binary named by $REKEY_BIN, started on 127.0.0.1 through
+the test suite's fixtures (tests/external/conftest.py). Every wait has a deadline.
 """
 
 import argparse
+import contextlib
 import http.server
 import json
 import os
 import random
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -33,6 +38,25 @@ from conftest import AWS_TEST_ENV, free_port, new_server, start_moto  # noqa: E4
 
 NEW_SECRET = "APPLICATION_OAUTH_CLIENT_NEW_SECRET"
 QUIET = {"RUST_LOG": "warn"}
+
+
+def fail(message):
+    print(f"FAILED: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+@contextlib.contextmanager
+def workspace(prefix):
+    """A temporary directory, and a list of things to stop, all cleaned up on any exit."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    stops = []
+    try:
+        yield work, stops
+    finally:
+        for stop in reversed(stops):
+            with contextlib.suppress(Exception):
+                stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def pin(pid, core):
@@ -82,6 +106,20 @@ class Api:
         assert res.status_code == 200, res.text
         return len(res.json()["items"])
 
+    def wait_until_delivered(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self.pending_deliveries() > 0:
+            if time.monotonic() > deadline:
+                fail(f"deliveries still pending after {timeout} s")
+            time.sleep(0.2)
+
+
+def start_server(work, stops, **env):
+    server = new_server(work)
+    server.start(**QUIET, **env)
+    stops.append(server.stop)
+    return server
+
 
 def percentile(values, p):
     values = sorted(values)
@@ -95,52 +133,9 @@ def wrk_result(out):
     raise RuntimeError("wrk printed no RESULT line:\n" + out)
 
 
-def throughput(args):
-    work = Path(tempfile.mkdtemp(prefix="rekey-bench-rot-"))
-    server = new_server(work)
-    server.start(**QUIET)
-    pin(server.proc.pid, 0)
-    api = Api(server)
-    os.makedirs(server.spool_root, exist_ok=True)
-
-    def make(i):
-        app = api.create_app(f"rot-{i}")
-        api.set_destination(app["app"]["id"], {"kind": "file", "directory": "rot"})
-        return api.org(f"/apps/{app['app']['id']}/secrets/rotate")
-
-    t0 = time.monotonic()
-    with ThreadPoolExecutor(8) as pool:
-        paths = list(pool.map(make, range(args.apps)))
-    print(f"# created {args.apps} apps with file destinations in {time.monotonic() - t0:.1f} s")
-    paths_file = work / "paths.txt"
-    paths_file.write_text("\n".join(paths) + "\n")
-    env = dict(os.environ, BENCH_PATHS=str(paths_file), BENCH_TOKEN=api.token, BENCH_THREADS="2")
-    cpu_before = cpu_seconds(server.proc.pid)
-    out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s",
-         "-s", "bench/rotate.lua", server.base + "/"],
-        env=env, check=True, capture_output=True, text=True,
-    ).stdout
-    r = wrk_result(out)
-    # Only answered rotations count (a 409 would mean the file ran out of fresh apps).
-    rotations = int(r["requests"]) - int(r["errors"])
-    # Every rotation's notification lands in the spool; wait for the last one.
-    spool = Path(server.spool_root) / "rot"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and count_files(spool) < rotations:
-        time.sleep(0.1)
-    cpu = cpu_seconds(server.proc.pid) - cpu_before
-    delivered = count_files(spool)
-    server.stop()
-    rps = rotations / (int(r["duration_us"]) / 1e6)
-    print(
-        f"rotation file destination    c={args.connections} rps={rps:.0f} "
-        f"p50={int(r['p50_us']) / 1000:.2f}ms p99={int(r['p99_us']) / 1000:.2f}ms "
-        f"p99.9={int(r['p999_us']) / 1000:.2f}ms cpu/rotation={cpu / max(rotations, 1) * 1e6:.0f}us "
-        f"errors={r['errors']} delivered={delivered} (wrk counted {rotations}; requests still "
-        f"in flight when wrk stopped also commit and deliver)"
-    )
-    print(f"RATIO {'rotations/s (SQLite, distinct apps)':<40} {rps / 200:.2f} of the 200/s target")
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def count_files(d):
@@ -150,9 +145,53 @@ def count_files(d):
         return 0
 
 
-def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def throughput(args):
+    with workspace("rekey-bench-rot-") as (work, stops):
+        server = start_server(work, stops)
+        pin(server.proc.pid, 0)
+        api = Api(server)
+
+        def make(i):
+            app = api.create_app(f"rot-{i}")
+            api.set_destination(app["app"]["id"], {"kind": "file", "directory": "rot"})
+            return api.org(f"/apps/{app['app']['id']}/secrets/rotate")
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            paths = list(pool.map(make, range(args.apps)))
+        print(f"# created {args.apps} apps with file destinations in {time.monotonic() - t0:.1f} s")
+        paths_file = work / "paths.txt"
+        paths_file.write_text("\n".join(paths) + "\n")
+        env = dict(os.environ, BENCH_PATHS=str(paths_file), BENCH_TOKEN=api.token, BENCH_THREADS="2")
+        cpu_before = cpu_seconds(server.proc.pid)
+        out = subprocess.run(
+            ["taskset", "-c", "1", "wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s",
+             "-s", "bench/rotate.lua", server.base + "/"],
+            env=env, check=True, capture_output=True, text=True, timeout=args.duration + 60,
+        ).stdout
+        r = wrk_result(out)
+        answered = int(r["requests"]) - int(r["errors"])
+        # Requests in flight when wrk stopped commit too: wait for the outbox to drain, then
+        # compare the spool with what the database says was committed.
+        api.wait_until_delivered(120)
+        cpu = cpu_seconds(server.proc.pid) - cpu_before
+        server.stop()
+        db = sqlite3.connect(f"file:{server.data_dir}/rekey.db?mode=ro", uri=True)
+        committed = db.execute("SELECT (SELECT COUNT(*) FROM secrets) - (SELECT COUNT(*) FROM apps)").fetchone()[0]
+        db.close()
+        delivered = count_files(Path(server.spool_root) / "rot")
+        rps = answered / (int(r["duration_us"]) / 1e6)
+        print(
+            f"rotation file destination    c={args.connections} rps={rps:.0f} "
+            f"p50={int(r['p50_us']) / 1000:.2f}ms p99={int(r['p99_us']) / 1000:.2f}ms "
+            f"p99.9={int(r['p999_us']) / 1000:.2f}ms cpu/rotation={cpu / max(committed, 1) * 1e6:.0f}us "
+            f"errors={r['errors']} committed={committed} in_spool={delivered}"
+        )
+        print(f"RATIO {'rotations/s (SQLite, distinct apps)':<40} {rps / 200:.2f} of the 200/s target")
+        if int(r["errors"]) > 0:
+            fail(f"{r['errors']} rotations failed (too few apps for the duration? see --apps)")
+        if delivered != committed:
+            fail(f"{committed} rotations committed but {delivered} notifications in the spool")
 
 
 class Receiver(http.server.ThreadingHTTPServer):
@@ -183,21 +222,33 @@ class Receiver(http.server.ThreadingHTTPServer):
     def url(self):
         return f"http://127.0.0.1:{self.server_address[1]}/hook"
 
-    def wait_for(self, count, timeout=10):
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+    def arrival_of(self, secret, timeout):
+        """When the notification carrying `secret` first arrived (None after `timeout`)."""
+        def found():
+            return next((t for (t, _, b) in self.received if new_secret_of(b) == secret), None)
         with self.lock:
-            self.arrived.wait_for(lambda: len(self.received) >= count, timeout)
-            return len(self.received) >= count
+            self.arrived.wait_for(lambda: found() is not None, timeout)
+            return found()
+
+
+def new_secret_of(envelope):
+    p = envelope.get("payload", {}).get("applicationOAuthClientNewSecret") or {}
+    return p.get("newClientSecret")
 
 
 def latency(args):
-    work = Path(tempfile.mkdtemp(prefix="rekey-bench-lat-"))
-    moto_port = free_port()
-    moto = start_moto(moto_port, work / "moto.log")
-    endpoint = f"http://127.0.0.1:{moto_port}"
-    receiver = Receiver()
-    server = new_server(work)
-    try:
-        server.start(**QUIET, **AWS_TEST_ENV)
+    with workspace("rekey-bench-lat-") as (work, stops):
+        moto_port = free_port()
+        moto = start_moto(moto_port, work / "moto.log")
+        stops.append(moto.kill)
+        endpoint = f"http://127.0.0.1:{moto_port}"
+        receiver = Receiver()
+        stops.append(receiver.stop)
+        server = start_server(work, stops, **AWS_TEST_ENV)
         api = Api(server)
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
                            aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -208,197 +259,211 @@ def latency(args):
         hook_app = api.create_app("latency-webhook")["app"]["id"]
         api.set_destination(hook_app, {"kind": "webhook", "url": receiver.url})
 
+        def rotate(app_id):
+            res = api.rotate(app_id)
+            assert res.status_code == 200, res.text
+            return res.json()["clientSecret"]
+
         def one_sqs():
+            # Timed to the message that carries this rotation's secret (a repeat of an
+            # earlier one is skipped, not counted).
             t0 = time.monotonic()
-            assert api.rotate(sqs_app).status_code == 200
-            while True:
-                got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1, WaitTimeSeconds=2)
-                if got.get("Messages"):
-                    elapsed = time.monotonic() - t0
-                    m = got["Messages"][0]
+            secret = rotate(sqs_app)
+            while time.monotonic() - t0 < 30:
+                got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                for m in got.get("Messages", []):
                     sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-                    return elapsed
+                    if secret in m["Body"]:
+                        return time.monotonic() - t0
+            fail("an SQS notification did not arrive within 30 s")
 
-        def one_webhook(n):
+        def one_webhook():
             t0 = time.monotonic()
-            assert api.rotate(hook_app).status_code == 200
-            assert receiver.wait_for(n), "webhook notification never arrived"
-            return receiver.received[n - 1][0] - t0
+            arrived = receiver.arrival_of(rotate(hook_app), timeout=30)
+            if arrived is None:
+                fail("a webhook notification did not arrive within 30 s")
+            return arrived - t0
 
-        results = {}
-        for name, one in (("sqs (moto)", lambda i: one_sqs()), ("webhook", lambda i: one_webhook(i + 1))):
-            times = []
-            for i in range(args.rotations):
-                times.append(one(i))
-                assert api.finish(sqs_app if name.startswith("sqs") else hook_app).status_code == 200
-            results[name] = times
-        for name, times in results.items():
-            ms = [t * 1000 for t in times]
+        for name, app_id, one in (("sqs (moto)", sqs_app, one_sqs), ("webhook", hook_app, one_webhook)):
+            ms = []
+            for _ in range(args.rotations):
+                ms.append(one() * 1000)
+                assert api.finish(app_id).status_code == 200
             print(
                 f"rotation to delivery, {name:<12} n={len(ms)} p50={statistics.median(ms):.1f}ms "
                 f"p99={percentile(ms, 99):.1f}ms max={max(ms):.1f}ms"
             )
             print(f"RATIO {'delivery p99, ' + name:<40} {percentile(ms, 99) / 1000:.3f} of the 1 s target")
-    finally:
-        server.stop()
-        moto.kill()
-        receiver.shutdown()
+
+
+def webhook_apps(api, name, count, url):
+    """`count` new apps, each with a webhook destination at `url`; their create answers."""
+    apps = []
+    for i in range(count):
+        created = api.create_app(f"{name}-{i}")
+        api.set_destination(created["app"]["id"], {"kind": "webhook", "url": url})
+        apps.append(created)
+    return apps
 
 
 def faults(args):
-    work = Path(tempfile.mkdtemp(prefix="rekey-bench-kill-"))
-    receiver = Receiver()
-    server = new_server(work)
-    server.start(**QUIET)
-    api = Api(server)
-    apps = []
-    for i in range(args.apps):
-        created = api.create_app(f"fault-{i}")
-        api.set_destination(created["app"]["id"], {"kind": "webhook", "url": receiver.url})
-        apps.append(created["app"])
+    with workspace("rekey-bench-kill-") as (work, stops):
+        receiver = Receiver()
+        stops.append(receiver.stop)
+        server = start_server(work, stops)
+        api = Api(server)
+        apps = webhook_apps(api, "fault", args.apps, receiver.url)
 
-    lock = threading.Lock()
-    state = {"done": 0, "kills": 0, "retries": 0}
-    up = threading.Event()
-    up.set()
-    stop = threading.Event()
+        lock = threading.Lock()
+        state = {"done": 0, "kills": 0, "retries": 0}
+        up = threading.Event()
+        up.set()
+        stop = threading.Event()
 
-    def retrying(call):
-        """Calls until the server answers (it may be down between a kill and a restart)."""
-        while True:
-            up.wait()
+        def retrying(call):
+            """Calls until the server answers (it is down between a kill and its restart)."""
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                up.wait(timeout=1)
+                try:
+                    res = call()
+                    if res.status_code < 500:
+                        return res
+                except requests.RequestException:
+                    pass
+                with lock:
+                    state["retries"] += 1
+                time.sleep(0.05)
+            raise RuntimeError("the server did not answer for 60 s")
+
+        def worker(my_apps):
+            while True:
+                for created in my_apps:
+                    app_id = created["app"]["id"]
+                    with lock:
+                        if state["done"] >= args.rotations:
+                            return
+                    res = retrying(lambda: api.rotate(app_id))
+                    # 409: an earlier attempt committed but its answer was lost to a kill.
+                    assert res.status_code in (200, 409), res.text
+                    with lock:
+                        state["done"] += 1
+                    res = retrying(lambda: api.finish(app_id))
+                    assert res.status_code == 200, res.text
+
+        def killer():
+            rng = random.Random(args.seed)
             try:
-                res = call()
-                if res.status_code < 500:
-                    return res
-            except requests.RequestException:
-                pass
-            with lock:
-                state["retries"] += 1
-            time.sleep(0.05)
+                while not stop.wait(rng.uniform(args.kill_after / 4, args.kill_after)):
+                    up.clear()
+                    server.kill9()
+                    with lock:
+                        state["kills"] += 1
+                    server.start(**QUIET)
+                    up.set()
+            finally:
+                up.set()
 
-    def worker(my_apps):
-        while not stop.is_set():
-            for app in my_apps:
-                with lock:
-                    if state["done"] >= args.rotations:
-                        return
-                res = retrying(lambda: api.rotate(app["id"]))
-                # 409: an earlier attempt committed but its answer was lost to a kill.
-                assert res.status_code in (200, 409), res.text
-                with lock:
-                    state["done"] += 1
-                res = retrying(lambda: api.finish(app["id"]))
-                assert res.status_code == 200, res.text
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(5) as pool:
+            kill_future = pool.submit(killer)
+            workers = [pool.submit(worker, apps[k::4]) for k in range(4)]
+            try:
+                for w in workers:
+                    w.result()  # re-raises a worker's failure
+            finally:
+                stop.set()
+            kill_future.result()
+        elapsed = time.monotonic() - t0
+        if state["done"] < args.rotations:
+            fail(f"only {state['done']} of {args.rotations} rotations were made")
 
-    def killer():
-        rng = random.Random(args.seed)
-        while not stop.is_set():
-            time.sleep(rng.uniform(args.kill_after / 4, args.kill_after))
-            if stop.is_set():
-                return
-            up.clear()
-            server.kill9()
-            with lock:
-                state["kills"] += 1
-            server.start(**QUIET)
-            up.set()
-
-    workers = [threading.Thread(target=worker, args=(apps[k::4],)) for k in range(4)]
-    kill_thread = threading.Thread(target=killer)
-    t0 = time.monotonic()
-    for t in workers + [kill_thread]:
-        t.start()
-    for t in workers:
-        t.join()
-    stop.set()
-    kill_thread.join()
-    elapsed = time.monotonic() - t0
-
-    # Let the outbox drain, then compare what the database holds with what arrived.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and api.pending_deliveries() > 0:
-        time.sleep(0.2)
-    time.sleep(0.5)
-    with receiver.lock:
-        bodies = [b for (_, _, b) in receiver.received]
-    delivered = {}  # client id -> {hint: secret}
-    for b in bodies:
-        p = b.get("payload", {}).get("applicationOAuthClientNewSecret")
-        if p:
-            delivered.setdefault(p["clientId"], {})[p["newClientSecret"][-4:]] = p["newClientSecret"]
-    lost = 0
-    no_valid = 0
-    rotation_secrets = 0
-    for app in apps:
-        items = api.secrets(app["id"])
-        got = delivered.get(app["clientId"], {})
-        # Every secret but the one the app was created with came from a rotation.
-        first = min(items, key=lambda s: s["createdAt"])
-        rotated = [s for s in items if s is not first]
-        rotation_secrets += len(rotated)
-        lost += sum(1 for s in rotated if s["hint"] not in got)
-        current = [s for s in items if s["state"] == "current"]
-        secret = got.get(current[0]["hint"]) if current else None
-        ok = secret is not None and requests.post(
-            server.base + "/oauth2/token",
-            data={"grant_type": "client_credentials"}, auth=(app["clientId"], secret), timeout=10,
-        ).status_code == 200
-        no_valid += 0 if ok else 1
-    server.stop()
-    receiver.shutdown()
-    print(
-        f"kill -9 fault run: rotations={state['done']} committed_rotation_secrets={rotation_secrets} "
-        f"kills={state['kills']} retries={state['retries']} notifications_received={len(bodies)} "
-        f"lost={lost} apps_without_valid_secret={no_valid} seconds={elapsed:.0f}"
-    )
-    if lost or no_valid:
-        sys.exit(1)
+        # Let the outbox drain, then compare what the database holds with what arrived.
+        api.wait_until_delivered(120)
+        time.sleep(0.5)
+        with receiver.lock:
+            bodies = [b for (_, _, b) in receiver.received]
+        delivered = {}  # client id -> set of secrets that arrived
+        for b in bodies:
+            p = b.get("payload", {}).get("applicationOAuthClientNewSecret")
+            if p:
+                delivered.setdefault(p["clientId"], set()).add(p["newClientSecret"])
+        lost = unexpected = no_valid = rotated_total = 0
+        for created in apps:
+            client_id = created["app"]["clientId"]
+            items = api.secrets(created["app"]["id"])
+            got = set(delivered.get(client_id, set()))
+            # Every secret but the one the app was created with came from a rotation; each
+            # must have arrived. Secrets are matched by their hint (last 4 characters), each
+            # delivered secret used once, so two secrets with one hint need two arrivals.
+            rotated = [s for s in items if s["id"] != created["secret"]["id"]]
+            rotated_total += len(rotated)
+            current_secret = None
+            for s in rotated:
+                match = next((x for x in sorted(got) if x.endswith(s["hint"])), None)
+                if match is None:
+                    lost += 1
+                    continue
+                got.discard(match)
+                if s["state"] == "current":
+                    current_secret = match
+            unexpected += len(got)
+            if not any(s["state"] == "current" and s["id"] == created["secret"]["id"] for s in items):
+                # The current secret came from a rotation: it must get a token.
+                ok = current_secret is not None and requests.post(
+                    server.base + "/oauth2/token", data={"grant_type": "client_credentials"},
+                    auth=(client_id, current_secret), timeout=10,
+                ).status_code == 200
+            else:
+                ok = requests.post(
+                    server.base + "/oauth2/token", data={"grant_type": "client_credentials"},
+                    auth=(client_id, created["clientSecret"]), timeout=10,
+                ).status_code == 200
+            no_valid += 0 if ok else 1
+        print(
+            f"kill -9 fault run: rotations={state['done']} committed_rotation_secrets={rotated_total} "
+            f"kills={state['kills']} retries={state['retries']} notifications_received={len(bodies)} "
+            f"lost={lost} unexpected={unexpected} apps_without_valid_secret={no_valid} seconds={elapsed:.0f}"
+        )
+        if lost or unexpected or no_valid:
+            fail("the fault run lost notifications or left an app without a valid secret")
 
 
 def outage(args):
-    work = Path(tempfile.mkdtemp(prefix="rekey-bench-outage-"))
-    receiver = Receiver()
-    port = receiver.server_address[1]
-    server = new_server(work)
-    server.start(**QUIET)
-    api = Api(server)
-    apps = []
-    for i in range(args.apps):
-        created = api.create_app(f"outage-{i}")
-        api.set_destination(created["app"]["id"], {"kind": "webhook", "url": receiver.url})
-        apps.append(created["app"]["id"])
-    receiver.shutdown()
-    receiver.server_close()
+    with workspace("rekey-bench-outage-") as (work, stops):
+        receiver = Receiver()
+        port = receiver.server_address[1]
+        server = start_server(work, stops)
+        api = Api(server)
+        apps = [created["app"]["id"] for created in webhook_apps(api, "outage", args.apps, receiver.url)]
+        receiver.stop()
 
-    # Rotations spread over the outage, so deliveries sit at every stage of their backoff.
-    rotations = 0
-    start = time.monotonic()
-    while time.monotonic() - start < args.seconds:
-        for app_id in apps:
-            assert api.rotate(app_id).status_code == 200
-            assert api.finish(app_id).status_code == 200
-            rotations += 1
-        time.sleep(max(0.0, min(args.seconds / 4, args.seconds - (time.monotonic() - start))))
-    receiver = Receiver(port)
-    back = time.monotonic()
-    deadline = back + args.wait
-    unique = 0
-    while time.monotonic() < deadline:
-        with receiver.lock:
-            unique = len({wid for (_, wid, _) in receiver.received})
-            last = max((t for (t, _, _) in receiver.received), default=back)
-        if unique >= rotations:
-            break
-        time.sleep(0.2)
-    server.stop()
-    receiver.shutdown()
-    print(
-        f"destination down {args.seconds:.0f} s: rotations={rotations} delivered={unique} "
-        f"lost={rotations - unique} last_arrival={last - back:.1f} s after the receiver was back"
-    )
-    if unique < rotations:
-        sys.exit(1)
+        # Rotations spread over the outage, so deliveries sit at every stage of their backoff.
+        rotations = 0
+        start = time.monotonic()
+        while time.monotonic() - start < args.seconds:
+            for app_id in apps:
+                assert api.rotate(app_id).status_code == 200
+                assert api.finish(app_id).status_code == 200
+                rotations += 1
+            time.sleep(max(0.0, min(args.seconds / 4, args.seconds - (time.monotonic() - start))))
+        receiver = Receiver(port)
+        stops.append(receiver.stop)
+        back = time.monotonic()
+        unique, last = 0, back
+        while time.monotonic() < back + args.wait:
+            with receiver.lock:
+                unique = len({wid for (_, wid, _) in receiver.received})
+                last = max((t for (t, _, _) in receiver.received), default=back)
+            if unique >= rotations:
+                break
+            time.sleep(0.2)
+        print(
+            f"destination down {args.seconds:.0f} s: rotations={rotations} delivered={unique} "
+            f"lost={rotations - unique} last_arrival={last - back:.1f} s after the receiver was back"
+        )
+        if unique < rotations:
+            fail(f"{rotations - unique} notifications had not arrived {args.wait:.0f} s later")
 
 
 def main():

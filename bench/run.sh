@@ -9,6 +9,7 @@
 # core 0 and wrk to core 1; then rotation throughput, rotation-to-delivery latency (moto SQS
 # and a webhook) and the kill -9 fault run (bench/rotation.py).
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 QUICK=false
@@ -23,8 +24,19 @@ $QUICK && DURATION=2 && REPS=1
 [ "$PROFILE" = debug ] && DURATION=1
 BIG_APPS=${BENCH_BIG_APPS:-1000000}
 
+# Tools: wrk comes from Debian (installed here when missing, which needs root); the rest is
+# expected on the machine.
 if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then echo "wrk is missing: apt-get install wrk (as root)" >&2; exit 1; fi
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
+fi
+for tool in curl taskset python3 awk; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
+done
+python3 -c 'import venv, ensurepip' 2>/dev/null || { echo "python3 venv is missing (apt-get install python3-venv)" >&2; exit 1; }
+[ "$(nproc)" -ge 2 ] || echo "# warning: fewer than 2 cores; server and load generator share one" >&2
+if [ -n "${REKEY_BENCH_POSTGRES_URL:-}" ] && ! command -v psql >/dev/null; then
+  echo "psql is missing (needed with REKEY_BENCH_POSTGRES_URL)" >&2; exit 1
 fi
 if [ "$PROFILE" = release ]; then
   cargo build --release --locked -p rekey-cli -p rekey-bench >&2
@@ -34,8 +46,19 @@ fi
 BIN="$PWD/target/$PROFILE"
 WORK=$(mktemp -d)
 SERVER_PID=
-cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"; }
+SCHEMA=
+# Servers start inside $(...) subshells, so their pids go to a file that cleanup reads.
+cleanup() {
+  [ -f "$WORK/pids" ] && xargs -r kill 2>/dev/null < "$WORK/pids" || true
+  [ -n "$SCHEMA" ] && psql "$REKEY_BENCH_POSTGRES_URL" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A run with errors still prints its line, then fails the harness at the end.
+failed() { echo "FAILED: $*" >&2; touch "$WORK/failed"; }
+finish() { [ -e "$WORK/failed" ] && exit 1; exit 0; }
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -51,6 +74,7 @@ start_rekey() { # data dir, database url ("" for SQLite in the data dir), client
     REKEY_AUTH_FAILURES_PER_ADDRESS=1000000 RUST_LOG=warn \
     taskset -c 0 "$BIN/rekey" serve > "$1.log" 2>&1 &
   SERVER_PID=$!
+  echo "$SERVER_PID" >> "$WORK/pids"
   URL="http://127.0.0.1:$p"
   wait_ready "$URL/readyz"
 }
@@ -59,8 +83,10 @@ start_baseline() { # client id, secret
   local p; p=$(port)
   taskset -c 0 "$BIN/rekey-bench-baseline" "127.0.0.1:$p" "$1" "$2" > "$WORK/baseline.log" 2>&1 &
   SERVER_PID=$!
+  echo "$SERVER_PID" >> "$WORK/pids"
   URL="http://127.0.0.1:$p"
-  for _ in $(seq 1 300); do curl -s -o /dev/null "$URL/" && break; sleep 0.1; done
+  for _ in $(seq 1 300); do curl -s -o /dev/null "$URL/" && return 0; sleep 0.1; done
+  echo "the baseline server did not start" >&2; return 1
 }
 
 stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }
@@ -81,7 +107,7 @@ measure() {
   echo "$out" | awk -v name="$name" -v conc="$conc" -v mode="$mode" -v cpu=$((after - before)) -v hz="$hz" -v rss="$rss" '
     /^RESULT/ {
       for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-      rps = v["requests"] / (v["duration_us"] / 1e6)
+      rps = (v["requests"] - v["errors"]) / (v["duration_us"] / 1e6)
       printf "%-30s c=%s %s rps=%.0f p50=%.2fms p99=%.2fms p99.9=%.2fms cpu/req=%.1fus rss=%.0fMB errors=%d\n",
         name, conc, mode, rps, v["p50_us"]/1000, v["p99_us"]/1000, v["p999_us"]/1000,
         (cpu / hz) * 1e6 / v["requests"], rss / 1024, v["errors"]
@@ -113,16 +139,19 @@ compare() {
 }
 
 run_one() { # KIND DIR DB CACHE CONC MODE ID SECRET -> one result line
+  local line
   if [ "$1" = baseline ]; then
     start_baseline "$7" "$8"
-    measure baseline "$5" "$6" "$7" "$8"
+    line=$(measure baseline "$5" "$6" "$7" "$8")
   else
     start_rekey "$2" "$3" "$4"
     local name="rekey $(basename "$2")"
     [ "$4" = 0 ] && name="$name no-cache"
-    measure "$name" "$5" "$6" "$7" "$8"
+    line=$(measure "$name" "$5" "$6" "$7" "$8")
   fi
   stop_server
+  [ "$(field errors "$line")" = 0 ] || failed "requests failed: $line"
+  echo "$line"
 }
 
 
@@ -155,7 +184,7 @@ rotation_scenarios() { # throughput apps, latency rotations, fault rotations, fa
 }
 if $QUICK; then
   rotation_scenarios 1500 10 150 10 0.4 3
-  exit 0
+  finish
 fi
 
 compare "sqlite 1k apps c=64 form" 64 form "$ID" "$SECRET" baseline - - - rekey "$SMALL" "" 100000
@@ -193,12 +222,15 @@ if [ -n "${REKEY_BENCH_POSTGRES_URL:-}" ]; then
   PG="$WORK/pg"; mkdir -p "$PG"
   SCHEMA="rekey_bench_$(date +%s)"
   psql "$REKEY_BENCH_POSTGRES_URL" -qc "CREATE SCHEMA $SCHEMA" >/dev/null
-  PGURL="$REKEY_BENCH_POSTGRES_URL?options[search_path]=$SCHEMA"
+  sep='?'; case "$REKEY_BENCH_POSTGRES_URL" in *\?*) sep='&' ;; esac
+  PGURL="$REKEY_BENCH_POSTGRES_URL${sep}options[search_path]=$SCHEMA"
   seed "$PGURL" "$PG" 1000
   compare "postgres 1k apps c=64 basic" 64 basic "$ID" "$SECRET" baseline - - - rekey "$PG" "$PGURL" 100000
   compare "postgres 1k apps c=64 basic, no client cache" 64 basic "$ID" "$SECRET" \
     baseline - - - rekey "$PG" "$PGURL" 0
   psql "$REKEY_BENCH_POSTGRES_URL" -qc "DROP SCHEMA $SCHEMA CASCADE" >/dev/null
+  SCHEMA=
 fi
 
 rotation_scenarios "${BENCH_ROTATION_APPS:-12000}" 200 1000 100 0.5 120
+finish

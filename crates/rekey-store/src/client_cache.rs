@@ -152,7 +152,7 @@ pub(crate) async fn listen_for_client_changes(url: &str) -> CoreResult<PgListene
 
 /// Applies other nodes' invalidations until the pool closes or the cache is dropped. A lost
 /// connection may have lost notifications, so the cache is suspended (emptied, bypassed)
-/// until a new listener is subscribed. A connection can also die silently (a NAT or a proxy
+/// until a new listener is subscribed and hears something. A connection can also die silently (a NAT or a proxy
 /// dropping it), so the listener sends itself a heartbeat every second through the pool and
 /// counts the connection lost when nothing has arrived for three.
 pub(crate) async fn keep_cache_invalidated(
@@ -187,15 +187,26 @@ pub(crate) async fn keep_cache_invalidated(
         match event {
             Ok(Some(notification)) => {
                 heard = Instant::now();
+                if !cache.is_enabled() {
+                    // The first thing heard since (re)subscribing: notifications flow.
+                    cache.resume();
+                    tracing::info!("client-change listener back; client cache in service");
+                }
                 if !notification.payload().is_empty() {
                     cache.invalidate(notification.payload());
                 }
             }
             Ok(None) | Err(_) => {
+                if cache.is_enabled() {
+                    tracing::warn!(
+                        "lost the client-change listener; client cache bypassed until it is back"
+                    );
+                } else {
+                    tracing::debug!(
+                        "client-change listener still hears nothing; subscribing again"
+                    );
+                }
                 cache.suspend();
-                tracing::warn!(
-                    "lost the client-change listener; client cache bypassed until it is back"
-                );
                 let mut wait = Duration::from_millis(100);
                 listener = loop {
                     tokio::select! {
@@ -210,9 +221,10 @@ pub(crate) async fn keep_cache_invalidated(
                         }
                     }
                 };
+                // Back in service only once something is heard on the new subscription: a
+                // LISTEN can succeed where notifications never arrive (PgBouncer in
+                // transaction pooling).
                 heard = Instant::now();
-                cache.resume();
-                tracing::info!("client-change listener back; client cache in service");
             }
         }
     }

@@ -142,6 +142,8 @@ impl SqlStore {
         let cache = Arc::new(ClientCache::new(capacity, max_age));
         if self.backend == Backend::Postgres {
             let listener = listen_for_client_changes(&self.url).await?;
+            // Out of service until the listener hears its first heartbeat (within a second).
+            cache.suspend();
             tokio::spawn(keep_cache_invalidated(
                 listener,
                 self.url.clone(),
