@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use criterion::{criterion_group, criterion_main, Criterion};
-use rekey_core::apps::{new_app, AppSettings};
+use rekey_bench::app_settings;
+use rekey_core::apps::new_app;
 use rekey_core::auth::match_secret;
 use rekey_core::clock::{Clock, SystemClock};
 use rekey_core::crypto::ServerKey;
-use rekey_core::model::{Org, OrgId, GRANT_CLIENT_CREDENTIALS};
+use rekey_core::model::{Org, OrgId};
 use rekey_core::store::Store;
 use rekey_core::token::{generate_signing_key, AccessClaims, KeySet};
 use rekey_server::oauth::token::{parse_params, Dialect};
@@ -18,31 +19,34 @@ use rekey_store::testing::TestDb;
 use rekey_store::SqlStore;
 use secrecy::ExposeSecret;
 
-fn settings() -> AppSettings {
-    AppSettings {
-        name: "bench".into(),
-        description: String::new(),
-        grant_types: vec![GRANT_CLIENT_CREDENTIALS.into()],
-        scopes: vec!["read".into()],
-        access_token_ttl_secs: 3600,
-        secret_lifetime_secs: 0,
-        rotation_grace_secs: 3600,
-        owner_only_secret_rotation: false,
-    }
-}
-
 fn hot_path(c: &mut Criterion) {
     let key = ServerKey::generate();
     let hasher = key.secret_hasher();
     let now = SystemClock.now();
-    let (app, secret, plain) =
-        new_app(OrgId::new(), None, settings(), false, &hasher, "bench", now).unwrap();
+    let (app, secret, plain) = new_app(
+        OrgId::new(),
+        None,
+        app_settings("bench"),
+        false,
+        &hasher,
+        "bench",
+        now,
+    )
+    .unwrap();
     let plain = plain.expose_secret().to_string();
 
     // A rotation in progress: two valid secrets to compare against.
     let previous = {
-        let (_, s, _) =
-            new_app(OrgId::new(), None, settings(), false, &hasher, "bench", now).unwrap();
+        let (_, s, _) = new_app(
+            OrgId::new(),
+            None,
+            app_settings("bench"),
+            false,
+            &hasher,
+            "bench",
+            now,
+        )
+        .unwrap();
         s
     };
     let secrets = vec![secret.clone(), previous];

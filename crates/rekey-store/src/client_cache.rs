@@ -129,11 +129,8 @@ impl ClientCache {
         self.enabled.load(Ordering::SeqCst)
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }
@@ -152,9 +149,9 @@ pub(crate) async fn listen_for_client_changes(url: &str) -> CoreResult<PgListene
 
 /// Applies other nodes' invalidations until the pool closes or the cache is dropped. A lost
 /// connection may have lost notifications, so the cache is suspended (emptied, bypassed)
-/// until a new listener is subscribed and hears something. A connection can also die silently (a NAT or a proxy
-/// dropping it), so the listener sends itself a heartbeat every second through the pool and
-/// counts the connection lost when nothing has arrived for three.
+/// until a new listener is subscribed and hears something. A connection can also die
+/// silently (a NAT or a proxy dropping it), so the listener sends itself a heartbeat every
+/// second through the pool and counts the connection lost when nothing has arrived for three.
 pub(crate) async fn keep_cache_invalidated(
     mut listener: PgListener,
     url: Arc<str>,

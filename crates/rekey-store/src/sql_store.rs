@@ -63,16 +63,13 @@ pub struct SqlStore {
 
 /// A write transaction. On SQLite it also holds this process's write turn: writers wait in
 /// line here instead of in SQLite's busy handler, whose growing sleeps gave concurrent
-/// rotations a tail of over a second. Derefs to the connection, like `sqlx::Transaction`.
+/// rotations a tail of over a second. It remembers the clients whose records it changed
+/// ([`SqlStore::announce_client_change`]) so that [`SqlStore::commit`] can forget them.
+/// Derefs to the connection, like `sqlx::Transaction`.
 pub(crate) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl WriteTx {
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
-    }
+    changed_clients: Vec<String>,
 }
 
 impl Deref for WriteTx {
@@ -162,36 +159,89 @@ impl SqlStore {
             None => None,
         };
         let tx = self.pool.begin().await.map_err(db_err)?;
-        Ok(WriteTx { tx, _turn: turn })
+        Ok(WriteTx {
+            tx,
+            _turn: turn,
+            changed_clients: Vec::new(),
+        })
     }
 
-    /// The client cache, if this store has one (for metrics and tests).
-    pub fn client_cache(&self) -> Option<&Arc<ClientCache>> {
-        self.cache.as_ref()
+    /// Commits, then drops this node's cached records of the clients the transaction
+    /// changed (other nodes hear the NOTIFY). They are dropped even when the commit failed:
+    /// it may have happened all the same.
+    async fn commit(&self, tx: WriteTx) -> CoreResult<()> {
+        let WriteTx {
+            tx,
+            _turn,
+            changed_clients,
+        } = tx;
+        let committed = tx.commit().await.map_err(db_err);
+        if let Some(cache) = &self.cache {
+            for client in &changed_clients {
+                cache.invalidate(client);
+            }
+        }
+        committed
     }
 
     /// Inside a write transaction: on PostgreSQL, tells every node (at commit) that this
-    /// client's record changed. Call [`SqlStore::forget_client`] after the commit too.
-    async fn announce_client_change(
-        &self,
-        conn: &mut AnyConnection,
-        client_id: &str,
-    ) -> CoreResult<()> {
+    /// client's record changed; [`SqlStore::commit`] then drops it on this node.
+    async fn announce_client_change(&self, tx: &mut WriteTx, client_id: &str) -> CoreResult<()> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(client_cache::CHANNEL)
                 .bind(client_id.to_string())
-                .execute(&mut *conn)
+                .execute(&mut **tx)
                 .await
                 .map_err(db_err)?;
         }
+        tx.changed_clients.push(client_id.to_string());
         Ok(())
     }
 
-    /// After a commit: drops this node's cached record at once (other nodes hear the NOTIFY).
-    fn forget_client(&self, client_id: &str) {
-        if let Some(cache) = &self.cache {
-            cache.invalidate(client_id);
+    async fn put_membership_on(&self, tx: &mut WriteTx, m: &Membership) -> CoreResult<()> {
+        sqlx::query(
+            "INSERT INTO memberships (org_id, principal_kind, principal_id, role, created_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (org_id, principal_kind, principal_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(m.org_id.to_string())
+        .bind(m.principal.kind())
+        .bind(m.principal.uuid().to_string())
+        .bind(m.role.as_str())
+        .bind(ms(m.created_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        self.set_service_account(tx, m.org_id, m.principal, true)
+            .await
+    }
+
+    /// Keeps `apps.service_account` equal to "the app is a member of its org", and announces
+    /// the change of the app's client record.
+    async fn set_service_account(
+        &self,
+        tx: &mut WriteTx,
+        org: OrgId,
+        principal: Principal,
+        member: bool,
+    ) -> CoreResult<()> {
+        let Principal::App(app) = principal else {
+            return Ok(());
+        };
+        let client: Option<String> = sqlx::query_scalar(
+            "UPDATE apps SET service_account = $1 WHERE id = $2 AND org_id = $3 \
+             RETURNING client_id",
+        )
+        .bind(flag(member))
+        .bind(app.to_string())
+        .bind(org.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        match client {
+            Some(client) => self.announce_client_change(tx, &client).await,
+            None => Ok(()),
         }
     }
 
@@ -268,12 +318,7 @@ impl SqlStore {
             }
             insert_audit(&mut tx, audit).await?;
         }
-        let committed = tx.commit().await.map_err(db_err);
-        // Also when the commit failed: it may have happened all the same.
-        if let (true, Some(client)) = (done, client) {
-            self.forget_client(client);
-        }
-        committed?;
+        self.commit(tx).await?;
         Ok(done)
     }
 }
@@ -373,46 +418,6 @@ async fn insert_delivery(conn: &mut AnyConnection, d: &Delivery) -> CoreResult<b
     Ok(done == 1)
 }
 
-/// Returns the client id of an app principal (see [`set_service_account`]).
-async fn put_membership_on(conn: &mut AnyConnection, m: &Membership) -> CoreResult<Option<String>> {
-    sqlx::query(
-        "INSERT INTO memberships (org_id, principal_kind, principal_id, role, created_at) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (org_id, principal_kind, principal_id) DO UPDATE SET role = excluded.role",
-    )
-    .bind(m.org_id.to_string())
-    .bind(m.principal.kind())
-    .bind(m.principal.uuid().to_string())
-    .bind(m.role.as_str())
-    .bind(ms(m.created_at))
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    set_service_account(conn, m.org_id, m.principal, true).await
-}
-
-/// Keeps `apps.service_account` equal to "the app is a member of its org". Returns the
-/// client id of the app it changed, whose cached record must then be invalidated.
-async fn set_service_account(
-    conn: &mut AnyConnection,
-    org: OrgId,
-    principal: Principal,
-    member: bool,
-) -> CoreResult<Option<String>> {
-    let Principal::App(app) = principal else {
-        return Ok(None);
-    };
-    sqlx::query_scalar(
-        "UPDATE apps SET service_account = $1 WHERE id = $2 AND org_id = $3 RETURNING client_id",
-    )
-    .bind(flag(member))
-    .bind(app.to_string())
-    .bind(org.to_string())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_err)
-}
-
 #[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> &'static str {
@@ -440,7 +445,7 @@ impl Store for SqlStore {
             .await
             .map_err(db_err)?;
         insert_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        self.commit(tx).await
     }
 
     async fn get_org(&self, id: OrgId) -> CoreResult<Option<Org>> {
@@ -473,7 +478,7 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -499,18 +504,9 @@ impl Store for SqlStore {
 
     async fn put_membership(&self, m: &Membership, audit: &[AuditEvent]) -> CoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let client = put_membership_on(&mut tx, m).await?;
-        if let Some(client) = &client {
-            self.announce_client_change(&mut tx, client).await?;
-        }
+        self.put_membership_on(&mut tx, m).await?;
         insert_audit(&mut tx, audit).await?;
-        let committed = tx.commit().await.map_err(db_err);
-        // Also when the commit failed: it may have happened all the same.
-        if let Some(client) = &client {
-            self.forget_client(client);
-        }
-        committed?;
-        Ok(())
+        self.commit(tx).await
     }
 
     async fn get_membership(
@@ -564,20 +560,12 @@ impl Store for SqlStore {
         .map_err(db_err)?
         .rows_affected()
             == 1;
-        let mut client = None;
         if done {
-            client = set_service_account(&mut tx, org, principal, false).await?;
-            if let Some(client) = &client {
-                self.announce_client_change(&mut tx, client).await?;
-            }
+            self.set_service_account(&mut tx, org, principal, false)
+                .await?;
             insert_audit(&mut tx, audit).await?;
         }
-        let committed = tx.commit().await.map_err(db_err);
-        // Also when the commit failed: it may have happened all the same.
-        if let Some(client) = &client {
-            self.forget_client(client);
-        }
-        committed?;
+        self.commit(tx).await?;
         Ok(done)
     }
 
@@ -600,7 +588,7 @@ impl Store for SqlStore {
         .await
         .map_err(db_err)?;
         insert_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        self.commit(tx).await
     }
 
     async fn find_api_token_by_hash(&self, hash: &SecretHash) -> CoreResult<Option<ApiToken>> {
@@ -695,11 +683,10 @@ impl Store for SqlStore {
         .map_err(db_err)?;
         insert_secret(&mut tx, first_secret).await?;
         if let Some(m) = membership {
-            // A new app has no cached record to invalidate.
-            put_membership_on(&mut tx, m).await?;
+            self.put_membership_on(&mut tx, m).await?;
         }
         insert_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        self.commit(tx).await
     }
 
     async fn get_app(&self, id: AppId) -> CoreResult<Option<App>> {
@@ -826,12 +813,7 @@ impl Store for SqlStore {
             .map_err(db_err)?;
             insert_audit(&mut tx, audit).await?;
         }
-        let committed = tx.commit().await.map_err(db_err);
-        // Also when the commit failed: it may have happened all the same.
-        if let Some(client) = &client {
-            self.forget_client(client);
-        }
-        committed?;
+        self.commit(tx).await?;
         Ok(client.is_some())
     }
 
@@ -936,10 +918,7 @@ impl Store for SqlStore {
             insert_delivery(&mut tx, d).await?;
         }
         insert_audit(&mut tx, &changes.audit).await?;
-        let committed = tx.commit().await.map_err(db_err);
-        // Also when the commit failed: it may have happened all the same.
-        self.forget_client(&app.client_id);
-        committed?;
+        self.commit(tx).await?;
         Ok(changes)
     }
 
@@ -959,7 +938,7 @@ impl Store for SqlStore {
             .await
             .map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)
+        self.commit(tx).await
     }
 
     async fn list_signing_keys(&self) -> CoreResult<Vec<StoredSigningKey>> {
@@ -1001,13 +980,13 @@ impl Store for SqlStore {
         .await
         .map_err(db_err)?;
         insert_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        self.commit(tx).await
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> CoreResult<()> {
         let mut tx = self.begin_write().await?;
         insert_audit(&mut tx, events).await?;
-        tx.commit().await.map_err(db_err)
+        self.commit(tx).await
     }
 
     async fn list_audit(&self, filter: &AuditFilter, page: Page) -> CoreResult<Vec<AuditEvent>> {
@@ -1054,7 +1033,7 @@ impl Store for SqlStore {
         .await
         .map_err(db_err)?;
         insert_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)
+        self.commit(tx).await
     }
 
     async fn get_destination(
@@ -1118,7 +1097,7 @@ impl Store for SqlStore {
         if done {
             insert_audit(&mut tx, audit).await?;
         }
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(done)
     }
 
@@ -1133,7 +1112,7 @@ impl Store for SqlStore {
         if added > 0 {
             insert_audit(&mut tx, audit).await?;
         }
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(added)
     }
 
@@ -1162,7 +1141,7 @@ impl Store for SqlStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         claimed.iter().map(rows::delivery).collect()
     }
 
@@ -1303,7 +1282,7 @@ impl Store for SqlStore {
         .map_err(db_err)?
         .rows_affected()
             == 1;
-        tx.commit().await.map_err(db_err)?;
+        self.commit(tx).await?;
         Ok(taken)
     }
 

@@ -244,22 +244,8 @@ async fn concurrent_secret_changes_on_one_app_are_serialized() {
             let s = s.clone();
             let app_id = a.id;
             tasks.push(tokio::spawn(async move {
-                s.change_secrets(app_id, &move |_, secrets| {
-                    let mut old = secrets
-                        .iter()
-                        .find(|x| x.state == SecretState::Current)
-                        .cloned()
-                        .ok_or(CoreError::Conflict("no current".into()))?;
-                    old.state = SecretState::Revoked;
-                    old.revoked_at = Some(T0);
-                    Ok(SecretChanges {
-                        insert: vec![secret(app_id, SecretState::Current, n)],
-                        update: vec![old],
-                        audit: vec![],
-                        deliveries: vec![],
-                    })
-                })
-                .await
+                let plan = replacing_current(secret(app_id, SecretState::Current, n));
+                s.change_secrets(app_id, &plan).await
             }));
         }
         for t in tasks {
@@ -434,11 +420,9 @@ async fn cached_read(s: &SqlStore, client_id: &str) -> Arc<ClientRecord> {
     panic!("{client_id} is never served from the cache");
 }
 
-/// A rotation as the rules make it: the current secret revoked, a new one current.
-async fn replace_current(s: &SqlStore, app_id: AppId, hash: u8) -> Secret {
-    let new = secret(app_id, SecretState::Current, hash);
-    let inserted = new.clone();
-    s.change_secrets(app_id, &move |_, secrets| {
+/// A plan that revokes the current secret and makes `new` current.
+fn replacing_current(new: Secret) -> impl Fn(&App, &[Secret]) -> Result<SecretChanges, CoreError> {
+    move |_, secrets| {
         let mut old = secrets
             .iter()
             .find(|x| x.state == SecretState::Current)
@@ -447,14 +431,20 @@ async fn replace_current(s: &SqlStore, app_id: AppId, hash: u8) -> Secret {
         old.state = SecretState::Revoked;
         old.revoked_at = Some(T0);
         Ok(SecretChanges {
-            insert: vec![inserted.clone()],
+            insert: vec![new.clone()],
             update: vec![old],
             audit: vec![],
             deliveries: vec![],
         })
-    })
-    .await
-    .unwrap();
+    }
+}
+
+/// A rotation as the rules make it: the current secret revoked, a new one current.
+async fn replace_current(s: &SqlStore, app_id: AppId, hash: u8) -> Secret {
+    let new = secret(app_id, SecretState::Current, hash);
+    s.change_secrets(app_id, &replacing_current(new.clone()))
+        .await
+        .unwrap();
     new
 }
 

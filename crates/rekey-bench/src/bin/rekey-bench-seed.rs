@@ -4,10 +4,11 @@
 
 use std::io::Write as _;
 
-use rekey_core::apps::{new_app, AppSettings};
+use rekey_bench::app_settings;
+use rekey_core::apps::new_app;
 use rekey_core::clock::{Clock, SystemClock};
 use rekey_core::crypto::ServerKey;
-use rekey_core::model::{Org, OrgId, GRANT_CLIENT_CREDENTIALS};
+use rekey_core::model::{Org, OrgId};
 use rekey_core::store::Store;
 use rekey_store::SqlStore;
 use secrecy::ExposeSecret;
@@ -31,19 +32,6 @@ fn server_key(data_dir: &std::path::Path) -> anyhow::Result<ServerKey> {
     Ok(key)
 }
 
-fn settings(name: &str) -> AppSettings {
-    AppSettings {
-        name: name.into(),
-        description: String::new(),
-        grant_types: vec![GRANT_CLIENT_CREDENTIALS.into()],
-        scopes: vec!["read".into()],
-        access_token_ttl_secs: 3600,
-        secret_lifetime_secs: 0,
-        rotation_grace_secs: 3600,
-        owner_only_secret_rotation: false,
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -65,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let (app, secret, plain) = new_app(
         org.id,
         None,
-        settings("bench"),
+        app_settings("bench"),
         false,
         &hasher,
         "bench",
@@ -83,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
                 new_app(
                     org.id,
                     None,
-                    settings(&format!("filler-{}", done + i)),
+                    app_settings(&format!("filler-{}", done + i)),
                     false,
                     &hasher,
                     "bench",
