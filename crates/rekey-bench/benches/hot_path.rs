@@ -1,6 +1,8 @@
 //! Criterion micro-benchmarks of the token endpoint's hot path, small enough to run in
 //! seconds: `cargo bench -p rekey-bench --bench hot_path -- --quick` (see BENCHMARKS.md).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
 use std::sync::Arc;
 use std::time::Duration;
 

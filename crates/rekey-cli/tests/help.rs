@@ -2,6 +2,8 @@
 //! tests/snapshots. After a deliberate change, refresh them with
 //! `REKEY_UPDATE_SNAPSHOTS=1 cargo test -p rekey-cli --test help`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
 use std::path::PathBuf;
 use std::process::Command;
 

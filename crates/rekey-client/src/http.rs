@@ -98,6 +98,11 @@ pub(crate) struct Http {
 }
 
 impl Http {
+    #[allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "the builder fails only without a TLS backend, which is compiled in"
+    )]
     pub fn new(retry: RetryPolicy) -> Self {
         let client = reqwest::Client::builder()
             .user_agent(concat!("rekey-client/", env!("CARGO_PKG_VERSION")))

@@ -26,6 +26,11 @@ impl fmt::Debug for ServerKey {
 }
 
 impl ServerKey {
+    #[allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "fixed key and tag sizes; an OS RNG failure leaves nothing safe to do"
+    )]
     pub fn generate() -> Self {
         let mut k = [0u8; 32];
         SystemRandom::new()
@@ -49,6 +54,11 @@ impl ServerKey {
         STANDARD.encode(self.0)
     }
 
+    #[allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "fixed key and tag sizes; an OS RNG failure leaves nothing safe to do"
+    )]
     fn derive(&self, purpose: &str) -> [u8; 32] {
         let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
         let tag = hmac::sign(&key, format!("rekey/v1/{purpose}").as_bytes());
@@ -108,6 +118,11 @@ impl KeyedHasher {
         Self(hmac::Key::new(hmac::HMAC_SHA256, key))
     }
 
+    #[allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "fixed key and tag sizes; an OS RNG failure leaves nothing safe to do"
+    )]
     pub fn hash(&self, secret: &str) -> SecretHash {
         let tag = hmac::sign(&self.0, secret.as_bytes());
         SecretHash(tag.as_ref().try_into().expect("HMAC-SHA-256 is 32 bytes"))
@@ -124,6 +139,11 @@ impl fmt::Debug for Sealer {
 }
 
 impl Sealer {
+    #[allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "fixed key and tag sizes; an OS RNG failure leaves nothing safe to do"
+    )]
     fn new(key: &[u8; 32]) -> Self {
         let unbound =
             UnboundKey::new(&aead::CHACHA20_POLY1305, key).expect("32 bytes is the key length");
@@ -132,6 +152,11 @@ impl Sealer {
 
     /// Encrypts `plaintext`; `context` (e.g. a row id) is authenticated but not stored, so a
     /// sealed value copied to another row does not open there.
+    #[allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "fixed key and tag sizes; an OS RNG failure leaves nothing safe to do"
+    )]
     pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 12];
         SystemRandom::new()

@@ -11,6 +11,8 @@
 //! - [`crypto`]: the server key and what is derived from it;
 //! - [`token`]: Ed25519-signed JWT access tokens and the published key set;
 //! - [`auth`]: client authentication and scope rules, as pure functions;
+//! - [`policy`]: who may do what, one table for every dialect;
+//! - [`ops`]: the application layer, one function per use case over the store;
 //! - [`store`]: the persistence trait both database backends implement.
 
 pub mod apps;
@@ -20,6 +22,8 @@ pub mod crypto;
 pub mod error;
 pub mod model;
 pub mod notify;
+pub mod ops;
+pub mod policy;
 pub mod rotation;
 pub mod secret;
 pub mod store;

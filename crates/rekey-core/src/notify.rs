@@ -192,6 +192,11 @@ pub struct Delivery {
 impl Delivery {
     /// A pending delivery of `envelope` (see [`envelope`]), sealed with `sealer`.
     #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "a serde_json::Value always serializes"
+    )]
     pub fn new(
         sealer: &Sealer,
         notification_id: NotificationId,

@@ -53,6 +53,11 @@ fn generate_with_prefix(prefix: &str) -> String {
 }
 
 /// `n` characters drawn uniformly from the base62 alphabet.
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "base62 digits are ASCII; an OS RNG failure leaves nothing safe to do"
+)]
 fn random_base62(n: usize) -> String {
     let rng = SystemRandom::new();
     let mut out = String::with_capacity(n);
@@ -71,6 +76,11 @@ fn random_base62(n: usize) -> String {
     out
 }
 
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "base62 digits are ASCII; an OS RNG failure leaves nothing safe to do"
+)]
 fn base62_fixed(mut v: u64, width: usize) -> String {
     let mut digits = vec![b'0'; width];
     for d in digits.iter_mut().rev() {

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use crate::clock::Timestamp;
 use crate::crypto::SecretHash;
-use crate::error::CoreResult;
+use crate::error::{CoreResult, OpError};
 use crate::model::{
     ApiToken, ApiTokenId, App, AppId, AuditEvent, DeliveryId, DestinationId, Membership, Org,
     OrgId, Principal, Secret, SecretId, StoredSigningKey, User, UserId,
@@ -68,8 +68,29 @@ pub struct SecretChanges {
     pub deliveries: Vec<Delivery>,
 }
 
-/// Plans a change from an app and its current secrets (all states). Pure: no I/O.
-pub type SecretPlan<'a> = &'a (dyn Fn(&App, &[Secret]) -> CoreResult<SecretChanges> + Send + Sync);
+/// Plans a change from an app and its current secrets (all states). Pure: no I/O. A refusal
+/// of the rule comes back from [`Store::change_secrets`] unchanged.
+pub type SecretPlan<'a> =
+    &'a (dyn Fn(&App, &[Secret]) -> Result<SecretChanges, OpError> + Send + Sync);
+
+/// What a membership change writes, in one transaction with the org locked.
+#[derive(Clone, Debug, Default)]
+pub struct MembershipChanges {
+    /// Users to create first (a member added by email who has no account yet).
+    pub new_users: Vec<User>,
+    /// Memberships to add or whose role to set (an app member becomes a service account).
+    pub put: Vec<Membership>,
+    /// Members to remove (an app stops being a service account).
+    pub remove: Vec<Principal>,
+    /// API tokens to create (a new user's first token).
+    pub new_api_tokens: Vec<ApiToken>,
+    pub audit: Vec<AuditEvent>,
+}
+
+/// Plans a membership change from the org's memberships as they are inside the
+/// transaction. Pure: no I/O.
+pub type MembershipPlan<'a> =
+    &'a (dyn Fn(&[Membership]) -> Result<MembershipChanges, OpError> + Send + Sync);
 
 /// An app with the secrets that can authenticate it (current and previous).
 #[derive(Clone, Debug)]
@@ -93,7 +114,16 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: &User) -> CoreResult<()>;
     async fn get_user(&self, id: UserId) -> CoreResult<Option<User>>;
     async fn find_user_by_email(&self, email: &str) -> CoreResult<Option<User>>;
-    /// Adds a member or changes its role. An app member becomes a service account.
+    /// Locks the org, plans with `plan` over its memberships, applies the plan atomically:
+    /// the one way to change memberships, so that checks such as "keep an owner" hold under
+    /// concurrent requests on several nodes. `NotFound` if the org does not exist.
+    async fn change_membership(
+        &self,
+        org: OrgId,
+        plan: MembershipPlan<'_>,
+    ) -> Result<MembershipChanges, OpError>;
+    /// Adds a member or changes its role, unchecked (set-up and tests). An app member
+    /// becomes a service account.
     async fn put_membership(&self, m: &Membership, audit: &[AuditEvent]) -> CoreResult<()>;
     async fn get_membership(
         &self,
@@ -101,13 +131,6 @@ pub trait Store: Send + Sync + 'static {
         principal: Principal,
     ) -> CoreResult<Option<Membership>>;
     async fn list_memberships(&self, org: OrgId) -> CoreResult<Vec<Membership>>;
-    /// Removes a member; false if it was none. An app stops being a service account.
-    async fn delete_membership(
-        &self,
-        org: OrgId,
-        principal: Principal,
-        audit: &[AuditEvent],
-    ) -> CoreResult<bool>;
 
     // API tokens.
     async fn create_api_token(&self, t: &ApiToken, audit: &[AuditEvent]) -> CoreResult<()>;
@@ -156,7 +179,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_secret(&self, id: SecretId) -> CoreResult<Option<Secret>>;
     /// Locks the app, plans with `plan` over its secrets, applies the plan atomically.
     /// Returns what was applied. `NotFound` if the app does not exist.
-    async fn change_secrets(&self, app: AppId, plan: SecretPlan<'_>) -> CoreResult<SecretChanges>;
+    async fn change_secrets(
+        &self,
+        app: AppId,
+        plan: SecretPlan<'_>,
+    ) -> Result<SecretChanges, OpError>;
     /// Records last-use times (aggregated by the caller); never moves a time backwards.
     async fn record_last_use(&self, uses: &[(SecretId, Timestamp)]) -> CoreResult<()>;
 

@@ -66,6 +66,11 @@ fn seal_context(kid: &str) -> Vec<u8> {
 }
 
 /// Makes a new Ed25519 signing key, its private half sealed with `sealer`.
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an OS RNG failure leaves nothing safe to do; a fresh key parses"
+)]
 pub fn generate_signing_key(sealer: &Sealer, now: Timestamp) -> StoredSigningKey {
     let rng = SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("Ed25519 key generation failed");

@@ -161,6 +161,11 @@ pub struct WebhookSink {
 }
 
 impl WebhookSink {
+    #[allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "the builder fails only without a TLS backend; an OS RNG failure leaves nothing safe to do"
+    )]
     pub fn new(keys: Sealer, clock: Arc<dyn Clock>, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -215,6 +220,11 @@ impl WebhookSink {
 }
 
 /// A new Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes.
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "the builder fails only without a TLS backend; an OS RNG failure leaves nothing safe to do"
+)]
 pub fn generate_webhook_secret() -> String {
     use ring::rand::SecureRandom as _;
     let mut k = [0u8; 32];

@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use rekey_core::error::CoreError;
+use rekey_core::error::{CoreError, OpError};
 use rekey_proto::native::Problem;
 use rekey_proto::oauth::OAuthErrorBody;
 
@@ -89,7 +89,10 @@ impl OAuthError {
 
 impl From<CoreError> for OAuthError {
     fn from(e: CoreError) -> Self {
-        tracing::error!(error = %e, "token endpoint failed");
+        tracing::error!(
+            error = &e as &dyn std::error::Error,
+            "token endpoint failed"
+        );
         OAuthError::server_error()
     }
 }
@@ -181,9 +184,35 @@ impl From<CoreError> for ApiError {
             CoreError::Invalid(m) => ApiError::bad_request(m),
             other => {
                 let at = std::panic::Location::caller();
-                tracing::error!(error = %other, at = %at, "request failed");
+                tracing::error!(error = &other as &dyn std::error::Error, at = %at, "request failed");
                 ApiError::internal()
             }
+        }
+    }
+}
+
+impl From<OpError> for ApiError {
+    #[track_caller]
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Denied(d) => ApiError::forbidden(d.to_string()),
+            OpError::NotFound => ApiError::not_found("No such app, secret or member in this organization"),
+            OpError::Invalid(m) => ApiError::bad_request(m),
+            OpError::Conflict(m) => ApiError::conflict(m),
+            OpError::NotEnrolled => ApiError::bad_request(
+                "The app has no destination for APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+            ),
+            OpError::RotationInProgress { previous_expires_at } => ApiError::conflict(format!(
+                "A rotation is in progress: the previous secret is valid until {}. Finish the rotation first, or wait.",
+                previous_expires_at.map_or_else(|| "it is revoked".into(), |t| t.to_rfc3339())
+            )),
+            OpError::NoValidCurrent => ApiError::conflict(
+                "The current secret is not valid: regenerate instead of finishing the rotation",
+            ),
+            OpError::LastOwner => {
+                ApiError::conflict("The organization must keep at least one org_owner")
+            }
+            OpError::Store(e) => e.into(),
         }
     }
 }
@@ -243,7 +272,11 @@ mod tests {
 
     #[tokio::test]
     async fn internal_errors_are_opaque_problems() {
-        let res = ApiError::from(CoreError::Storage("password=hunter2".into())).into_response();
+        let res = ApiError::from(CoreError::storage(
+            "query failed",
+            "password=hunter2".to_string(),
+        ))
+        .into_response();
         assert_eq!(res.status(), 500);
         assert_eq!(
             res.headers()[header::CONTENT_TYPE],

@@ -9,6 +9,8 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use rekey_core::error::CoreError;
 use rekey_core::model::{ApiTokenId, AuditContext, OrgId, Principal, Role, SecretId, UserId};
+use rekey_core::ops::Actor;
+use rekey_core::policy::{Action, Denied};
 use rekey_core::token::{AccessClaims, TokenError};
 use serde::de::DeserializeOwned;
 
@@ -41,35 +43,33 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The caller's role in `org`. Tokens act in one org: any other org is forbidden.
-    pub async fn role_in(&self, state: &SharedState, org: OrgId) -> Result<Role, ApiError> {
-        if org != self.org_id {
-            return Err(ApiError::forbidden(
-                "The caller is not a member of this organization",
-            ));
+    /// The caller as the application layer sees it.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            principal: self.principal,
+            org_id: self.org_id,
+            audit: self.audit.clone(),
         }
-        state
-            .store
-            .get_membership(org, self.principal)
-            .await?
-            .map(|m| m.role)
-            .ok_or_else(|| ApiError::forbidden("The caller is not a member of this organization"))
     }
 
-    /// Requires a role that may manage apps (owner, admin, developer).
-    pub async fn require_app_manager(
+    /// The caller's role in `org` (any member may read). Tokens act in one org: any other
+    /// org is forbidden.
+    pub async fn role_in(&self, state: &SharedState, org: OrgId) -> Result<Role, ApiError> {
+        self.authorize(state, org, Action::Read).await
+    }
+
+    /// Asks the policy whether the caller may do `action` in `org`; returns its role there.
+    pub async fn authorize(
         &self,
         state: &SharedState,
         org: OrgId,
+        action: Action,
     ) -> Result<Role, ApiError> {
-        let role = self.role_in(state, org).await?;
-        if role.can_manage_apps() {
-            Ok(role)
-        } else {
-            Err(ApiError::forbidden(
-                "This action needs the org_owner, org_admin or developer role",
-            ))
-        }
+        state
+            .ops
+            .authorize(&self.actor(), org, action)
+            .await?
+            .ok_or_else(|| ApiError::forbidden(Denied::NotAMember.to_string()))
     }
 }
 

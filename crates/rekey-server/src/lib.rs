@@ -15,7 +15,6 @@ pub mod extract;
 pub mod last_use;
 pub mod native;
 pub mod oauth;
-pub mod secrets;
 pub mod spapi;
 pub mod startup;
 pub mod state;

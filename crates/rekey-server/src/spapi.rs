@@ -17,8 +17,11 @@ use rekey_core::model::{App, AuditContext, SecretId};
 use rekey_core::token::TokenError;
 
 use crate::extract::{bearer_token, REQUEST_ID_HEADER};
-use crate::secrets::{rotate, RotateError};
 use crate::state::{AppState, SharedState};
+use rekey_core::error::OpError;
+use rekey_core::model::Principal;
+use rekey_core::ops::secrets::RotateInput;
+use rekey_core::ops::Actor;
 
 /// The scope an LWA token needs for rotation.
 pub const ROTATION_SCOPE: &str = "sellingpartnerapi::client_credential:rotation";
@@ -76,7 +79,10 @@ impl SpApiError {
 
 impl From<CoreError> for SpApiError {
     fn from(e: CoreError) -> Self {
-        tracing::error!(error = %e, "SP-API request failed");
+        tracing::error!(
+            error = &e as &dyn std::error::Error,
+            "SP-API request failed"
+        );
         SpApiError::internal()
     }
 }
@@ -231,14 +237,24 @@ async fn handle_rotate(
         request_id: Some(rid.to_string()),
         source: None,
     };
-    match rotate(state, &app, SPAPI_GRACE_SECS, None, true, &ctx).await {
+    let actor = Actor {
+        principal: Principal::App(app.id),
+        org_id: app.org_id,
+        audit: ctx,
+    };
+    let input = RotateInput {
+        grace_secs: Some(SPAPI_GRACE_SECS),
+        supplied: None,
+        require_destination: true,
+    };
+    match state.ops.rotate_own_secret(&actor, app, input).await {
         Ok(_) => Ok(()),
-        Err(RotateError::NotEnrolled) => Err(SpApiError::new(
+        Err(OpError::NotEnrolled) => Err(SpApiError::new(
             StatusCode::BAD_REQUEST,
             "InvalidInput",
             NOT_ENROLLED,
         )),
-        Err(RotateError::InProgress {
+        Err(OpError::RotationInProgress {
             previous_expires_at,
         }) => Err(SpApiError::new(
             StatusCode::BAD_REQUEST,
@@ -249,12 +265,21 @@ async fn handle_rotate(
             "The previous client secret stays valid until {}; rotate again after that.",
             previous_expires_at.map_or_else(|| "it expires".to_string(), |t| t.to_rfc3339())
         ))),
-        Err(RotateError::NotFound) => Err(SpApiError::new(
+        Err(OpError::NotFound) => Err(SpApiError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
             "The resource specified does not exist.",
         )),
-        Err(RotateError::Core(e)) => Err(e.into()),
-        Err(RotateError::NoValidCurrent) => Err(SpApiError::internal()),
+        Err(OpError::Denied(_)) => Err(SpApiError::denied(
+            "The access token was not issued to this application.",
+        )),
+        Err(OpError::Store(e)) => Err(e.into()),
+        Err(e) => {
+            tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "SP-API rotation failed"
+            );
+            Err(SpApiError::internal())
+        }
     }
 }

@@ -126,6 +126,11 @@ impl Application {
         Ok(Self { listener, state })
     }
 
+    #[allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "a bound listener has a local address"
+    )]
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
@@ -165,7 +170,10 @@ impl Application {
         }
         let _ = flusher.await;
         if let Err(e) = state.last_use.flush(&*state.store).await {
-            tracing::warn!(error = %e, "final last-use flush failed");
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "final last-use flush failed"
+            );
         }
         tracing::info!("rekey stopped");
         Ok(())
@@ -179,7 +187,7 @@ async fn flush_last_use_periodically(state: SharedState, mut stop: watch::Receiv
         tokio::select! {
             _ = tick.tick() => {
                 if let Err(e) = state.last_use.flush(&*state.store).await {
-                    tracing::warn!(error = %e, "last-use flush failed; will retry");
+                    tracing::warn!(error = &e as &dyn std::error::Error, "last-use flush failed; will retry");
                 }
             }
             _ = stop.changed() => return,
@@ -193,7 +201,7 @@ async fn sweep_periodically(state: SharedState, mut stop: watch::Receiver<bool>)
         tokio::select! {
             _ = tick.tick() => {
                 if let Err(e) = crate::sweeper::sweep(&state).await {
-                    tracing::warn!(error = %e, "sweep failed; will retry");
+                    tracing::warn!(error = &e as &dyn std::error::Error, "sweep failed; will retry");
                 }
             }
             _ = stop.changed() => return,
@@ -209,7 +217,7 @@ async fn reload_keys_periodically(state: SharedState, mut stop: watch::Receiver<
         tokio::select! {
             _ = tick.tick() => {
                 if let Err(e) = state.reload_keys().await {
-                    tracing::warn!(error = %e, "signing key reload failed");
+                    tracing::warn!(error = &e as &dyn std::error::Error, "signing key reload failed");
                 }
             }
             _ = stop.changed() => return,
@@ -251,7 +259,10 @@ async fn readyz(State(state): State<SharedState>) -> Response {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "readiness check failed"
+            );
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
         }
     }

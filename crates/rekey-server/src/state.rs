@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use rekey_core::clock::{Clock, Timestamp};
 use rekey_core::crypto::{KeyedHasher, Sealer, ServerKey};
 use rekey_core::error::CoreResult;
+use rekey_core::ops::Rekey;
 use rekey_core::store::Store;
 use rekey_core::token::{generate_signing_key, KeySet};
 
@@ -19,6 +20,8 @@ use crate::throttle::FailureThrottle;
 pub type SharedState = Arc<AppState>;
 
 pub struct AppState {
+    /// The use cases (the application layer); handlers call these.
+    pub ops: Rekey,
     pub config: Config,
     pub issuer: String,
     pub store: Arc<dyn Store>,
@@ -84,7 +87,17 @@ impl AppState {
             settings,
             delivery_wake.clone(),
         ));
+        let wake = delivery_wake.clone();
+        let ops = Rekey::new(
+            store.clone(),
+            clock.clone(),
+            server_key.secret_hasher(),
+            server_key.api_token_hasher(),
+            server_key.sealer("outbox"),
+            Arc::new(move || wake.notify_one()),
+        );
         Ok(Self {
+            ops,
             outbox_sealer: server_key.sealer("outbox"),
             webhook_key_sealer: server_key.sealer("webhook-keys"),
             delivery_wake,

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use rekey_core::error::CoreResult;
+use rekey_core::error::{CoreError, CoreResult, OpError};
 use rekey_core::model::NotificationId;
 use rekey_core::model::{AuditContext, SecretState};
 use rekey_core::notify::{
@@ -67,8 +67,11 @@ pub async fn sweep(state: &AppState) -> CoreResult<SweepReport> {
             .await;
         match changes {
             Ok(c) => report.expired += c.update.len(),
-            Err(rekey_core::error::CoreError::NotFound) => {}
-            Err(e) => return Err(e),
+            // Deleted meanwhile: nothing left to expire.
+            Err(OpError::NotFound) => {}
+            Err(OpError::Store(e)) => return Err(e),
+            // `plan_expire` refuses nothing; any other refusal is a bug worth a failed sweep.
+            Err(e) => return Err(CoreError::Conflict(e.to_string())),
         }
     }
 

@@ -137,8 +137,7 @@ impl ClientCache {
 
 /// A listener subscribed to [`CHANNEL`].
 pub(crate) async fn listen_for_client_changes(url: &str) -> CoreResult<PgListener> {
-    let fail =
-        |e: sqlx::Error| CoreError::Storage(format!("cannot listen for client changes: {e}"));
+    let fail = |e: sqlx::Error| CoreError::storage("cannot listen for client changes", e);
     let mut listener = PgListener::connect(url).await.map_err(fail)?;
     // Report a lost connection at once (the default first reconnects, which can take the
     // whole connect timeout while the cache goes on serving).
@@ -213,7 +212,10 @@ pub(crate) async fn keep_cache_invalidated(
                     match listen_for_client_changes(&url).await {
                         Ok(l) => break l,
                         Err(e) => {
-                            tracing::warn!(error = %e, "client-change listener still down");
+                            tracing::warn!(
+                                error = &e as &dyn std::error::Error,
+                                "client-change listener still down"
+                            );
                             wait = (wait * 2).min(Duration::from_secs(5));
                         }
                     }

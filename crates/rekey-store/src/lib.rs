@@ -20,4 +20,5 @@ mod sql_store;
 pub use client_cache::ClientCache;
 pub use sql_store::{Backend, SqlStore};
 
+#[cfg(feature = "testing")]
 pub mod testing;

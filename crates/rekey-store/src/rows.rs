@@ -22,11 +22,11 @@ pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
             return CoreError::NotFound;
         }
     }
-    CoreError::Storage(e.to_string())
+    CoreError::storage("database query failed", e)
 }
 
 fn corrupt(what: &str) -> CoreError {
-    CoreError::Storage(format!("stored {what} is not valid"))
+    CoreError::storage("a stored value is not valid", format!("column {what}"))
 }
 
 fn uuid(row: &AnyRow, col: &str) -> Result<Uuid, CoreError> {
@@ -66,6 +66,11 @@ fn string_list(row: &AnyRow, col: &str) -> Result<Vec<String>, CoreError> {
     serde_json::from_str(&string(row, col)?).map_err(|_| corrupt(col))
 }
 
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a list of strings always serializes"
+)]
 pub(crate) fn to_json_list(v: &[String]) -> String {
     serde_json::to_string(v).expect("a list of strings serializes")
 }

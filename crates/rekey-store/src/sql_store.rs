@@ -8,14 +8,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rekey_core::clock::Timestamp;
 use rekey_core::crypto::SecretHash;
-use rekey_core::error::{CoreError, CoreResult};
+use rekey_core::error::{CoreError, CoreResult, OpError};
 use rekey_core::model::{
     ApiToken, ApiTokenId, App, AppId, AuditEvent, Membership, Org, OrgId, Outcome, Principal,
     Secret, SecretId, StoredSigningKey, User, UserId,
 };
 use rekey_core::model::{DeliveryId, DestinationId};
 use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
-use rekey_core::store::{AuditFilter, ClientRecord, Page, SecretChanges, SecretPlan, Store};
+use rekey_core::store::{
+    AuditFilter, ClientRecord, MembershipChanges, MembershipPlan, Page, SecretChanges, SecretPlan,
+    Store,
+};
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool};
@@ -110,7 +113,7 @@ impl SqlStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
-            .map_err(|e| CoreError::Storage(format!("cannot connect to the database: {e}")))?;
+            .map_err(|e| CoreError::storage("cannot connect to the database", e))?;
         if backend == Backend::Sqlite {
             // WAL lets readers run beside the one writer; the setting lives in the file.
             sqlx::query("PRAGMA journal_mode = WAL")
@@ -280,7 +283,7 @@ impl SqlStore {
         migrator
             .run(&self.pool)
             .await
-            .map_err(|e| CoreError::Storage(format!("migration failed: {e}")))
+            .map_err(|e| CoreError::storage("migration failed", e))
     }
 
     pub async fn close(&self) {
@@ -360,6 +363,38 @@ async fn insert_audit(conn: &mut AnyConnection, events: &[AuditEvent]) -> CoreRe
         .await
         .map_err(db_err)?;
     }
+    Ok(())
+}
+
+async fn insert_user(conn: &mut AnyConnection, user: &User) -> CoreResult<()> {
+    sqlx::query("INSERT INTO users (id, email, display_name, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(user.id.to_string())
+        .bind(user.email.clone())
+        .bind(user.display_name.clone())
+        .bind(ms(user.created_at))
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+async fn insert_api_token(conn: &mut AnyConnection, t: &ApiToken) -> CoreResult<()> {
+    sqlx::query(
+        "INSERT INTO api_tokens (id, user_id, org_id, name, hash, hint, created_at, \
+         expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(t.id.to_string())
+    .bind(t.user_id.to_string())
+    .bind(t.org_id.to_string())
+    .bind(t.name.clone())
+    .bind(t.hash.0.to_vec())
+    .bind(t.hint.clone())
+    .bind(ms(t.created_at))
+    .bind(opt_ms(t.expires_at))
+    .bind(opt_ms(t.revoked_at))
+    .execute(conn)
+    .await
+    .map_err(db_err)?;
     Ok(())
 }
 
@@ -468,18 +503,8 @@ impl Store for SqlStore {
 
     async fn create_user(&self, user: &User) -> CoreResult<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO users (id, email, display_name, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(user.id.to_string())
-        .bind(user.email.clone())
-        .bind(user.display_name.clone())
-        .bind(ms(user.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        self.commit(tx).await?;
-        Ok(())
+        insert_user(&mut tx, user).await?;
+        self.commit(tx).await
     }
 
     async fn get_user(&self, id: UserId) -> CoreResult<Option<User>> {
@@ -500,6 +525,62 @@ impl Store for SqlStore {
             .map_err(db_err)?
             .map(|r| rows::user(&r))
             .transpose()
+    }
+
+    async fn change_membership(
+        &self,
+        org: OrgId,
+        plan: MembershipPlan<'_>,
+    ) -> Result<MembershipChanges, OpError> {
+        let mut tx = self.begin_write().await?;
+        // Lock the org first (a write as the first statement, as in `change_secrets`): two
+        // concurrent changes then plan one after the other, each over committed members.
+        let locked = sqlx::query("UPDATE orgs SET name = name WHERE id = $1")
+            .bind(org.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if locked != 1 {
+            return Err(OpError::NotFound);
+        }
+        let members: Vec<Membership> = sqlx::query(
+            "SELECT org_id, principal_kind, principal_id, role, created_at FROM memberships \
+             WHERE org_id = $1 ORDER BY created_at, principal_id",
+        )
+        .bind(org.to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::membership)
+        .collect::<CoreResult<_>>()?;
+        let changes = plan(&members)?;
+        for u in &changes.new_users {
+            insert_user(&mut tx, u).await?;
+        }
+        for m in &changes.put {
+            self.put_membership_on(&mut tx, m).await?;
+        }
+        for p in &changes.remove {
+            sqlx::query(
+                "DELETE FROM memberships \
+                 WHERE org_id = $1 AND principal_kind = $2 AND principal_id = $3",
+            )
+            .bind(org.to_string())
+            .bind(p.kind())
+            .bind(p.uuid().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            self.set_service_account(&mut tx, org, *p, false).await?;
+        }
+        for t in &changes.new_api_tokens {
+            insert_api_token(&mut tx, t).await?;
+        }
+        insert_audit(&mut tx, &changes.audit).await?;
+        self.commit(tx).await?;
+        Ok(changes)
     }
 
     async fn put_membership(&self, m: &Membership, audit: &[AuditEvent]) -> CoreResult<()> {
@@ -542,51 +623,9 @@ impl Store for SqlStore {
         .collect()
     }
 
-    async fn delete_membership(
-        &self,
-        org: OrgId,
-        principal: Principal,
-        audit: &[AuditEvent],
-    ) -> CoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "DELETE FROM memberships WHERE org_id = $1 AND principal_kind = $2 AND principal_id = $3",
-        )
-        .bind(org.to_string())
-        .bind(principal.kind())
-        .bind(principal.uuid().to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected()
-            == 1;
-        if done {
-            self.set_service_account(&mut tx, org, principal, false)
-                .await?;
-            insert_audit(&mut tx, audit).await?;
-        }
-        self.commit(tx).await?;
-        Ok(done)
-    }
-
     async fn create_api_token(&self, t: &ApiToken, audit: &[AuditEvent]) -> CoreResult<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO api_tokens (id, user_id, org_id, name, hash, hint, created_at, \
-             expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(t.id.to_string())
-        .bind(t.user_id.to_string())
-        .bind(t.org_id.to_string())
-        .bind(t.name.clone())
-        .bind(t.hash.0.to_vec())
-        .bind(t.hint.clone())
-        .bind(ms(t.created_at))
-        .bind(opt_ms(t.expires_at))
-        .bind(opt_ms(t.revoked_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        insert_api_token(&mut tx, t).await?;
         insert_audit(&mut tx, audit).await?;
         self.commit(tx).await
     }
@@ -862,7 +901,7 @@ impl Store for SqlStore {
         &self,
         app_id: AppId,
         plan: SecretPlan<'_>,
-    ) -> CoreResult<SecretChanges> {
+    ) -> Result<SecretChanges, OpError> {
         let mut tx = self.begin_write().await?;
         // Lock first (a write as the first statement: see the crate docs).
         let locked =
@@ -873,7 +912,7 @@ impl Store for SqlStore {
                 .map_err(db_err)?
                 .rows_affected();
         if locked != 1 {
-            return Err(CoreError::NotFound);
+            return Err(OpError::NotFound);
         }
         let app = sqlx::query(&format!(
             "SELECT {APP_COLUMNS} FROM apps WHERE apps.id = $1"

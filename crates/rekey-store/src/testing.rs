@@ -1,6 +1,8 @@
 //! Fresh databases for tests: an SQLite file in a temporary directory, or a new schema in the
 //! PostgreSQL database named by `REKEY_TEST_POSTGRES_URL`, so runs never see each other's data.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
 use rekey_core::error::CoreError;
 
 use crate::SqlStore;

@@ -1,6 +1,8 @@
 //! The store story for notifications: destinations, the outbox and its leases, rate-limit
 //! buckets. Runs on SQLite, and on PostgreSQL when configured.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
 use std::collections::HashSet;
 use std::sync::Arc;
 

@@ -1,15 +1,17 @@
 //! The store story: one set of behaviours, run against every backend (SQLite always,
 //! PostgreSQL when `REKEY_TEST_POSTGRES_URL` is set; in CI it must be).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rekey_core::clock::Timestamp;
 use rekey_core::crypto::ServerKey;
-use rekey_core::error::CoreError;
+use rekey_core::error::{CoreError, OpError};
 use rekey_core::model::*;
-use rekey_core::store::{AuditFilter, ClientRecord, Page, SecretChanges, Store};
+use rekey_core::store::{AuditFilter, ClientRecord, MembershipChanges, Page, SecretChanges, Store};
 use rekey_core::token::generate_signing_key;
 use rekey_store::testing::TestDb;
 use rekey_store::SqlStore;
@@ -218,7 +220,7 @@ async fn the_database_refuses_a_second_current_secret_and_applies_nothing() {
                 })
             })
             .await;
-        assert!(matches!(r, Err(CoreError::Conflict(_))), "{}", s.backend());
+        assert!(matches!(r, Err(OpError::Conflict(_))), "{}", s.backend());
         assert_eq!(s.list_secrets(a.id).await.unwrap().len(), 1);
         assert!(s
             .list_audit(&AuditFilter::default(), Page::default())
@@ -275,7 +277,7 @@ async fn a_change_to_a_missing_app_is_not_found() {
             .store
             .change_secrets(AppId::new(), &|_, _| Ok(SecretChanges::default()))
             .await;
-        assert!(matches!(r, Err(CoreError::NotFound)));
+        assert!(matches!(r, Err(OpError::NotFound)));
     }
 }
 
@@ -421,7 +423,7 @@ async fn cached_read(s: &SqlStore, client_id: &str) -> Arc<ClientRecord> {
 }
 
 /// A plan that revokes the current secret and makes `new` current.
-fn replacing_current(new: Secret) -> impl Fn(&App, &[Secret]) -> Result<SecretChanges, CoreError> {
+fn replacing_current(new: Secret) -> impl Fn(&App, &[Secret]) -> Result<SecretChanges, OpError> {
     move |_, secrets| {
         let mut old = secrets
             .iter()
@@ -498,10 +500,16 @@ async fn a_cached_client_record_follows_every_change_on_its_node() {
                 .service_account
         );
         cached_read(&s, &a.client_id).await;
-        assert!(s
-            .delete_membership(o.id, Principal::App(a.id), &[])
+        let removed = s
+            .change_membership(o.id, &|_| {
+                Ok(MembershipChanges {
+                    remove: vec![Principal::App(a.id)],
+                    ..Default::default()
+                })
+            })
             .await
-            .unwrap());
+            .unwrap();
+        assert_eq!(removed.remove, [Principal::App(a.id)]);
         assert!(
             !s.load_client(&a.client_id)
                 .await
@@ -695,5 +703,100 @@ async fn a_node_whose_listener_dies_in_silence_stops_serving_from_its_cache() {
             // The cache is bypassed: the read goes to a database node A cannot reach now.
             _ => break,
         }
+    }
+}
+
+#[tokio::test]
+async fn a_membership_change_writes_users_members_tokens_and_audit_together_or_nothing() {
+    for db in TestDb::all().await {
+        let s = &db.store;
+        let o = with_org(s).await;
+        let user = User {
+            id: UserId::new(),
+            email: format!("{}@example.com", uuid::Uuid::new_v4().simple()),
+            display_name: "new".into(),
+            created_at: T0,
+        };
+        let token = ApiToken {
+            id: ApiTokenId::new(),
+            user_id: user.id,
+            org_id: o.id,
+            name: "initial".into(),
+            hash: rekey_core::crypto::SecretHash([7; 32]),
+            hint: String::new(),
+            created_at: T0,
+            expires_at: None,
+            revoked_at: None,
+        };
+        let changes = MembershipChanges {
+            new_users: vec![user.clone()],
+            put: vec![Membership {
+                org_id: o.id,
+                principal: Principal::User(user.id),
+                role: Role::Developer,
+                created_at: T0,
+            }],
+            new_api_tokens: vec![token.clone()],
+            audit: vec![AuditContext::default()
+                .event(T0, "member.role_set")
+                .org(o.id)],
+            ..Default::default()
+        };
+        // A refusal of the plan writes nothing, and comes back unchanged.
+        let refused = s
+            .change_membership(o.id, &|_| Err(OpError::LastOwner))
+            .await;
+        assert!(
+            matches!(refused, Err(OpError::LastOwner)),
+            "{}",
+            s.backend()
+        );
+        // A plan whose second write fails (a token for a user that does not exist) leaves
+        // nothing behind either.
+        let broken = MembershipChanges {
+            new_api_tokens: vec![ApiToken {
+                user_id: UserId::new(),
+                ..token.clone()
+            }],
+            ..changes.clone()
+        };
+        assert!(s
+            .change_membership(o.id, &|_| Ok(broken.clone()))
+            .await
+            .is_err());
+        assert!(
+            s.get_user(user.id).await.unwrap().is_none(),
+            "{}",
+            s.backend()
+        );
+        assert!(s.list_memberships(o.id).await.unwrap().is_empty());
+
+        s.change_membership(o.id, &|members| {
+            assert!(members.is_empty());
+            Ok(changes.clone())
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            s.get_user(user.id).await.unwrap().unwrap().email,
+            user.email
+        );
+        let m = s
+            .get_membership(o.id, Principal::User(user.id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.role, Role::Developer);
+        assert!(s.get_api_token(token.id).await.unwrap().is_some());
+        let audit = s
+            .list_audit(&AuditFilter::org(o.id), Page::default())
+            .await
+            .unwrap();
+        assert_eq!(audit.len(), 1);
+        assert!(matches!(
+            s.change_membership(OrgId::new(), &|_| Ok(MembershipChanges::default()))
+                .await,
+            Err(OpError::NotFound)
+        ));
     }
 }

@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{CspCaller, CspError, CspJson};
-use crate::secrets::{self as ops, RotateError};
 use crate::state::SharedState;
+use rekey_core::error::OpError;
+use rekey_core::ops::secrets::RotateInput;
+use rekey_core::ops::AppRef;
+use rekey_core::policy::{Action, AppTarget, Denied};
 
 /// Most client ids in one bulk delete.
 const MAX_BULK_DELETE: usize = 15;
@@ -185,83 +188,48 @@ async fn require_manager(
     caller: &CspCaller,
     org: OrgId,
 ) -> Result<Role, CspError> {
-    let forbidden = || CspError::forbidden("The user is forbidden to use the API");
-    if caller.0.org_id != org {
-        return Err(forbidden());
-    }
-    let role = state
-        .store
-        .get_membership(org, caller.0.principal)
+    state
+        .ops
+        .authorize(&caller.0.actor(), org, Action::ManageApps)
         .await?
-        .map(|m| m.role)
-        .ok_or_else(forbidden)?;
-    if role.can_manage_apps() {
-        Ok(role)
-    } else {
-        Err(forbidden())
-    }
-}
-
-/// An app's org role may only be set by someone who may grant it.
-fn check_grant(caller_role: Role, role: Option<Role>) -> Result<(), CspError> {
-    match role {
-        Some(r) if !caller_role.may_grant(r) => Err(CspError::forbidden(
-            "Organization roles for an OAuth app need the org_owner or org_admin role, and none above your own",
-        )),
-        _ => Ok(()),
-    }
+        .ok_or_else(|| OpError::Denied(Denied::NotAMember).into())
 }
 
 /// Loads the app `client_id` of `org` (404 if it is not there).
 async fn load_app(state: &SharedState, org: OrgId, client_id: &str) -> Result<App, CspError> {
-    match state.store.find_app_by_client_id(client_id).await? {
-        Some(a) if a.org_id == org => Ok(a),
-        _ => Err(CspError::not_found(
-            "The requested resource could not be found",
-        )),
-    }
+    Ok(state
+        .ops
+        .app_in(org, &AppRef::ClientId(client_id.to_string()))
+        .await?)
 }
 
-/// Common start of every request: ids, rate limit, and the caller's right to manage apps.
+/// Common start of every request: ids, the caller's right to manage apps, rate limit.
 async fn managed(state: &SharedState, caller: &CspCaller, org: &str) -> Result<OrgId, CspError> {
-    managed_with_role(state, caller, org)
-        .await
-        .map(|(org, _)| org)
-}
-
-async fn managed_with_role(
-    state: &SharedState,
-    caller: &CspCaller,
-    org: &str,
-) -> Result<(OrgId, Role), CspError> {
     let org = parse_org(org)?;
-    let role = require_manager(state, caller, org).await?;
+    require_manager(state, caller, org).await?;
     rate_limit(state, org).await?;
-    Ok((org, role))
+    Ok(org)
 }
 
-/// For POST/DELETE on a secret: a manager, or the app itself unless `ownerOnlySecretRotation`.
-async fn secret_actor(
+/// For the `/secret` sub-resource: parses the ids, asks the policy about `action` on the app
+/// (before the rate limit, so that strangers cannot spend the org's budget), then takes a
+/// rate token.
+async fn secret_request(
     state: &SharedState,
     caller: &CspCaller,
     org: &str,
     client_id: &str,
-) -> Result<App, CspError> {
+    action: fn(AppTarget) -> Action,
+) -> Result<(OrgId, AppRef), CspError> {
     let org = parse_org(org)?;
     check_client_id(client_id)?;
-    if caller.0.org_id == org {
-        if let Principal::App(me) = caller.0.principal {
-            if let Some(app) = state.store.get_app(me).await? {
-                if app.client_id == client_id && !app.owner_only_secret_rotation {
-                    rate_limit(state, org).await?;
-                    return Ok(app);
-                }
-            }
-        }
-    }
-    require_manager(state, caller, org).await?;
+    let app = AppRef::ClientId(client_id.to_string());
+    state
+        .ops
+        .authorize_app(&caller.0.actor(), org, &app, action)
+        .await?;
     rate_limit(state, org).await?;
-    load_app(state, org, client_id).await
+    Ok((org, app))
 }
 
 fn validate_grace(g: Option<i64>) -> Result<Option<i64>, CspError> {
@@ -325,13 +293,22 @@ pub async fn create(
     Path(org): Path<String>,
     CspJson(req): CspJson<CreateOauthApp>,
 ) -> Result<Json<ClientCredentials>, CspError> {
-    let (org, caller_role) = managed_with_role(&state, &caller, &org).await?;
+    let org = managed(&state, &caller, &org).await?;
     if let Some(id) = &req.id {
         check_client_id(id)?;
     }
     let scopes = req.allowed_scopes.unwrap_or_default();
     let role = org_role(&scopes)?;
-    check_grant(caller_role, role)?;
+    state
+        .ops
+        .authorize(
+            &caller.0.actor(),
+            org,
+            Action::CreateApp {
+                service_account: role,
+            },
+        )
+        .await?;
     let supplied = req.secret.as_deref().map(supplied_secret).transpose()?;
     let c = &state.config;
     let settings = AppSettings {
@@ -481,10 +458,18 @@ pub async fn patch(
     CspJson(req): CspJson<PatchOauthApp>,
 ) -> Result<Json<Value>, CspError> {
     check_client_id(&id)?;
-    let (org, caller_role) = managed_with_role(&state, &caller, &org).await?;
-    let mut app = load_app(&state, org, &id).await?;
+    let org = managed(&state, &caller, &org).await?;
+    let actor = caller.0.actor();
+    let mut app = state
+        .ops
+        .authorize_app(
+            &actor,
+            org,
+            &AppRef::ClientId(id.clone()),
+            Action::ChangeApp,
+        )
+        .await?;
     let mut s = AppSettings::of(&app);
-    let mut new_role = None;
     if let Some(v) = req.display_name {
         s.name = v;
     }
@@ -503,50 +488,33 @@ pub async fn patch(
     if let Some(v) = validate_grace(req.secret_rotation_expiration_in_seconds)? {
         s.rotation_grace_secs = v;
     }
+    let mut new_role = None;
     if let Some(scopes) = req.allowed_scopes {
-        let role = org_role(&scopes)?;
-        let old = role_of(&state, &app).await?;
-        if role != old {
-            check_grant(caller_role, role)?;
-            check_grant(caller_role, old)?;
-        }
-        new_role = Some(role);
+        new_role = Some(org_role(&scopes)?);
         s.scopes = scopes.general_scopes;
     }
     let now = state.now();
     s.apply_to(&mut app, now)?;
-    let ctx = &caller.0.audit;
-    state
-        .store
-        .update_app(&app, &[ctx.event(now, "app.updated").org(org).app(app.id)])
-        .await?;
+    // The role first: it is the part the policy may refuse, and it is checked again in
+    // its own transaction.
     if let Some(role) = new_role {
-        let principal = Principal::App(app.id);
-        let ev = ctx
-            .event(now, "member.role_set")
-            .org(org)
-            .app(app.id)
-            .details(json!({ "member": principal.to_string(), "role": role.map(Role::as_str) }));
-        match role {
-            Some(role) => {
-                state
-                    .store
-                    .put_membership(
-                        &Membership {
-                            org_id: org,
-                            principal,
-                            role,
-                            created_at: now,
-                        },
-                        &[ev],
-                    )
-                    .await?
-            }
-            None => {
-                state.store.delete_membership(org, principal, &[ev]).await?;
+        if role != role_of(&state, &app).await? {
+            let member = Principal::App(app.id);
+            match role {
+                Some(role) => {
+                    state.ops.set_role(&actor, org, member, role).await?;
+                }
+                None => state.ops.remove_member(&actor, org, member).await?,
             }
         }
     }
+    state
+        .store
+        .update_app(
+            &app,
+            &[actor.audit.event(now, "app.updated").org(org).app(app.id)],
+        )
+        .await?;
     let app = load_app(&state, org, &id).await?;
     let role = role_of(&state, &app).await?;
     Ok(Json(view(&state, &app, role).await?))
@@ -596,21 +564,6 @@ pub async fn bulk_delete(
     Ok(Json(json!({ "succeeded": succeeded, "failed": failed })))
 }
 
-fn rotate_error(e: RotateError) -> CspError {
-    match e {
-        RotateError::InProgress { previous_expires_at } => CspError::conflict(format!(
-            "A secret rotation is in progress: the old secret is valid until {}. Delete the old secret first.",
-            previous_expires_at.map_or_else(|| "it is revoked".into(), |t| t.to_rfc3339())
-        )),
-        RotateError::NotFound => CspError::not_found("The requested resource could not be found"),
-        RotateError::NotEnrolled => CspError::internal(),
-        RotateError::NoValidCurrent => CspError::conflict(
-            "The current secret is not valid: regenerate the secret (PUT) instead of deleting the old one",
-        ),
-        RotateError::Core(e) => e.into(),
-    }
-}
-
 /// `PUT .../oauth-apps/{id}/secret` `{}`: regenerate; 200 `{clientId, clientSecret}`.
 pub async fn regenerate_secret(
     State(state): State<SharedState>,
@@ -618,14 +571,10 @@ pub async fn regenerate_secret(
     Path((org, id)): Path<(String, String)>,
     CspJson(_): CspJson<Empty>,
 ) -> Result<Json<ClientCredentials>, CspError> {
-    check_client_id(&id)?;
-    let org = managed(&state, &caller, &org).await?;
-    let app = load_app(&state, org, &id).await?;
-    let n = ops::regenerate(&state, &app, None, &caller.0.audit)
-        .await
-        .map_err(rotate_error)?;
+    let (org, app) = secret_request(&state, &caller, &org, &id, Action::ChangeApp).await?;
+    let n = state.ops.regenerate(&caller.0.actor(), org, &app).await?;
     Ok(Json(ClientCredentials {
-        client_id: app.client_id,
+        client_id: n.app.client_id,
         client_secret: n.plain.expose_secret().to_string(),
     }))
 }
@@ -638,26 +587,16 @@ pub async fn rotate_secret(
     Path((org, id)): Path<(String, String)>,
     CspJson(req): CspJson<OwnerRotation>,
 ) -> Result<StatusCode, CspError> {
-    let app = secret_actor(&state, &caller, &org, &id).await?;
-    let secret = supplied_secret(&req.new_client_secret)?;
-    let grace = validate_grace(req.secret_rotation_expiration_in_seconds)?
-        .unwrap_or(app.rotation_grace_secs);
-    let hash = state.secret_hasher.hash(secret.expose_secret());
-    let now = state.now();
-    if state
-        .store
-        .list_secrets(app.id)
-        .await?
-        .iter()
-        .any(|s| s.is_valid(now) && s.hash.ct_eq(&hash))
-    {
-        return Err(CspError::bad_request(
-            "Invalid client secret: it must differ from the current secret",
-        ));
-    }
-    ops::rotate(&state, &app, grace, Some(secret), false, &caller.0.audit)
-        .await
-        .map_err(rotate_error)?;
+    let (org, app) = secret_request(&state, &caller, &org, &id, Action::RotateSecret).await?;
+    let input = RotateInput {
+        grace_secs: validate_grace(req.secret_rotation_expiration_in_seconds)?,
+        supplied: Some(supplied_secret(&req.new_client_secret)?),
+        require_destination: false,
+    };
+    state
+        .ops
+        .rotate(&caller.0.actor(), org, &app, input)
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -667,9 +606,7 @@ pub async fn finish_rotation(
     caller: CspCaller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<StatusCode, CspError> {
-    let app = secret_actor(&state, &caller, &org, &id).await?;
-    ops::finish(&state, &app, &caller.0.audit)
-        .await
-        .map_err(rotate_error)?;
+    let (org, app) = secret_request(&state, &caller, &org, &id, Action::RotateSecret).await?;
+    state.ops.finish(&caller.0.actor(), org, &app).await?;
     Ok(StatusCode::OK)
 }

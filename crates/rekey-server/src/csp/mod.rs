@@ -12,7 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use rekey_core::error::CoreError;
+use rekey_core::error::{CoreError, OpError};
+use rekey_core::policy::Denied;
 use serde::de::DeserializeOwned;
 
 use crate::errors::FillRequestId;
@@ -105,9 +106,39 @@ impl From<CoreError> for CspError {
             CoreError::Conflict(m) => CspError::conflict(m),
             CoreError::Invalid(m) => CspError::bad_request(m),
             other => {
-                tracing::error!(error = %other, "CSP request failed");
+                tracing::error!(
+                    error = &other as &dyn std::error::Error,
+                    "CSP request failed"
+                );
                 CspError::internal()
             }
+        }
+    }
+}
+
+impl From<OpError> for CspError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Denied(Denied::NotAMember | Denied::NeedsAppManager) => {
+                CspError::forbidden("The user is forbidden to use the API")
+            }
+            OpError::Denied(d) => CspError::forbidden(d.to_string()),
+            OpError::NotFound => CspError::not_found("The requested resource could not be found"),
+            OpError::Invalid(m) => CspError::bad_request(m),
+            OpError::Conflict(m) => CspError::conflict(m),
+            OpError::RotationInProgress { previous_expires_at } => CspError::conflict(format!(
+                "A secret rotation is in progress: the old secret is valid until {}. Delete the old secret first.",
+                previous_expires_at.map_or_else(|| "it is revoked".into(), |t| t.to_rfc3339())
+            )),
+            OpError::NoValidCurrent => CspError::conflict(
+                "The current secret is not valid: regenerate the secret (PUT) instead of deleting the old one",
+            ),
+            OpError::LastOwner => {
+                CspError::conflict("The organization must keep at least one org_owner")
+            }
+            // CSP rotations never require a destination.
+            OpError::NotEnrolled => CspError::internal(),
+            OpError::Store(e) => e.into(),
         }
     }
 }

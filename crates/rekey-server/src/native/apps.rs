@@ -6,9 +6,8 @@ use axum::Json;
 use rekey_core::apps::{new_app, AppSettings};
 use rekey_core::error::CoreError;
 use rekey_core::model::{
-    App, AppId, Membership, OrgId, Principal, Role, SecretId, SecretState, GRANT_CLIENT_CREDENTIALS,
+    App, Membership, OrgId, Principal, Role, SecretId, GRANT_CLIENT_CREDENTIALS,
 };
-use rekey_core::store::SecretChanges;
 use rekey_proto::native::{
     AppList, AppView, CreateAppRequest, CreatedApp, SecretList, SecretView, UpdateAppRequest,
 };
@@ -19,24 +18,43 @@ use super::views;
 use crate::errors::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::state::SharedState;
+use rekey_core::ops::AppRef;
+use rekey_core::policy::Action;
+
+/// The `{app_id}` of a path: the app's id, or its client id (as `rekey rotate`, CSP and the
+/// token endpoints take it).
+pub(super) fn app_ref(s: &str) -> AppRef {
+    AppRef::parse(s)
+}
 
 /// Parses both path ids and loads the app, which must belong to the org (404 otherwise).
+/// For reads: the caller must be a member of the org.
 pub(super) async fn load_app(
     state: &SharedState,
+    caller: &Caller,
     org: &str,
     app: &str,
 ) -> Result<(OrgId, App), ApiError> {
     let org_id = parse_org(org)?;
-    let app_id =
-        AppId::parse(app).ok_or_else(|| ApiError::bad_request("The app id must be a UUID"))?;
-    Ok((org_id, find_app(state, org_id, app_id).await?))
+    let actor = caller.actor();
+    state.ops.authorize(&actor, org_id, Action::Read).await?;
+    Ok((org_id, state.ops.app_in(org_id, &app_ref(app)).await?))
 }
 
-async fn find_app(state: &SharedState, org_id: OrgId, app_id: AppId) -> Result<App, ApiError> {
-    match state.store.get_app(app_id).await? {
-        Some(a) if a.org_id == org_id => Ok(a),
-        _ => Err(ApiError::not_found("No such app in this organization")),
-    }
+/// Loads the app for a change of its settings, secrets or destinations: the policy's
+/// service-account ceiling applies.
+pub(super) async fn app_to_change(
+    state: &SharedState,
+    caller: &Caller,
+    org: &str,
+    app: &str,
+) -> Result<(OrgId, App), ApiError> {
+    let org_id = parse_org(org)?;
+    let app = state
+        .ops
+        .authorize_app(&caller.actor(), org_id, &app_ref(app), Action::ChangeApp)
+        .await?;
+    Ok((org_id, app))
 }
 
 /// `POST /api/v1/orgs/{org_id}/apps`: 201 with the app and its first secret (shown once).
@@ -66,7 +84,6 @@ pub async fn create_app(
     ApiJson(req): ApiJson<CreateAppRequest>,
 ) -> Result<(StatusCode, Json<CreatedApp>), ApiError> {
     let org_id = parse_org(&org_id)?;
-    let caller_role = caller.require_app_manager(&state, org_id).await?;
     let c = &state.config;
     let settings = AppSettings {
         name: req.name,
@@ -102,11 +119,15 @@ pub async fn create_app(
             "A service account cannot be org_owner",
         ));
     }
-    if sa_role.is_some_and(|r| !caller_role.may_grant(r)) {
-        return Err(ApiError::forbidden(
-            "Giving an app a role needs the org_owner or org_admin role, and no role above your own",
-        ));
-    }
+    caller
+        .authorize(
+            &state,
+            org_id,
+            Action::CreateApp {
+                service_account: sa_role,
+            },
+        )
+        .await?;
     let now = state.now();
     let (app, secret, plain) = new_app(
         org_id,
@@ -189,7 +210,7 @@ pub async fn list_apps(
     tag = "apps",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
     ),
     responses(
         (status = 200, description = "The app", body = rekey_proto::native::AppView),
@@ -205,8 +226,7 @@ pub async fn get_app(
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
 ) -> Result<Json<AppView>, ApiError> {
-    caller.role_in(&state, parse_org(&org_id)?).await?;
-    let (_, app) = load_app(&state, &org_id, &app_id).await?;
+    let (_, app) = load_app(&state, &caller, &org_id, &app_id).await?;
     Ok(Json(views::app(&app)))
 }
 
@@ -217,7 +237,7 @@ pub async fn get_app(
     tag = "apps",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
     ),
     request_body = rekey_proto::native::UpdateAppRequest,
     responses(
@@ -237,10 +257,7 @@ pub async fn update_app(
     Path((org_id, app_id)): Path<(String, String)>,
     ApiJson(req): ApiJson<UpdateAppRequest>,
 ) -> Result<Json<AppView>, ApiError> {
-    caller
-        .require_app_manager(&state, parse_org(&org_id)?)
-        .await?;
-    let (org_id, mut app) = load_app(&state, &org_id, &app_id).await?;
+    let (org_id, mut app) = app_to_change(&state, &caller, &org_id, &app_id).await?;
     let mut s = AppSettings::of(&app);
     if let Some(v) = req.name {
         s.name = v;
@@ -286,7 +303,7 @@ pub async fn update_app(
     tag = "apps",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
     ),
     responses(
         (status = 204, description = "Deleted with its secrets"),
@@ -302,10 +319,7 @@ pub async fn delete_app(
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller
-        .require_app_manager(&state, parse_org(&org_id)?)
-        .await?;
-    let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
+    let (org_id, app) = app_to_change(&state, &caller, &org_id, &app_id).await?;
     let ev = caller
         .audit
         .event(state.now(), "app.deleted")
@@ -325,7 +339,7 @@ pub async fn delete_app(
     tag = "secrets",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
     ),
     responses(
         (status = 200, description = "Secrets metadata, newest first", body = rekey_proto::native::SecretList),
@@ -341,8 +355,7 @@ pub async fn list_secrets(
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
 ) -> Result<Json<SecretList>, ApiError> {
-    caller.role_in(&state, parse_org(&org_id)?).await?;
-    let (_, app) = load_app(&state, &org_id, &app_id).await?;
+    let (_, app) = load_app(&state, &caller, &org_id, &app_id).await?;
     let secrets = state.store.list_secrets(app.id).await?;
     Ok(Json(SecretList {
         items: secrets.iter().map(views::secret).collect(),
@@ -358,7 +371,7 @@ pub async fn list_secrets(
     tag = "secrets",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
         ("secret_id" = Uuid, Path, description = "Secret id"),
     ),
     responses(
@@ -375,47 +388,12 @@ pub async fn revoke_secret(
     caller: Caller,
     Path((org_id, app_id, secret_id)): Path<(String, String, String)>,
 ) -> Result<Json<SecretView>, ApiError> {
-    caller
-        .require_app_manager(&state, parse_org(&org_id)?)
-        .await?;
-    let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
+    let org_id = parse_org(&org_id)?;
     let secret_id = SecretId::parse(&secret_id)
         .ok_or_else(|| ApiError::bad_request("The secret id must be a UUID"))?;
-    let reason = format!("revoked by {}", caller.audit.actor);
-    let now = state.now();
-    let audit = caller.audit.clone();
-    let changes = state
-        .store
-        .change_secrets(app.id, &move |_, secrets| {
-            let mut s = secrets
-                .iter()
-                .find(|s| s.id == secret_id)
-                .cloned()
-                .ok_or(CoreError::NotFound)?;
-            if s.state == SecretState::Revoked {
-                return Ok(SecretChanges {
-                    update: vec![s],
-                    ..Default::default()
-                });
-            }
-            s.state = SecretState::Revoked;
-            s.revoked_at = Some(now);
-            s.revoked_reason = Some(reason.clone());
-            Ok(SecretChanges {
-                audit: vec![audit
-                    .event(now, "secret.revoked")
-                    .org(org_id)
-                    .app(s.app_id)
-                    .secret(s.id)],
-                update: vec![s],
-                ..Default::default()
-            })
-        })
-        .await
-        .map_err(|e| match e {
-            CoreError::NotFound => ApiError::not_found("No such secret for this app"),
-            e => e.into(),
-        })?;
-    let s = changes.update.first().ok_or_else(ApiError::internal)?;
-    Ok(Json(views::secret(s)))
+    let s = state
+        .ops
+        .revoke_secret(&caller.actor(), org_id, &app_ref(&app_id), secret_id)
+        .await?;
+    Ok(Json(views::secret(&s)))
 }

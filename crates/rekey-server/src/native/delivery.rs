@@ -12,12 +12,13 @@ use rekey_proto::native::{
     QueuedNotification,
 };
 
-use super::apps::load_app;
+use super::apps::{app_to_change, load_app};
 use super::orgs::{page, parse_org, parse_query};
 use super::views;
 use crate::errors::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::state::SharedState;
+use rekey_core::policy::Action;
 
 fn parse_type(s: &str) -> Result<NotificationType, ApiError> {
     NotificationType::parse(s).ok_or_else(|| {
@@ -74,7 +75,7 @@ fn target_from(req: DestinationRequest, allow_insecure: bool) -> Result<Target, 
     tag = "destinations",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
         ("notification_type" = String, Path, description = "APPLICATION_OAUTH_CLIENT_NEW_SECRET or APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"),
     ),
     request_body = rekey_proto::native::DestinationRequest,
@@ -95,10 +96,7 @@ pub async fn put_destination(
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
     ApiJson(req): ApiJson<DestinationRequest>,
 ) -> Result<Json<DestinationView>, ApiError> {
-    caller
-        .require_app_manager(&state, parse_org(&org_id)?)
-        .await?;
-    let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
+    let (org_id, app) = app_to_change(&state, &caller, &org_id, &app_id).await?;
     let notification_type = parse_type(&kind)?;
     let target = target_from(req, state.config.allow_insecure_destinations)?;
     let now = state.now();
@@ -132,7 +130,7 @@ pub async fn put_destination(
     tag = "destinations",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
     ),
     responses(
         (status = 200, description = "Destinations", body = rekey_proto::native::DestinationList),
@@ -148,8 +146,7 @@ pub async fn list_destinations(
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
 ) -> Result<Json<DestinationList>, ApiError> {
-    caller.role_in(&state, parse_org(&org_id)?).await?;
-    let (_, app) = load_app(&state, &org_id, &app_id).await?;
+    let (_, app) = load_app(&state, &caller, &org_id, &app_id).await?;
     let items = state.store.list_destinations(app.id).await?;
     Ok(Json(DestinationList {
         items: items.iter().map(|d| views::destination(d, None)).collect(),
@@ -163,7 +160,7 @@ pub async fn list_destinations(
     tag = "destinations",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
         ("notification_type" = String, Path, description = "APPLICATION_OAUTH_CLIENT_NEW_SECRET or APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"),
     ),
     responses(
@@ -180,8 +177,7 @@ pub async fn get_destination(
     caller: Caller,
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
 ) -> Result<Json<DestinationView>, ApiError> {
-    caller.role_in(&state, parse_org(&org_id)?).await?;
-    let (_, app) = load_app(&state, &org_id, &app_id).await?;
+    let (_, app) = load_app(&state, &caller, &org_id, &app_id).await?;
     let d = state
         .store
         .get_destination(app.id, parse_type(&kind)?)
@@ -197,7 +193,7 @@ pub async fn get_destination(
     tag = "destinations",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
         ("notification_type" = String, Path, description = "APPLICATION_OAUTH_CLIENT_NEW_SECRET or APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"),
     ),
     responses(
@@ -214,10 +210,7 @@ pub async fn delete_destination(
     caller: Caller,
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller
-        .require_app_manager(&state, parse_org(&org_id)?)
-        .await?;
-    let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
+    let (org_id, app) = app_to_change(&state, &caller, &org_id, &app_id).await?;
     let t = parse_type(&kind)?;
     let ev = caller
         .audit
@@ -241,7 +234,7 @@ pub async fn delete_destination(
     tag = "destinations",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
         ("notification_type" = String, Path, description = "APPLICATION_OAUTH_CLIENT_NEW_SECRET or APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"),
     ),
     responses(
@@ -258,10 +251,7 @@ pub async fn test_destination(
     caller: Caller,
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
 ) -> Result<(StatusCode, Json<QueuedNotification>), ApiError> {
-    caller
-        .require_app_manager(&state, parse_org(&org_id)?)
-        .await?;
-    let (org_id, app) = load_app(&state, &org_id, &app_id).await?;
+    let (org_id, app) = app_to_change(&state, &caller, &org_id, &app_id).await?;
     let t = parse_type(&kind)?;
     let dest = state
         .store
@@ -430,7 +420,9 @@ pub async fn retry_delivery(
     Path((org_id, id)): Path<(String, String)>,
 ) -> Result<Json<DeliveryView>, ApiError> {
     let org_id = parse_org(&org_id)?;
-    caller.require_app_manager(&state, org_id).await?;
+    caller
+        .authorize(&state, org_id, Action::RetryDelivery)
+        .await?;
     let d = load_delivery(&state, org_id, &id).await?;
     let now = state.now();
     let ev = caller.audit.event(now, "notification.retried").org(org_id).app(d.app_id)

@@ -3,8 +3,8 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rekey_core::model::{ApiToken, ApiTokenId, Membership, OrgId, Principal, Role, User, UserId};
-use rekey_core::secret::{generate_api_token, hint};
+use rekey_core::model::{OrgId, Principal, Role, UserId};
+use rekey_core::policy::Action;
 use rekey_core::store::Page;
 use rekey_proto::native::{AddMemberRequest, AddedMember, AuditEventList, MemberView, OrgView};
 use secrecy::ExposeSecret;
@@ -145,89 +145,32 @@ pub async fn add_member(
     ApiJson(req): ApiJson<AddMemberRequest>,
 ) -> Result<(StatusCode, Json<AddedMember>), ApiError> {
     let org_id = parse_org(&org_id)?;
-    let my_role = caller.role_in(&state, org_id).await?;
-    if !my_role.can_manage_members() {
-        return Err(ApiError::forbidden(
-            "Adding members needs the org_owner or org_admin role",
-        ));
-    }
-    let role: Role = req.role.parse().map_err(|_| {
-        ApiError::bad_request("role must be org_owner, org_admin, developer or org_member")
-    })?;
-    if role == Role::OrgOwner && my_role != Role::OrgOwner {
-        return Err(ApiError::forbidden("Only an org_owner may grant org_owner"));
-    }
-    let email = req.email.trim().to_string();
-    if email.len() > 320 || !email.contains('@') {
-        return Err(ApiError::bad_request("email must be an email address"));
-    }
-    let now = state.now();
-    let (user, is_new) = match state.store.find_user_by_email(&email).await? {
-        Some(u) => {
-            // An existing member's role changes under the same rules as `PUT .../members`.
-            let old = state
-                .store
-                .get_membership(org_id, Principal::User(u.id))
-                .await?
-                .map(|m| m.role);
-            check_member_change(&state, org_id, my_role, old, Some(role)).await?;
-            (u, false)
-        }
-        None => {
-            let u = User {
-                id: UserId::new(),
-                display_name: req.display_name.clone().unwrap_or_else(|| email.clone()),
-                email: email.clone(),
-                created_at: now,
-            };
-            state.store.create_user(&u).await?;
-            (u, true)
-        }
-    };
-    let membership = Membership {
-        org_id,
-        principal: Principal::User(user.id),
-        role,
-        created_at: now,
-    };
-    let ev = caller
-        .audit
-        .event(now, "member.role_set")
-        .org(org_id)
-        .details(serde_json::json!({ "member": Principal::User(user.id).to_string(), "role": role.as_str() }));
-    state.store.put_membership(&membership, &[ev]).await?;
-    let api_token = if is_new {
-        let plain = generate_api_token();
-        let record = ApiToken {
-            id: ApiTokenId::new(),
-            user_id: user.id,
+    let role = parse_role(&req.role)?;
+    let added = state
+        .ops
+        .add_member(
+            &caller.actor(),
             org_id,
-            name: "initial".into(),
-            hash: state.api_token_hasher.hash(plain.expose_secret()),
-            hint: hint(plain.expose_secret()),
-            created_at: now,
-            expires_at: None,
-            revoked_at: None,
-        };
-        let ev = caller
-            .audit
-            .event(now, "api_token.created")
-            .org(org_id)
-            .details(serde_json::json!({ "user": user.id.to_string(), "tokenId": record.id.to_string() }));
-        state.store.create_api_token(&record, &[ev]).await?;
-        Some(plain.expose_secret().to_string())
-    } else {
-        None
-    };
+            &req.email,
+            req.display_name.as_deref(),
+            role,
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(AddedMember {
-            user_id: user.id.0,
-            email: user.email,
-            role: role.as_str().to_string(),
-            api_token,
+            user_id: added.user.id.0,
+            email: added.user.email,
+            role: added.role.as_str().to_string(),
+            api_token: added.api_token.map(|t| t.expose_secret().to_string()),
         }),
     ))
+}
+
+fn parse_role(s: &str) -> Result<Role, ApiError> {
+    s.parse().map_err(|_| {
+        ApiError::bad_request("role must be org_owner, org_admin, developer or org_member")
+    })
 }
 
 /// `GET /api/v1/orgs/{org_id}/audit-events?appId&action&since&until&pageStart&pageLimit`:
@@ -292,11 +235,7 @@ pub async fn list_audit(
         since: q.since.map(|v| time(&v, "since")).transpose()?,
         until: q.until.map(|v| time(&v, "until")).transpose()?,
     };
-    if !caller.role_in(&state, org_id).await?.can_manage_members() {
-        return Err(ApiError::forbidden(
-            "Reading the audit trail needs the org_owner or org_admin role",
-        ));
-    }
+    caller.authorize(&state, org_id, Action::ReadAudit).await?;
     let events = state.store.list_audit(&filter, page).await?;
     Ok(Json(AuditEventList {
         items: events.iter().map(views::audit_event).collect(),
@@ -313,43 +252,6 @@ fn parse_member(kind: &str, id: &str) -> Result<Principal, ApiError> {
         "app" => Ok(Principal::App(rekey_core::model::AppId(uuid))),
         _ => Err(ApiError::bad_request("The member kind must be user or app")),
     }
-}
-
-/// Checks that `caller_role` may change `target`'s membership from `old` to `new` (`None`:
-/// removal), and that the org keeps an owner.
-async fn check_member_change(
-    state: &SharedState,
-    org_id: OrgId,
-    caller_role: Role,
-    old: Option<Role>,
-    new: Option<Role>,
-) -> Result<(), ApiError> {
-    if !caller_role.can_manage_members() {
-        return Err(ApiError::forbidden(
-            "Changing members needs the org_owner or org_admin role",
-        ));
-    }
-    let touches_owner = old == Some(Role::OrgOwner) || new == Some(Role::OrgOwner);
-    if touches_owner && caller_role != Role::OrgOwner {
-        return Err(ApiError::forbidden(
-            "Only an org_owner may grant or take the org_owner role",
-        ));
-    }
-    if old == Some(Role::OrgOwner) && new != Some(Role::OrgOwner) {
-        let owners = state
-            .store
-            .list_memberships(org_id)
-            .await?
-            .iter()
-            .filter(|m| m.role == Role::OrgOwner)
-            .count();
-        if owners <= 1 {
-            return Err(ApiError::conflict(
-                "The organization must keep at least one org_owner",
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// `PUT /api/v1/orgs/{org}/members/{kind}/{id}` `{role}`: sets the role of a user or of an
@@ -383,47 +285,12 @@ pub async fn set_member_role(
     ApiJson(req): ApiJson<rekey_proto::native::SetRoleRequest>,
 ) -> Result<Json<MemberView>, ApiError> {
     let org_id = parse_org(&org_id)?;
-    let caller_role = caller.role_in(&state, org_id).await?;
     let principal = parse_member(&kind, &id)?;
-    let role: Role = req.role.parse().map_err(|_| {
-        ApiError::bad_request("role must be org_owner, org_admin, developer or org_member")
-    })?;
-    match principal {
-        Principal::User(u) => {
-            state
-                .store
-                .get_user(u)
-                .await?
-                .ok_or_else(|| ApiError::not_found("No such user"))?;
-        }
-        Principal::App(a) => {
-            match state.store.get_app(a).await? {
-                Some(app) if app.org_id == org_id => {}
-                _ => return Err(ApiError::not_found("No such app in this organization")),
-            }
-            if role == Role::OrgOwner {
-                return Err(ApiError::bad_request(
-                    "A service account cannot be org_owner",
-                ));
-            }
-        }
-    }
-    let old = state
-        .store
-        .get_membership(org_id, principal)
-        .await?
-        .map(|m| m.role);
-    check_member_change(&state, org_id, caller_role, old, Some(role)).await?;
-    let now = state.now();
-    let m = Membership {
-        org_id,
-        principal,
-        role,
-        created_at: now,
-    };
-    let ev = caller.audit.event(now, "member.role_set").org(org_id)
-        .details(serde_json::json!({ "member": principal.to_string(), "role": role.as_str(), "previous": old.map(Role::as_str) }));
-    state.store.put_membership(&m, &[ev]).await?;
+    let role = parse_role(&req.role)?;
+    let m = state
+        .ops
+        .set_role(&caller.actor(), org_id, principal, role)
+        .await?;
     let stored = state
         .store
         .get_membership(org_id, principal)
@@ -458,23 +325,10 @@ pub async fn remove_member(
     Path((org_id, kind, id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let org_id = parse_org(&org_id)?;
-    let caller_role = caller.role_in(&state, org_id).await?;
     let principal = parse_member(&kind, &id)?;
-    let old = state
-        .store
-        .get_membership(org_id, principal)
-        .await?
-        .map(|m| m.role)
-        .ok_or_else(|| ApiError::not_found("No such member"))?;
-    check_member_change(&state, org_id, caller_role, Some(old), None).await?;
-    let ev = caller
-        .audit
-        .event(state.now(), "member.removed")
-        .org(org_id)
-        .details(serde_json::json!({ "member": principal.to_string(), "role": old.as_str() }));
     state
-        .store
-        .delete_membership(org_id, principal, &[ev])
+        .ops
+        .remove_member(&caller.actor(), org_id, principal)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,35 +4,20 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
+use rekey_core::ops::secrets::{NewSecret, RotateInput};
 use rekey_proto::native::{FinishedRotation, NewSecretView, RotateRequest};
 use secrecy::ExposeSecret;
 
-use super::apps::load_app;
+use super::apps::app_ref;
 use super::orgs::parse_org;
 use super::views;
 use crate::errors::ApiError;
 use crate::extract::{ApiJson, Caller};
-use crate::secrets::{self as ops, NewSecret, RotateError};
 use crate::state::SharedState;
 
-fn rotate_error(e: RotateError) -> ApiError {
-    match e {
-        RotateError::InProgress { previous_expires_at } => ApiError::conflict(format!(
-            "A rotation is in progress: the previous secret is valid until {}. Finish the rotation first, or wait.",
-            previous_expires_at.map_or_else(|| "it is revoked".into(), |t| t.to_rfc3339())
-        )),
-        RotateError::NotEnrolled => ApiError::bad_request("The app has no destination for APPLICATION_OAUTH_CLIENT_NEW_SECRET"),
-        RotateError::NotFound => ApiError::not_found("No such app in this organization"),
-        RotateError::NoValidCurrent => ApiError::conflict(
-            "The current secret is not valid: regenerate instead of finishing the rotation",
-        ),
-        RotateError::Core(e) => e.into(),
-    }
-}
-
-fn new_secret_view(client_id: &str, n: NewSecret) -> NewSecretView {
+fn new_secret_view(n: NewSecret) -> NewSecretView {
     NewSecretView {
-        client_id: client_id.to_string(),
+        client_id: n.app.client_id,
         client_secret: n.plain.expose_secret().to_string(),
         secret: views::secret(&n.secret),
         previous_expires_at: n.previous_expires_at.map(|t| t.to_rfc3339()),
@@ -47,7 +32,7 @@ fn new_secret_view(client_id: &str, n: NewSecret) -> NewSecretView {
     tag = "secrets",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
     ),
     request_body = rekey_proto::native::RotateRequest,
     responses(
@@ -68,20 +53,21 @@ pub async fn rotate(
     Path((org_id, app_id)): Path<(String, String)>,
     ApiJson(req): ApiJson<RotateRequest>,
 ) -> Result<Json<NewSecretView>, ApiError> {
-    caller
-        .require_app_manager(&state, parse_org(&org_id)?)
+    let input = RotateInput {
+        grace_secs: req.grace_seconds,
+        supplied: None,
+        require_destination: false,
+    };
+    let n = state
+        .ops
+        .rotate(
+            &caller.actor(),
+            parse_org(&org_id)?,
+            &app_ref(&app_id),
+            input,
+        )
         .await?;
-    let (_, app) = load_app(&state, &org_id, &app_id).await?;
-    let grace = req.grace_seconds.unwrap_or(app.rotation_grace_secs);
-    if !(0..=rekey_core::apps::MAX_DURATION_SECS).contains(&grace) {
-        return Err(ApiError::bad_request(
-            "graceSeconds must be between 0 and 315360000",
-        ));
-    }
-    let n = ops::rotate(&state, &app, grace, None, false, &caller.audit)
-        .await
-        .map_err(rotate_error)?;
-    Ok(Json(new_secret_view(&app.client_id, n)))
+    Ok(Json(new_secret_view(n)))
 }
 
 /// `POST /api/v1/orgs/{org}/apps/{app}/secrets/regenerate`
@@ -91,7 +77,7 @@ pub async fn rotate(
     tag = "secrets",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
     ),
     responses(
         (status = 200, description = "The new secret, shown once", body = rekey_proto::native::NewSecretView),
@@ -107,14 +93,11 @@ pub async fn regenerate(
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
 ) -> Result<Json<NewSecretView>, ApiError> {
-    caller
-        .require_app_manager(&state, parse_org(&org_id)?)
+    let n = state
+        .ops
+        .regenerate(&caller.actor(), parse_org(&org_id)?, &app_ref(&app_id))
         .await?;
-    let (_, app) = load_app(&state, &org_id, &app_id).await?;
-    let n = ops::regenerate(&state, &app, None, &caller.audit)
-        .await
-        .map_err(rotate_error)?;
-    Ok(Json(new_secret_view(&app.client_id, n)))
+    Ok(Json(new_secret_view(n)))
 }
 
 /// `POST /api/v1/orgs/{org}/apps/{app}/secrets/finish`
@@ -124,7 +107,7 @@ pub async fn regenerate(
     tag = "secrets",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("app_id" = Uuid, Path, description = "App id"),
+        ("app_id" = String, Path, description = "App id (UUID) or client id"),
     ),
     responses(
         (status = 200, description = "What was revoked", body = rekey_proto::native::FinishedRotation),
@@ -141,13 +124,10 @@ pub async fn finish(
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
 ) -> Result<Json<FinishedRotation>, ApiError> {
-    caller
-        .require_app_manager(&state, parse_org(&org_id)?)
+    let revoked = state
+        .ops
+        .finish(&caller.actor(), parse_org(&org_id)?, &app_ref(&app_id))
         .await?;
-    let (_, app) = load_app(&state, &org_id, &app_id).await?;
-    let revoked = ops::finish(&state, &app, &caller.audit)
-        .await
-        .map_err(rotate_error)?;
     Ok(Json(FinishedRotation {
         revoked: revoked.iter().map(views::secret).collect(),
     }))

@@ -192,6 +192,27 @@ impl TestApp {
         self.user_access_token(&self.owner_api_token.clone()).await
     }
 
+    /// A new user with `role` in the org, as an access token.
+    pub async fn token_for_role(&self, role: Role) -> String {
+        let (_, api_token) =
+            add_user(self.store(), &self.key, self.org_id, role, self.state.now()).await;
+        self.user_access_token(&api_token).await
+    }
+
+    /// The user who owned the org first (the one `owner_access_token` acts for).
+    pub async fn first_owner(&self) -> UserId {
+        self.store()
+            .list_memberships(self.org_id)
+            .await
+            .unwrap()
+            .iter()
+            .find_map(|m| match m.principal {
+                Principal::User(u) if m.role == Role::OrgOwner => Some(u),
+                _ => None,
+            })
+            .unwrap()
+    }
+
     /// Creates an app as the owner; `extra` fields are merged into the request.
     pub async fn create_app(&self, extra: Value) -> CreatedApp {
         let mut body = json!({ "name": "test app", "scopes": ["a", "b", "sellingpartnerapi::client_credential:rotation"] });

@@ -1,6 +1,9 @@
 //! End-to-end tests of the server over real HTTP on 127.0.0.1, one binary of modules.
 //! Each test gets a fresh database (SQLite; the story-style tests also PostgreSQL).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+mod authorization;
 mod csp;
 mod helpers;
 mod management;

@@ -4,7 +4,7 @@ use rekey_core::model::Role;
 use rekey_store::testing::TestDb;
 use serde_json::{json, Value};
 
-use crate::helpers::{add_user, spawn_app, spawn_app_on, test_config, TestApp};
+use crate::helpers::{add_user, spawn_app, spawn_app_on, test_config};
 
 async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status().as_u16(), status);
@@ -19,11 +19,6 @@ async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
     assert!(body["title"].is_string());
     assert_eq!(body["requestId"], request_id);
     body
-}
-
-async fn token_for_role(app: &TestApp, role: Role) -> String {
-    let (_, api_token) = add_user(app.store(), &app.key, app.org_id, role, app.state.now()).await;
-    app.user_access_token(&api_token).await
 }
 
 #[tokio::test]
@@ -172,7 +167,7 @@ async fn roles_decide_who_may_read_and_who_may_change() {
         (Role::Developer, true),
         (Role::OrgMember, false),
     ] {
-        let token = token_for_role(&app, role).await;
+        let token = app.token_for_role(role).await;
         assert_eq!(
             app.http
                 .get(&base)
@@ -253,11 +248,12 @@ async fn bad_input_gets_a_problem_never_a_500() {
                 .bearer_auth(&token),
             400,
         ),
+        // Not a UUID: taken as a client id, which no app has.
         (
             app.http
                 .get(format!("{base}/not-a-uuid"))
                 .bearer_auth(&token),
-            400,
+            404,
         ),
         (
             app.http
@@ -363,7 +359,7 @@ async fn an_expired_access_token_is_refused() {
 #[tokio::test]
 async fn an_admin_adds_members_and_only_an_owner_grants_owner() {
     let app = spawn_app().await;
-    let admin = token_for_role(&app, Role::OrgAdmin).await;
+    let admin = app.token_for_role(Role::OrgAdmin).await;
     let members = app.url(&format!("/api/v1/orgs/{}/members", app.org_id));
     let res = app
         .http
@@ -592,8 +588,8 @@ async fn roles_of_users_and_service_accounts_are_set_and_removed_and_an_owner_re
 #[tokio::test]
 async fn no_one_gives_an_app_or_a_member_a_role_above_their_own() {
     let app = spawn_app().await;
-    let developer = token_for_role(&app, Role::Developer).await;
-    let admin = token_for_role(&app, Role::OrgAdmin).await;
+    let developer = app.token_for_role(Role::Developer).await;
+    let admin = app.token_for_role(Role::OrgAdmin).await;
     let apps = app.url(&format!("/api/v1/orgs/{}/apps", app.org_id));
     // A developer creates apps, but cannot make one a service account with any role.
     for role in ["org_admin", "developer", "org_member"] {
@@ -635,25 +631,7 @@ async fn no_one_gives_an_app_or_a_member_a_role_above_their_own() {
     let res = app.http.post(&csp).bearer_auth(&developer).json(&json!({ "allowedScopes": { "organizationScopes": { "roles": [{ "name": "csp:org_admin" }] } } })).send().await.unwrap();
     assert_eq!(res.status(), 403);
     // An admin cannot demote the owner by re-adding the owner's email.
-    let members: Value = app
-        .http
-        .get(app.url(&format!("/api/v1/orgs/{}/members", app.org_id)))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let owner_id = members
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["role"] == "org_owner")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let owner_id = app.first_owner().await.to_string();
     let owner_email = app
         .store()
         .get_user(rekey_core::model::UserId::parse(&owner_id).unwrap())
@@ -793,7 +771,7 @@ async fn api_tokens_are_created_listed_and_revoked_with_their_access_tokens() {
     );
 
     // Another developer may not revoke it; the owner may; then it and its tokens are dead.
-    let other = token_for_role(&app, Role::Developer).await;
+    let other = app.token_for_role(Role::Developer).await;
     let id = created["token"]["id"].as_str().unwrap();
     assert_problem(
         app.http
@@ -948,5 +926,43 @@ async fn a_wrong_method_is_a_405_in_the_dialect_of_the_path() {
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
         "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn an_app_is_named_by_its_id_or_its_client_id_in_every_native_path() {
+    let app = spawn_app().await;
+    let token = app.owner_access_token().await;
+    let c = app.create_app(json!({})).await;
+    let base = app.url(&format!("/api/v1/orgs/{}/apps", app.org_id));
+    for name in [c.app.id.to_string(), c.app.client_id.clone()] {
+        let res = app
+            .http
+            .get(format!("{base}/{name}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{name}");
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["id"],
+            c.app.id.to_string()
+        );
+    }
+    let res = app
+        .http
+        .post(format!("{base}/{}/secrets/regenerate", c.app.client_id))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["clientId"], c.app.client_id);
+    assert_eq!(app.status_of(&c.app.client_id, &c.client_secret).await, 400);
+    assert_eq!(
+        app.status_of(&c.app.client_id, body["clientSecret"].as_str().unwrap())
+            .await,
+        200
     );
 }
