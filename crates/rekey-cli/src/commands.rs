@@ -5,10 +5,8 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use rekey_core::clock::{Clock, SystemClock};
-use rekey_core::model::{
-    ApiToken, ApiTokenId, AuditContext, Membership, Org, OrgId, Principal, Role, User, UserId,
-};
-use rekey_core::secret::{generate_api_token, hint};
+use rekey_core::model::{AuditContext, Membership, Org, OrgId, Principal, Role, User, UserId};
+use rekey_core::ops::api_tokens::new_api_token;
 use rekey_core::store::Store;
 use rekey_core::token::generate_signing_key;
 use rekey_proto::native::{
@@ -152,18 +150,7 @@ async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
             )],
         )
         .await?;
-    let plain = generate_api_token();
-    let token = ApiToken {
-        id: ApiTokenId::new(),
-        user_id: user.id,
-        org_id: org.id,
-        name: "init".into(),
-        hash: key.api_token_hasher().hash(plain.expose_secret()),
-        hint: hint(plain.expose_secret()),
-        created_at: now,
-        expires_at: None,
-        revoked_at: None,
-    };
+    let (token, plain) = new_api_token(user.id, org.id, "init", None, &key.api_token_hasher(), now);
     store
         .create_api_token(&token, &[ctx.event(now, "api_token.created").org(org.id)])
         .await?;

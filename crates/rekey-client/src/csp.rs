@@ -2,11 +2,16 @@
 
 use std::sync::Arc;
 
+use rekey_proto::csp::{
+    BulkDeleteRequest, BulkDeleteResult, ClientCredentials, EmptyBody, OauthApp, OauthAppList,
+    OauthAppPatch, OauthAppRequest, OwnerRotationRequest,
+};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::ClientError;
-use crate::http::{json, ApiResponse, Http, RetryPolicy};
+use crate::http::{encode_component, json, ApiResponse, Http, RetryPolicy};
 use crate::token::TokenProvider;
 
 /// VMware Cloud Services' console host.
@@ -56,30 +61,35 @@ impl OauthAppsApi {
             .await
     }
 
-    /// Creates an app (`request` is an `OrgOauthAppRequest`); returns `{clientId, clientSecret}`.
-    pub async fn create(&self, request: Value) -> Result<Value, ClientError> {
-        Ok(json(
-            self.call(reqwest::Method::POST, "", Some(request), false)
+    /// Creates an app; its first secret is in the answer, shown once.
+    pub async fn create(&self, request: &OauthAppRequest) -> Result<NewAppSecret, ClientError> {
+        let created: ClientCredentials = json(
+            self.call(reqwest::Method::POST, "", Some(to_body(request)?), false)
                 .await?,
         )?
-        .data)
+        .data;
+        Ok(NewAppSecret {
+            client_id: created.client_id,
+            client_secret: SecretString::from(created.client_secret),
+        })
     }
 
+    /// One page of the org's apps (`page_start` is 1-based), optionally matching a term.
     pub async fn list(
         &self,
         page_start: u32,
         page_limit: u32,
         search_term: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<OauthAppList, ClientError> {
         let mut q = format!("?pageStart={page_start}&pageLimit={page_limit}");
         if let Some(t) = search_term {
             q.push_str("&searchTerm=");
-            q.push_str(&form_encode(t));
+            q.push_str(&encode_component(t));
         }
         Ok(json(self.call(reqwest::Method::GET, &q, None, true).await?)?.data)
     }
 
-    pub async fn get(&self, client_id: &str) -> Result<Value, ClientError> {
+    pub async fn get(&self, client_id: &str) -> Result<OauthApp, ClientError> {
         Ok(json(
             self.call(reqwest::Method::GET, &format!("/{client_id}"), None, true)
                 .await?,
@@ -87,12 +97,17 @@ impl OauthAppsApi {
         .data)
     }
 
-    pub async fn patch(&self, client_id: &str, changes: Value) -> Result<Value, ClientError> {
+    /// Changes the fields set in `changes`.
+    pub async fn patch(
+        &self,
+        client_id: &str,
+        changes: &OauthAppPatch,
+    ) -> Result<OauthApp, ClientError> {
         Ok(json(
             self.call(
                 reqwest::Method::PATCH,
                 &format!("/{client_id}"),
-                Some(changes),
+                Some(to_body(changes)?),
                 false,
             )
             .await?,
@@ -100,31 +115,29 @@ impl OauthAppsApi {
         .data)
     }
 
-    /// Deletes up to 15 apps; returns `{succeeded, failed}`.
-    pub async fn delete(&self, client_ids: &[&str]) -> Result<Value, ClientError> {
-        let body = json!({ "clientIdsToDelete": client_ids });
+    /// Deletes 1 to 15 apps; says which were and which were not.
+    pub async fn delete(&self, client_ids: &[&str]) -> Result<BulkDeleteResult, ClientError> {
+        let body = BulkDeleteRequest {
+            client_ids_to_delete: client_ids.iter().map(|c| c.to_string()).collect(),
+        };
         Ok(json(
-            self.call(reqwest::Method::DELETE, "", Some(body), false)
+            self.call(reqwest::Method::DELETE, "", Some(to_body(&body)?), false)
                 .await?,
         )?
         .data)
     }
 
-    /// Regenerates the secret (every other secret ends now); returns the new one.
     pub async fn regenerate_secret(&self, client_id: &str) -> Result<SecretString, ClientError> {
-        let res = json::<Value>(
+        let res = json::<ClientCredentials>(
             self.call(
                 reqwest::Method::PUT,
                 &format!("/{client_id}/secret"),
-                Some(json!({})),
+                Some(to_body(&EmptyBody {})?),
                 false,
             )
             .await?,
         )?;
-        res.data["clientSecret"]
-            .as_str()
-            .map(|s| SecretString::from(s.to_string()))
-            .ok_or_else(|| ClientError::Decode("no clientSecret in the answer".into()))
+        Ok(SecretString::from(res.data.client_secret))
     }
 
     /// Starts a rotation to `new_secret`; the old one stays valid for `expiration_secs`
@@ -135,10 +148,10 @@ impl OauthAppsApi {
         new_secret: &SecretString,
         expiration_secs: Option<i64>,
     ) -> Result<(), ClientError> {
-        let mut body = json!({ "newClientSecret": new_secret.expose_secret() });
-        if let Some(s) = expiration_secs {
-            body["secretRotationExpirationInSeconds"] = s.into();
-        }
+        let body = to_body(&OwnerRotationRequest {
+            new_client_secret: new_secret.expose_secret().to_string(),
+            secret_rotation_expiration_in_seconds: expiration_secs,
+        })?;
         self.call(
             reqwest::Method::POST,
             &format!("/{client_id}/secret"),
@@ -162,13 +175,12 @@ impl OauthAppsApi {
     }
 }
 
-fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// A new app's client id and first secret.
+pub struct NewAppSecret {
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+fn to_body(v: &impl Serialize) -> Result<Value, ClientError> {
+    serde_json::to_value(v).map_err(|e| ClientError::Decode(e.to_string()))
 }

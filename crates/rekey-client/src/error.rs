@@ -1,9 +1,13 @@
 //! Errors, with what each dialect says about them.
 
+use rekey_proto::csp::CspErrorResponse;
+use rekey_proto::native::Problem;
+use rekey_proto::oauth::OAuthErrorBody;
+use rekey_proto::spapi::ErrorList;
 use reqwest::StatusCode;
-use serde_json::Value;
 
-/// The error body, parsed in the dialect that produced it.
+/// The error body, parsed in the dialect that produced it (with the wire types of
+/// `rekey-proto`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ErrorBody {
     /// RFC 6749 `{error, error_description}`.
@@ -23,54 +27,43 @@ pub enum ErrorBody {
         type_: String,
         detail: Option<String>,
     },
-    /// Anything else (kept as JSON when it is JSON).
-    Other(Value),
+    /// Anything else, as text (at most 300 characters).
+    Other(String),
     None,
 }
 
 impl ErrorBody {
     pub fn parse(bytes: &[u8]) -> Self {
-        let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
-            return if bytes.is_empty() {
-                ErrorBody::None
-            } else {
-                ErrorBody::Other(Value::String(String::from_utf8_lossy(bytes).into_owned()))
-            };
-        };
-        let s = |v: &Value| v.as_str().map(str::to_string);
-        if let Some(errors) = v.get("errors").and_then(Value::as_array) {
+        if bytes.is_empty() {
+            return ErrorBody::None;
+        }
+        if let Ok(list) = serde_json::from_slice::<ErrorList>(bytes) {
             return ErrorBody::SpApi(
-                errors
-                    .iter()
-                    .map(|e| {
-                        (
-                            s(&e["code"]).unwrap_or_default(),
-                            s(&e["message"]).unwrap_or_default(),
-                            s(&e["details"]),
-                        )
-                    })
+                list.errors
+                    .into_iter()
+                    .map(|e| (e.code, e.message, e.details))
                     .collect(),
             );
         }
-        if let Some(error) = s(&v["error"]) {
+        if let Ok(e) = serde_json::from_slice::<OAuthErrorBody>(bytes) {
             return ErrorBody::OAuth {
-                error,
-                description: s(&v["error_description"]),
+                error: e.error,
+                description: e.error_description,
             };
         }
-        if v.get("cspErrorCode").is_some() {
+        if let Ok(e) = serde_json::from_slice::<CspErrorResponse>(bytes) {
             return ErrorBody::Csp {
-                error_code: s(&v["errorCode"]).unwrap_or_default(),
-                message: s(&v["message"]).unwrap_or_default(),
+                error_code: e.error_code,
+                message: e.message,
             };
         }
-        if let Some(type_) = s(&v["type"]) {
+        if let Ok(p) = serde_json::from_slice::<Problem>(bytes) {
             return ErrorBody::Problem {
-                type_,
-                detail: s(&v["detail"]),
+                type_: p.type_,
+                detail: p.detail,
             };
         }
-        ErrorBody::Other(v)
+        ErrorBody::Other(String::from_utf8_lossy(bytes).chars().take(300).collect())
     }
 
     /// A one-line summary for people.
@@ -93,7 +86,7 @@ impl ErrorBody {
                 message,
             } => format!("{error_code}: {message}"),
             ErrorBody::Problem { type_, detail } => detail.clone().unwrap_or_else(|| type_.clone()),
-            ErrorBody::Other(v) => v.to_string().chars().take(300).collect(),
+            ErrorBody::Other(text) => text.clone(),
             ErrorBody::None => String::new(),
         }
     }

@@ -201,6 +201,18 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Percent-encodes a path segment or query value (RFC 3986 unreserved characters stay).
+pub(crate) fn encode_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ mod native;
 mod spapi;
 mod token;
 
-pub use csp::{OauthAppsApi, CSP_DEFAULT_BASE_URL};
+pub use csp::{NewAppSecret, OauthAppsApi, CSP_DEFAULT_BASE_URL};
 pub use error::{ClientError, ErrorBody};
 pub use http::{ApiResponse, RetryPolicy};
 pub use native::NativeApi;

@@ -9,8 +9,16 @@ use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use rekey_proto::native::{
+    AddMemberRequest, AddedMember, ApiTokenList, ApiTokenView, AppList, AppView, AuditEventList,
+    AuditQuery, CreateApiTokenRequest, CreateAppRequest, CreatedApiToken, CreatedApp, DeliveryList,
+    DeliveryQuery, DeliveryView, DestinationList, DestinationRequest, DestinationView,
+    FinishedRotation, MemberView, NewSecretView, QueuedNotification, RotateRequest, SecretList,
+    SecretView, SetRoleRequest, SigningKeyList, UpdateAppRequest,
+};
+
 use crate::error::ClientError;
-use crate::http::{json, Http, RetryPolicy};
+use crate::http::{encode_component as seg, json, Http, RetryPolicy};
 use crate::token::TokenProvider;
 
 /// A client of `/api/v1`, authenticated by a token provider (a user's API token exchange, or a
@@ -83,4 +91,249 @@ impl NativeApi {
         }
         Ok(Some(json(res)?.data))
     }
+
+    /// As [`NativeApi::call`], for answers that must have a body.
+    async fn fetch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        self.call(method, path, body)
+            .await?
+            .ok_or_else(|| ClientError::Decode("the server sent an empty answer".into()))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.fetch::<(), T>(Method::GET, path, None).await
+    }
+
+    // Apps. `app` is the app's id or its client id.
+
+    pub async fn create_app(
+        &self,
+        org: &str,
+        req: &CreateAppRequest,
+    ) -> Result<CreatedApp, ClientError> {
+        self.fetch(Method::POST, &format!("/orgs/{}/apps", seg(org)), Some(req))
+            .await
+    }
+
+    /// One page of the org's apps (at most 1000).
+    pub async fn list_apps(&self, org: &str, page_limit: u32) -> Result<AppList, ClientError> {
+        self.get(&format!("/orgs/{}/apps?pageLimit={page_limit}", seg(org)))
+            .await
+    }
+
+    pub async fn get_app(&self, org: &str, app: &str) -> Result<AppView, ClientError> {
+        self.get(&app_path(org, app)).await
+    }
+
+    pub async fn update_app(
+        &self,
+        org: &str,
+        app: &str,
+        req: &UpdateAppRequest,
+    ) -> Result<AppView, ClientError> {
+        self.fetch(Method::PATCH, &app_path(org, app), Some(req))
+            .await
+    }
+
+    pub async fn delete_app(&self, org: &str, app: &str) -> Result<(), ClientError> {
+        self.call::<(), serde::de::IgnoredAny>(Method::DELETE, &app_path(org, app), None)
+            .await
+            .map(drop)
+    }
+
+    // Secrets.
+
+    pub async fn list_secrets(&self, org: &str, app: &str) -> Result<SecretList, ClientError> {
+        self.get(&format!("{}/secrets", app_path(org, app))).await
+    }
+
+    pub async fn rotate(
+        &self,
+        org: &str,
+        app: &str,
+        req: &RotateRequest,
+    ) -> Result<NewSecretView, ClientError> {
+        let path = format!("{}/secrets/rotate", app_path(org, app));
+        self.fetch(Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn regenerate(&self, org: &str, app: &str) -> Result<NewSecretView, ClientError> {
+        let path = format!("{}/secrets/regenerate", app_path(org, app));
+        self.fetch::<(), _>(Method::POST, &path, None).await
+    }
+
+    pub async fn finish(&self, org: &str, app: &str) -> Result<FinishedRotation, ClientError> {
+        let path = format!("{}/secrets/finish", app_path(org, app));
+        self.fetch::<(), _>(Method::POST, &path, None).await
+    }
+
+    pub async fn revoke_secret(
+        &self,
+        org: &str,
+        app: &str,
+        secret_id: &str,
+    ) -> Result<SecretView, ClientError> {
+        let path = format!("{}/secrets/{}/revoke", app_path(org, app), seg(secret_id));
+        self.fetch::<(), _>(Method::POST, &path, None).await
+    }
+
+    // Destinations and deliveries.
+
+    pub async fn set_destination(
+        &self,
+        org: &str,
+        app: &str,
+        notification_type: &str,
+        req: &DestinationRequest,
+    ) -> Result<DestinationView, ClientError> {
+        let path = destination_path(org, app, notification_type);
+        self.fetch(Method::PUT, &path, Some(req)).await
+    }
+
+    pub async fn list_destinations(
+        &self,
+        org: &str,
+        app: &str,
+    ) -> Result<DestinationList, ClientError> {
+        self.get(&format!("{}/destinations", app_path(org, app)))
+            .await
+    }
+
+    pub async fn delete_destination(
+        &self,
+        org: &str,
+        app: &str,
+        notification_type: &str,
+    ) -> Result<(), ClientError> {
+        let path = destination_path(org, app, notification_type);
+        self.call::<(), serde::de::IgnoredAny>(Method::DELETE, &path, None)
+            .await
+            .map(drop)
+    }
+
+    pub async fn test_destination(
+        &self,
+        org: &str,
+        app: &str,
+        notification_type: &str,
+    ) -> Result<QueuedNotification, ClientError> {
+        let path = format!("{}/test", destination_path(org, app, notification_type));
+        self.fetch::<(), _>(Method::POST, &path, None).await
+    }
+
+    pub async fn list_deliveries(
+        &self,
+        org: &str,
+        query: &DeliveryQuery,
+    ) -> Result<DeliveryList, ClientError> {
+        let q = query_string(query)?;
+        self.get(&format!("/orgs/{}/deliveries{q}", seg(org))).await
+    }
+
+    pub async fn retry_delivery(
+        &self,
+        org: &str,
+        delivery_id: &str,
+    ) -> Result<DeliveryView, ClientError> {
+        let path = format!("/orgs/{}/deliveries/{}/retry", seg(org), seg(delivery_id));
+        self.fetch::<(), _>(Method::POST, &path, None).await
+    }
+
+    // Members, API tokens, audit, signing keys.
+
+    pub async fn list_members(&self, org: &str) -> Result<Vec<MemberView>, ClientError> {
+        self.get(&format!("/orgs/{}/members", seg(org))).await
+    }
+
+    pub async fn add_member(
+        &self,
+        org: &str,
+        req: &AddMemberRequest,
+    ) -> Result<AddedMember, ClientError> {
+        let path = format!("/orgs/{}/members", seg(org));
+        self.fetch(Method::POST, &path, Some(req)).await
+    }
+
+    /// `kind` is `user` or `app`.
+    pub async fn set_role(
+        &self,
+        org: &str,
+        kind: &str,
+        id: &str,
+        role: &str,
+    ) -> Result<MemberView, ClientError> {
+        let req = SetRoleRequest {
+            role: role.to_string(),
+        };
+        self.fetch(Method::PUT, &member_path(org, kind, id), Some(&req))
+            .await
+    }
+
+    pub async fn remove_member(&self, org: &str, kind: &str, id: &str) -> Result<(), ClientError> {
+        self.call::<(), serde::de::IgnoredAny>(Method::DELETE, &member_path(org, kind, id), None)
+            .await
+            .map(drop)
+    }
+
+    pub async fn create_api_token(
+        &self,
+        org: &str,
+        req: &CreateApiTokenRequest,
+    ) -> Result<CreatedApiToken, ClientError> {
+        let path = format!("/orgs/{}/api-tokens", seg(org));
+        self.fetch(Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn list_api_tokens(&self, org: &str) -> Result<ApiTokenList, ClientError> {
+        self.get(&format!("/orgs/{}/api-tokens", seg(org))).await
+    }
+
+    pub async fn revoke_api_token(
+        &self,
+        org: &str,
+        token_id: &str,
+    ) -> Result<ApiTokenView, ClientError> {
+        let path = format!("/orgs/{}/api-tokens/{}/revoke", seg(org), seg(token_id));
+        self.fetch::<(), _>(Method::POST, &path, None).await
+    }
+
+    pub async fn list_audit(
+        &self,
+        org: &str,
+        query: &AuditQuery,
+    ) -> Result<AuditEventList, ClientError> {
+        let q = query_string(query)?;
+        self.get(&format!("/orgs/{}/audit-events{q}", seg(org)))
+            .await
+    }
+
+    pub async fn list_signing_keys(&self) -> Result<SigningKeyList, ClientError> {
+        self.get("/signing-keys").await
+    }
+}
+
+fn app_path(org: &str, app: &str) -> String {
+    format!("/orgs/{}/apps/{}", seg(org), seg(app))
+}
+
+fn destination_path(org: &str, app: &str, notification_type: &str) -> String {
+    format!(
+        "{}/destinations/{}",
+        app_path(org, app),
+        seg(notification_type)
+    )
+}
+
+fn member_path(org: &str, kind: &str, id: &str) -> String {
+    format!("/orgs/{}/members/{}/{}", seg(org), seg(kind), seg(id))
+}
+
+/// `?a=1&b=2` from a query type (empty when nothing is set).
+fn query_string(query: &impl Serialize) -> Result<String, ClientError> {
+    let q = serde_urlencoded::to_string(query).map_err(|e| ClientError::Decode(e.to_string()))?;
+    Ok(if q.is_empty() { q } else { format!("?{q}") })
 }

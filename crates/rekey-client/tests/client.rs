@@ -240,12 +240,29 @@ async fn csp_oauth_apps_are_managed_through_the_client() {
         server.user_tokens(),
     );
     let created = api
-        .create(json!({ "id": "client-lib-app", "displayName": "lib" }))
+        .create(&rekey_proto::csp::OauthAppRequest {
+            id: Some("client-lib-app".into()),
+            display_name: Some("lib".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert_eq!(created["clientId"], "client-lib-app");
+    assert_eq!(created.client_id, "client-lib-app");
+    assert!(created.client_secret.expose_secret().starts_with("rks_"));
     let listed = api.list(1, 10, Some("lib")).await.unwrap();
-    assert_eq!(listed["totalResults"], 1);
+    assert_eq!(listed.total_results, 1);
+    assert_eq!(listed.results[0].display_name, "lib");
+    let patched = api
+        .patch(
+            "client-lib-app",
+            &rekey_proto::csp::OauthAppPatch {
+                description: Some("changed through the client".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.description, "changed through the client");
     let new = SecretString::from("Rotated-By-Lib-1!".to_string());
     api.rotate_secret("client-lib-app", &new, Some(60))
         .await
@@ -264,11 +281,15 @@ async fn csp_oauth_apps_are_managed_through_the_client() {
     let regenerated = api.regenerate_secret("client-lib-app").await.unwrap();
     assert!(regenerated.expose_secret().starts_with("rks_"));
     assert_eq!(
-        api.get("client-lib-app").await.unwrap()["id"],
+        api.get("client-lib-app").await.unwrap().id,
         "client-lib-app"
     );
-    let deleted = api.delete(&["client-lib-app"]).await.unwrap();
-    assert_eq!(deleted["succeeded"], json!(["client-lib-app"]));
+    let deleted = api
+        .delete(&["client-lib-app", "no-such-app"])
+        .await
+        .unwrap();
+    assert_eq!(deleted.succeeded, ["client-lib-app"]);
+    assert_eq!(deleted.failed, ["no-such-app"]);
     let e = api.get("client-lib-app").await.unwrap_err();
     assert_eq!(e.status().map(|s| s.as_u16()), Some(404));
 }

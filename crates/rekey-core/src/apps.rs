@@ -176,6 +176,13 @@ pub fn new_app(
     Ok((app, secret, plain))
 }
 
+/// Replaces `field` when a partial update gave a value (PATCH-style requests).
+pub fn replace_if_given<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,9 @@ pub enum OpError {
     Invalid(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Another app has the chosen client id.
+    #[error("an app with this client id exists")]
+    ClientIdTaken,
     /// The app has no destination for `APPLICATION_OAUTH_CLIENT_NEW_SECRET`.
     #[error("the app has no destination for new secrets")]
     NotEnrolled,

@@ -13,13 +13,16 @@
 //! - [`auth`]: client authentication and scope rules, as pure functions;
 //! - [`policy`]: who may do what, one table for every dialect;
 //! - [`ops`]: the application layer, one function per use case over the store;
-//! - [`store`]: the persistence trait both database backends implement.
+//! - [`store`]: the persistence trait both database backends implement;
+//! - [`throttle`], [`last_use`]: in-memory helpers of the token endpoint (failure throttle,
+//!   batched last-use times).
 
 pub mod apps;
 pub mod auth;
 pub mod clock;
 pub mod crypto;
 pub mod error;
+pub mod last_use;
 pub mod model;
 pub mod notify;
 pub mod ops;
@@ -27,6 +30,7 @@ pub mod policy;
 pub mod rotation;
 pub mod secret;
 pub mod store;
+pub mod throttle;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

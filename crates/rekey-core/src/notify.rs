@@ -2,12 +2,15 @@
 //! Preferences"), and deliveries (rows of the transactional outbox).
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::clock::Timestamp;
 use crate::crypto::Sealer;
 use crate::error::CoreError;
 use crate::model::{AppId, DeliveryId, DestinationId, NotificationId, OrgId};
+use rekey_proto::spapi::{
+    ClientSecretExpiry, NewClientSecret, NewSecretPayload, Notification, NotificationMetadata,
+    SecretExpiryPayload,
+};
 
 /// The two notification types Rekey sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -195,7 +198,7 @@ impl Delivery {
     #[allow(
         clippy::unwrap_used,
         clippy::expect_used,
-        reason = "a serde_json::Value always serializes"
+        reason = "the notification wire types always serialize"
     )]
     pub fn new(
         sealer: &Sealer,
@@ -204,12 +207,12 @@ impl Delivery {
         org_id: OrgId,
         notification_type: NotificationType,
         destination_id: DestinationId,
-        envelope: &serde_json::Value,
+        envelope: &impl Serialize,
         dedupe_key: Option<String>,
         now: Timestamp,
     ) -> Self {
         let id = DeliveryId::new();
-        let body = serde_json::to_vec(envelope).expect("a JSON value serializes");
+        let body = serde_json::to_vec(envelope).expect("a notification serializes");
         Self {
             sealed_payload: Some(sealer.seal(&body, &payload_context(id))),
             id,
@@ -232,27 +235,27 @@ impl Delivery {
 }
 
 /// The SP-API notification envelope (camelCase, times ISO 8601 UTC).
-pub fn envelope(
+pub fn envelope<P: Serialize>(
     notification_type: NotificationType,
     notification_id: NotificationId,
     application_id: &str,
     subscription_id: DestinationId,
-    payload: serde_json::Value,
+    payload: P,
     now: Timestamp,
-) -> serde_json::Value {
-    json!({
-        "notificationVersion": "1.0",
-        "notificationType": notification_type.as_str(),
-        "payloadVersion": "2023-11-30",
-        "eventTime": now.to_rfc3339(),
-        "payload": payload,
-        "notificationMetadata": {
-            "applicationId": application_id,
-            "subscriptionId": subscription_id.to_string(),
-            "publishTime": now.to_rfc3339(),
-            "notificationId": notification_id.to_string(),
+) -> Notification<P> {
+    Notification {
+        notification_version: "1.0".into(),
+        notification_type: notification_type.as_str().into(),
+        payload_version: "2023-11-30".into(),
+        event_time: now.to_rfc3339(),
+        payload,
+        notification_metadata: NotificationMetadata {
+            application_id: application_id.into(),
+            subscription_id: subscription_id.to_string(),
+            publish_time: now.to_rfc3339(),
+            notification_id: notification_id.to_string(),
         },
-    })
+    }
 }
 
 /// `APPLICATION_OAUTH_CLIENT_NEW_SECRET` payload. Holds the new secret: only ever sealed.
@@ -261,26 +264,26 @@ pub fn new_secret_payload(
     new_secret: &str,
     new_expires_at: Option<Timestamp>,
     old_expires_at: Option<Timestamp>,
-) -> serde_json::Value {
-    json!({
-        "applicationOAuthClientNewSecret": {
-            "clientId": client_id,
-            "newClientSecret": new_secret,
-            "newClientSecretExpiryTime": new_expires_at.map(Timestamp::to_rfc3339),
-            "oldClientSecretExpiryTime": old_expires_at.map(Timestamp::to_rfc3339),
-        }
-    })
+) -> NewSecretPayload {
+    NewSecretPayload {
+        new_secret: NewClientSecret {
+            client_id: client_id.into(),
+            new_client_secret: new_secret.into(),
+            new_client_secret_expiry_time: new_expires_at.map(Timestamp::to_rfc3339),
+            old_client_secret_expiry_time: old_expires_at.map(Timestamp::to_rfc3339),
+        },
+    }
 }
 
 /// `APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY` payload.
-pub fn secret_expiry_payload(client_id: &str, expires_at: Timestamp) -> serde_json::Value {
-    json!({
-        "applicationOAuthClientSecretExpiry": {
-            "clientId": client_id,
-            "clientSecretExpiryTime": expires_at.to_rfc3339(),
-            "clientSecretExpiryReason": "PERIODIC_ROTATION",
-        }
-    })
+pub fn secret_expiry_payload(client_id: &str, expires_at: Timestamp) -> SecretExpiryPayload {
+    SecretExpiryPayload {
+        expiry: ClientSecretExpiry {
+            client_id: client_id.into(),
+            client_secret_expiry_time: expires_at.to_rfc3339(),
+            client_secret_expiry_reason: "PERIODIC_ROTATION".into(),
+        },
+    }
 }
 
 /// Days before expiry at which the current secret's owner is warned.
@@ -313,6 +316,7 @@ pub fn backoff_ms(attempt: u32, base_ms: i64, cap_ms: i64, jitter: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
@@ -328,6 +332,8 @@ mod tests {
             new_secret_payload("rkc_app", "rks_x", Some(T0), None),
             T0,
         );
+        // Checked as JSON: the field names are the wire contract.
+        let e = serde_json::to_value(&e).unwrap();
         assert_eq!(e["notificationVersion"], "1.0");
         assert_eq!(e["notificationType"], "APPLICATION_OAUTH_CLIENT_NEW_SECRET");
         assert_eq!(e["payloadVersion"], "2023-11-30");

@@ -98,6 +98,8 @@ pub enum Denied {
     OwnerOnlySecretRotation,
     #[error("Only the app itself may rotate its secret here")]
     NotTheApp,
+    #[error("Only users have API tokens; service accounts use their client credentials")]
+    UsersOnly,
 }
 
 /// The decision: `Ok` when `subject` may do `action`.

@@ -168,6 +168,23 @@ pub fn is_valid_client_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// A new Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes.
+#[allow(
+    clippy::expect_used,
+    reason = "an OS RNG failure leaves nothing safe to do"
+)]
+pub fn generate_webhook_secret() -> String {
+    use base64::Engine as _;
+    let mut k = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut k)
+        .expect("the OS random number generator failed");
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(k)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

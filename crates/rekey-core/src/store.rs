@@ -84,6 +84,8 @@ pub struct MembershipChanges {
     pub remove: Vec<Principal>,
     /// API tokens to create (a new user's first token).
     pub new_api_tokens: Vec<ApiToken>,
+    /// Apps whose settings change with their role (CSP's PATCH), written as `update_app`.
+    pub apps: Vec<App>,
     pub audit: Vec<AuditEvent>,
 }
 

@@ -219,20 +219,7 @@ impl WebhookSink {
     }
 }
 
-/// A new Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes.
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "the builder fails only without a TLS backend; an OS RNG failure leaves nothing safe to do"
-)]
-pub fn generate_webhook_secret() -> String {
-    use ring::rand::SecureRandom as _;
-    let mut k = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut k)
-        .expect("the OS random number generator failed");
-    format!("whsec_{}", STANDARD.encode(k))
-}
+pub use rekey_core::secret::generate_webhook_secret;
 
 /// The `webhook-signature` header value for a message, or `None` for a malformed secret.
 pub fn sign_webhook(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> Option<String> {

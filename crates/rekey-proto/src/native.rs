@@ -219,6 +219,8 @@ pub struct DestinationRequest {
     pub kind: String,
     #[serde(default)]
     pub queue_url: Option<String>,
+    /// The queue's AWS region; taken from `queueUrl` when it names one
+    /// (`https://sqs.<region>.amazonaws.com/...`).
     #[serde(default)]
     pub region: Option<String>,
     #[serde(default)]
@@ -346,4 +348,37 @@ pub struct SigningKeyView {
 #[serde(rename_all = "camelCase")]
 pub struct SigningKeyList {
     pub items: Vec<SigningKeyView>,
+}
+
+/// The query of `GET .../deliveries`: every field optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeliveryQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// `pending`, `delivered` or `dead`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_start: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_limit: Option<u32>,
+}
+
+/// The query of `GET .../audit-events`: every field optional; times are RFC 3339.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_start: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_limit: Option<u32>,
 }

@@ -199,6 +199,7 @@ impl From<OpError> for ApiError {
             OpError::NotFound => ApiError::not_found("No such app, secret or member in this organization"),
             OpError::Invalid(m) => ApiError::bad_request(m),
             OpError::Conflict(m) => ApiError::conflict(m),
+            OpError::ClientIdTaken => ApiError::conflict("An app with this clientId exists"),
             OpError::NotEnrolled => ApiError::bad_request(
                 "The app has no destination for APPLICATION_OAUTH_CLIENT_NEW_SECRET",
             ),

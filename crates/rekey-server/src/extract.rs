@@ -7,11 +7,11 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use rekey_core::error::CoreError;
-use rekey_core::model::{ApiTokenId, AuditContext, OrgId, Principal, Role, SecretId, UserId};
+use rekey_core::model::{AuditContext, OrgId, Principal, Role};
+pub use rekey_core::ops::tokens::AuthFailure;
 use rekey_core::ops::Actor;
 use rekey_core::policy::{Action, Denied};
-use rekey_core::token::{AccessClaims, TokenError};
+use rekey_core::token::AccessClaims;
 use serde::de::DeserializeOwned;
 
 use crate::errors::ApiError;
@@ -73,100 +73,29 @@ impl Caller {
     }
 }
 
-/// Why a request's bearer token does not authenticate it. Each dialect renders it.
-#[derive(Debug)]
-pub enum AuthFailure {
-    Missing,
-    Expired,
-    Invalid,
-    /// The client secret or API token that minted the token is no longer valid.
-    Revoked,
-    Storage(CoreError),
-}
-
-impl AuthFailure {
-    pub fn message(&self) -> &'static str {
-        match self {
-            AuthFailure::Missing => "A bearer access token is required",
-            AuthFailure::Expired => "The access token has expired",
-            AuthFailure::Invalid => "The access token is not valid",
-            AuthFailure::Revoked => {
-                "The credential that minted this access token is no longer valid"
-            }
-            AuthFailure::Storage(_) => "The server could not check the access token",
-        }
-    }
-}
-
-impl From<CoreError> for AuthFailure {
-    fn from(e: CoreError) -> Self {
-        AuthFailure::Storage(e)
-    }
-}
-
 impl From<AuthFailure> for ApiError {
     fn from(f: AuthFailure) -> Self {
         match f {
             AuthFailure::Storage(e) => e.into(),
-            f => ApiError::unauthenticated(f.message()),
+            f => ApiError::unauthenticated(f.to_string()),
         }
     }
 }
 
 impl Caller {
     /// Authenticates the request's bearer token (`Authorization: Bearer` or
-    /// `csp-auth-token`): a valid signature and expiry, and a minting credential that is
+    /// `csp-auth-token`) through the use case, which checks that its minting credential is
     /// still valid now.
     pub async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Self, AuthFailure> {
         let token = bearer_token(&parts.headers).ok_or(AuthFailure::Missing)?;
-        let now = state.now();
-        let claims = state.keys().verify(token, now).map_err(|e| match e {
-            TokenError::Expired => AuthFailure::Expired,
-            _ => AuthFailure::Invalid,
-        })?;
-        let (principal, org_id) = if let Some(sid) = &claims.sid {
-            let sid = SecretId::parse(sid).ok_or(AuthFailure::Revoked)?;
-            let secret = state
-                .store
-                .get_secret(sid)
-                .await?
-                .ok_or(AuthFailure::Revoked)?;
-            if !secret.is_valid(now) {
-                return Err(AuthFailure::Revoked);
-            }
-            let app = state
-                .store
-                .get_app(secret.app_id)
-                .await?
-                .ok_or(AuthFailure::Revoked)?;
-            if claims.client_id.as_deref() != Some(app.client_id.as_str()) {
-                return Err(AuthFailure::Revoked);
-            }
-            (Principal::App(app.id), app.org_id)
-        } else if let Some(tid) = &claims.tid {
-            let tid = ApiTokenId::parse(tid).ok_or(AuthFailure::Revoked)?;
-            let t = state
-                .store
-                .get_api_token(tid)
-                .await?
-                .ok_or(AuthFailure::Revoked)?;
-            if !t.is_valid(now) || UserId::parse(&claims.sub) != Some(t.user_id) {
-                return Err(AuthFailure::Revoked);
-            }
-            (Principal::User(t.user_id), t.org_id)
-        } else {
-            return Err(AuthFailure::Invalid);
-        };
+        let authenticated = state.ops.authenticate(token).await?;
         let meta = AuditMeta::from_parts(parts);
+        let actor = authenticated.actor(meta.request_id, meta.source);
         Ok(Caller {
-            principal,
-            org_id,
-            claims,
-            audit: AuditContext {
-                actor: principal.to_string(),
-                request_id: meta.request_id,
-                source: meta.source,
-            },
+            principal: actor.principal,
+            org_id: actor.org_id,
+            claims: authenticated.claims,
+            audit: actor.audit,
         })
     }
 }

@@ -6,21 +6,17 @@
 //! - [`native`]: the management API under `/api/v1`;
 //! - [`errors`]: `OAuthError` (RFC 6749) and `ApiError` (RFC 9457 problems);
 //! - [`extract`]: the authenticated caller and JSON bodies with problem rejections;
-//! - [`throttle`], [`last_use`]: in-memory helpers of the token endpoint.
 
 pub mod config;
 pub mod csp;
 pub mod errors;
 pub mod extract;
-pub mod last_use;
 pub mod native;
 pub mod oauth;
 pub mod spapi;
 pub mod startup;
 pub mod state;
-pub mod sweeper;
 pub mod telemetry;
-pub mod throttle;
 
 pub use config::Config;
 pub use startup::Application;

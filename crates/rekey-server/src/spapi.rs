@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::{Json, Router};
 use rekey_core::error::CoreError;
-use rekey_core::model::{App, AuditContext, SecretId};
-use rekey_core::token::TokenError;
+use rekey_core::model::{App, AuditContext};
+use rekey_core::ops::tokens::AuthFailure;
 
 use crate::extract::{bearer_token, REQUEST_ID_HEADER};
 use crate::state::{AppState, SharedState};
@@ -22,6 +22,7 @@ use rekey_core::error::OpError;
 use rekey_core::model::Principal;
 use rekey_core::ops::secrets::RotateInput;
 use rekey_core::ops::Actor;
+use rekey_proto::spapi::ErrorList;
 
 /// The scope an LWA token needs for rotation.
 pub const ROTATION_SCOPE: &str = "sellingpartnerapi::client_credential:rotation";
@@ -109,11 +110,14 @@ fn finish(state: &AppState, request_id: &str, mut res: Response) -> Response {
 
 impl IntoResponse for SpApiError {
     fn into_response(self) -> Response {
-        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(d) = self.details {
-            error["details"] = d.into();
-        }
-        (self.status, Json(serde_json::json!({ "errors": [error] }))).into_response()
+        let body = ErrorList {
+            errors: vec![rekey_proto::spapi::SpApiError {
+                code: self.code.to_string(),
+                message: self.message,
+                details: self.details,
+            }],
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -156,34 +160,27 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<App, SpApiEr
         .and_then(|v| v.to_str().ok())
         .or_else(|| bearer_token(headers))
         .ok_or_else(|| SpApiError::denied("The request has no x-amz-access-token header."))?;
-    let now = state.now();
-    let claims = state.keys().verify(token, now).map_err(|e| match e {
-        TokenError::Expired => SpApiError::denied("The access token has expired."),
-        _ => SpApiError::denied("The access token is not valid."),
-    })?;
-    let revoked = || {
-        SpApiError::denied(
+    let authenticated = state.ops.authenticate(token).await.map_err(|e| match e {
+        AuthFailure::Expired => SpApiError::denied("The access token has expired."),
+        AuthFailure::Revoked => SpApiError::denied(
             "The client secret this access token was issued with has expired or was revoked.",
-        )
+        ),
+        AuthFailure::Storage(e) => e.into(),
+        AuthFailure::Missing | AuthFailure::Invalid => {
+            SpApiError::denied("The access token is not valid.")
+        }
+    })?;
+    let Some(app) = authenticated.app else {
+        return Err(SpApiError::denied(
+            "The access token was not issued to an application.",
+        ));
     };
-    let sid = claims
-        .sid
-        .as_deref()
-        .and_then(SecretId::parse)
-        .ok_or_else(|| SpApiError::denied("The access token was not issued to an application."))?;
-    let secret = state.store.get_secret(sid).await?.ok_or_else(revoked)?;
-    if !secret.is_valid(now) {
-        return Err(revoked());
-    }
-    let app = state
-        .store
-        .get_app(secret.app_id)
-        .await?
-        .ok_or_else(revoked)?;
-    if claims.client_id.as_deref() != Some(app.client_id.as_str()) {
-        return Err(revoked());
-    }
-    if !claims.scope.split(' ').any(|s| s == ROTATION_SCOPE) {
+    if !authenticated
+        .claims
+        .scope
+        .split(' ')
+        .any(|s| s == ROTATION_SCOPE)
+    {
         return Err(SpApiError::denied(
             "The access token does not have the scope sellingpartnerapi::client_credential:rotation.",
         ));
@@ -198,7 +195,44 @@ async fn handle_rotate(
     rid: &str,
 ) -> Result<(), SpApiError> {
     let app = authorize(state, headers).await?;
-    // No input: any JSON body (or none) is accepted and ignored.
+    check_body(state, body).await?;
+    let bucket = format!("spapi:rotate:{}", app.id);
+    let c = &state.config;
+    if !state
+        .ops
+        .spend_rate_token(&bucket, c.spapi_rotation_rate, c.spapi_rotation_burst)
+        .await?
+    {
+        return Err(SpApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "QuotaExceeded",
+            "You exceeded your quota for the requested resource.",
+        ));
+    }
+    let actor = Actor {
+        principal: Principal::App(app.id),
+        org_id: app.org_id,
+        audit: AuditContext {
+            actor: format!("app:{}", app.id),
+            request_id: Some(rid.to_string()),
+            source: None,
+        },
+    };
+    let input = RotateInput {
+        grace_secs: Some(SPAPI_GRACE_SECS),
+        supplied: None,
+        require_destination: true,
+    };
+    state
+        .ops
+        .rotate_own_secret(&actor, app, input)
+        .await
+        .map(|_| ())
+        .map_err(refusal)
+}
+
+/// No input: any JSON body (or none) is accepted and ignored.
+async fn check_body(state: &AppState, body: Body) -> Result<(), SpApiError> {
     let bytes = axum::body::to_bytes(body, state.config.body_limit_bytes)
         .await
         .map_err(|_| {
@@ -218,45 +252,18 @@ async fn handle_rotate(
         )
         .with_details("The body must be JSON, or empty."));
     }
-    let now = state.now();
-    let bucket = format!("spapi:rotate:{}", app.id);
-    let c = &state.config;
-    if !state
-        .store
-        .take_rate_token(&bucket, c.spapi_rotation_rate, c.spapi_rotation_burst, now)
-        .await?
-    {
-        return Err(SpApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "QuotaExceeded",
-            "You exceeded your quota for the requested resource.",
-        ));
-    }
-    let ctx = AuditContext {
-        actor: format!("app:{}", app.id),
-        request_id: Some(rid.to_string()),
-        source: None,
-    };
-    let actor = Actor {
-        principal: Principal::App(app.id),
-        org_id: app.org_id,
-        audit: ctx,
-    };
-    let input = RotateInput {
-        grace_secs: Some(SPAPI_GRACE_SECS),
-        supplied: None,
-        require_destination: true,
-    };
-    match state.ops.rotate_own_secret(&actor, app, input).await {
-        Ok(_) => Ok(()),
-        Err(OpError::NotEnrolled) => Err(SpApiError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidInput",
-            NOT_ENROLLED,
-        )),
-        Err(OpError::RotationInProgress {
+    Ok(())
+}
+
+/// A refused rotation in the `ErrorList` shape.
+fn refusal(e: OpError) -> SpApiError {
+    match e {
+        OpError::NotEnrolled => {
+            SpApiError::new(StatusCode::BAD_REQUEST, "InvalidInput", NOT_ENROLLED)
+        }
+        OpError::RotationInProgress {
             previous_expires_at,
-        }) => Err(SpApiError::new(
+        } => SpApiError::new(
             StatusCode::BAD_REQUEST,
             "InvalidInput",
             "A client secret rotation is already in progress.",
@@ -264,22 +271,22 @@ async fn handle_rotate(
         .with_details(format!(
             "The previous client secret stays valid until {}; rotate again after that.",
             previous_expires_at.map_or_else(|| "it expires".to_string(), |t| t.to_rfc3339())
-        ))),
-        Err(OpError::NotFound) => Err(SpApiError::new(
+        )),
+        OpError::NotFound => SpApiError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
             "The resource specified does not exist.",
-        )),
-        Err(OpError::Denied(_)) => Err(SpApiError::denied(
-            "The access token was not issued to this application.",
-        )),
-        Err(OpError::Store(e)) => Err(e.into()),
-        Err(e) => {
+        ),
+        OpError::Denied(_) => {
+            SpApiError::denied("The access token was not issued to this application.")
+        }
+        OpError::Store(e) => e.into(),
+        e => {
             tracing::error!(
                 error = &e as &dyn std::error::Error,
                 "SP-API rotation failed"
             );
-            Err(SpApiError::internal())
+            SpApiError::internal()
         }
     }
 }

@@ -169,7 +169,7 @@ impl Application {
             let _ = w.await;
         }
         let _ = flusher.await;
-        if let Err(e) = state.last_use.flush(&*state.store).await {
+        if let Err(e) = state.ops.last_use.flush(&*state.store).await {
             tracing::warn!(
                 error = &e as &dyn std::error::Error,
                 "final last-use flush failed"
@@ -186,7 +186,7 @@ async fn flush_last_use_periodically(state: SharedState, mut stop: watch::Receiv
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = state.last_use.flush(&*state.store).await {
+                if let Err(e) = state.ops.last_use.flush(&*state.store).await {
                     tracing::warn!(error = &e as &dyn std::error::Error, "last-use flush failed; will retry");
                 }
             }
@@ -200,7 +200,7 @@ async fn sweep_periodically(state: SharedState, mut stop: watch::Receiver<bool>)
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = crate::sweeper::sweep(&state).await {
+                if let Err(e) = state.ops.sweep_expiry().await {
                     tracing::warn!(error = &e as &dyn std::error::Error, "sweep failed; will retry");
                 }
             }

@@ -1,41 +1,30 @@
 //! What every handler shares. Built once by [`crate::startup`]; no globals.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rekey_dispatch::{DestinationSinks, DispatchSettings, Dispatcher};
 use tokio::sync::Notify;
 
 use rekey_core::clock::{Clock, Timestamp};
-use rekey_core::crypto::{KeyedHasher, Sealer, ServerKey};
+use rekey_core::crypto::{Sealer, ServerKey};
 use rekey_core::error::CoreResult;
-use rekey_core::ops::Rekey;
+use rekey_core::ops::{Rekey, Settings};
 use rekey_core::store::Store;
+use rekey_core::throttle::FailureThrottle;
 use rekey_core::token::{generate_signing_key, KeySet};
 
 use crate::config::Config;
-use crate::last_use::LastUseRecorder;
-use crate::throttle::FailureThrottle;
 
 pub type SharedState = Arc<AppState>;
 
 pub struct AppState {
-    /// The use cases (the application layer); handlers call these.
+    /// The use cases (the application layer), with the signing keys, the failure throttle and
+    /// the last-use recorder; handlers call these.
     pub ops: Rekey,
     pub config: Config,
-    pub issuer: String,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
-    pub secret_hasher: KeyedHasher,
-    pub api_token_hasher: KeyedHasher,
-    pub signing_key_sealer: Sealer,
-    keys: RwLock<Arc<KeySet>>,
-    pub throttle: FailureThrottle,
-    pub last_use: LastUseRecorder,
-    /// Seals outbox payloads (they may hold a new secret).
-    pub outbox_sealer: Sealer,
-    /// Seals webhook signing keys.
-    pub webhook_key_sealer: Sealer,
     /// Wakes this node's dispatcher when a notification is enqueued.
     pub delivery_wake: Arc<Notify>,
     /// This node's dispatcher (also what tests drain).
@@ -51,9 +40,9 @@ impl AppState {
         server_key: &ServerKey,
     ) -> CoreResult<Self> {
         let issuer = config.issuer();
-        let sealer = server_key.sealer("signing-keys");
         let now = clock.now();
-        let keys = load_or_create_keys(&*store, &issuer, &sealer, now).await?;
+        let keys =
+            load_or_create_keys(&*store, &issuer, &server_key.sealer("signing-keys"), now).await?;
         let delivery_wake = Arc::new(Notify::new());
         let settings = DispatchSettings {
             owner: format!(
@@ -91,31 +80,27 @@ impl AppState {
         let ops = Rekey::new(
             store.clone(),
             clock.clone(),
-            server_key.secret_hasher(),
-            server_key.api_token_hasher(),
-            server_key.sealer("outbox"),
+            server_key,
+            keys,
+            Settings {
+                issuer,
+                user_token_ttl_secs: config.user_token_ttl_seconds,
+                throttle: FailureThrottle::new(
+                    config.auth_failure_window_seconds,
+                    config.auth_failures_per_client,
+                    config.auth_failures_per_address,
+                ),
+                allow_insecure_destinations: config.allow_insecure_destinations,
+            },
             Arc::new(move || wake.notify_one()),
         );
         Ok(Self {
             ops,
-            outbox_sealer: server_key.sealer("outbox"),
-            webhook_key_sealer: server_key.sealer("webhook-keys"),
             delivery_wake,
             dispatcher,
-            throttle: FailureThrottle::new(
-                config.auth_failure_window_seconds,
-                config.auth_failures_per_client,
-                config.auth_failures_per_address,
-            ),
             config,
-            issuer,
             store,
             clock,
-            secret_hasher: server_key.secret_hasher(),
-            api_token_hasher: server_key.api_token_hasher(),
-            signing_key_sealer: sealer,
-            keys: RwLock::new(Arc::new(keys)),
-            last_use: LastUseRecorder::default(),
         })
     }
 
@@ -124,15 +109,16 @@ impl AppState {
     }
 
     pub fn keys(&self) -> Arc<KeySet> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.ops.keys()
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.ops.issuer()
     }
 
     /// Re-reads the signing keys (another node may have added one).
     pub async fn reload_keys(&self) -> CoreResult<()> {
-        let stored = self.store.list_signing_keys().await?;
-        let ks = KeySet::load(&self.issuer, &stored, &self.signing_key_sealer, self.now())?;
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ks);
-        Ok(())
+        self.ops.reload_keys().await
     }
 }
 

@@ -366,6 +366,27 @@ async fn insert_audit(conn: &mut AnyConnection, events: &[AuditEvent]) -> CoreRe
     Ok(())
 }
 
+/// The statement that writes an app's mutable settings.
+fn update_app_statement(
+    app: &App,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>> {
+    sqlx::query(
+        "UPDATE apps SET name = $1, description = $2, grant_types = $3, scopes = $4, \
+         access_token_ttl_secs = $5, secret_lifetime_secs = $6, rotation_grace_secs = $7, \
+         owner_only_secret_rotation = $8, updated_at = $9 WHERE id = $10",
+    )
+    .bind(app.name.clone())
+    .bind(app.description.clone())
+    .bind(to_json_list(&app.grant_types))
+    .bind(to_json_list(&app.scopes))
+    .bind(app.access_token_ttl_secs)
+    .bind(app.secret_lifetime_secs)
+    .bind(app.rotation_grace_secs)
+    .bind(flag(app.owner_only_secret_rotation))
+    .bind(ms(app.updated_at))
+    .bind(app.id.to_string())
+}
+
 async fn insert_user(conn: &mut AnyConnection, user: &User) -> CoreResult<()> {
     sqlx::query("INSERT INTO users (id, email, display_name, created_at) VALUES ($1, $2, $3, $4)")
         .bind(user.id.to_string())
@@ -577,6 +598,17 @@ impl Store for SqlStore {
         }
         for t in &changes.new_api_tokens {
             insert_api_token(&mut tx, t).await?;
+        }
+        for app in &changes.apps {
+            let updated = update_app_statement(app)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            if updated != 1 {
+                return Err(OpError::NotFound);
+            }
+            self.announce_client_change(&mut tx, &app.client_id).await?;
         }
         insert_audit(&mut tx, &changes.audit).await?;
         self.commit(tx).await?;
@@ -811,26 +843,8 @@ impl Store for SqlStore {
     }
 
     async fn update_app(&self, app: &App, audit: &[AuditEvent]) -> CoreResult<bool> {
-        self.change_one_client(
-            sqlx::query(
-                "UPDATE apps SET name = $1, description = $2, grant_types = $3, scopes = $4, \
-             access_token_ttl_secs = $5, secret_lifetime_secs = $6, rotation_grace_secs = $7, \
-             owner_only_secret_rotation = $8, updated_at = $9 WHERE id = $10",
-            )
-            .bind(app.name.clone())
-            .bind(app.description.clone())
-            .bind(to_json_list(&app.grant_types))
-            .bind(to_json_list(&app.scopes))
-            .bind(app.access_token_ttl_secs)
-            .bind(app.secret_lifetime_secs)
-            .bind(app.rotation_grace_secs)
-            .bind(flag(app.owner_only_secret_rotation))
-            .bind(ms(app.updated_at))
-            .bind(app.id.to_string()),
-            Some(&app.client_id),
-            audit,
-        )
-        .await
+        self.change_one_client(update_app_statement(app), Some(&app.client_id), audit)
+            .await
     }
 
     async fn delete_app(&self, id: AppId, audit: &[AuditEvent]) -> CoreResult<bool> {

@@ -3,13 +3,13 @@
 //! owner" are decided over the memberships as they are inside the transaction: two
 //! concurrent demotions of the last two owners cannot both pass.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
+use super::api_tokens::new_api_token;
 use super::{Actor, Rekey};
 use crate::error::OpError;
-use crate::model::{ApiToken, ApiTokenId, Membership, OrgId, Principal, Role, User, UserId};
+use crate::model::{Membership, OrgId, Principal, Role, User, UserId};
 use crate::policy::{self, Action, Subject};
-use crate::secret::{generate_api_token, hint};
 use crate::store::MembershipChanges;
 
 /// A member added by email.
@@ -45,8 +45,8 @@ impl Rekey {
         }
         let now = self.now();
         let existing = self.store.find_user_by_email(email).await?;
-        let (user, plain) = match existing {
-            Some(u) => (u, None),
+        let (user, is_new) = match existing {
+            Some(u) => (u, false),
             None => (
                 User {
                     id: UserId::new(),
@@ -54,8 +54,15 @@ impl Rekey {
                     email: email.to_string(),
                     created_at: now,
                 },
-                Some(generate_api_token()),
+                true,
             ),
+        };
+        // A new user gets a first API token, so that they can sign in.
+        let (first_token, plain) = if is_new {
+            let (t, p) = new_api_token(user.id, org, "initial", None, &self.api_token_hasher, now);
+            (Some(t), Some(p))
+        } else {
+            (None, None)
         };
         let principal = Principal::User(user.id);
         let ctx = &actor.audit;
@@ -73,18 +80,7 @@ impl Rekey {
                                 "previous": current_role(members, principal).map(Role::as_str),
                             })),
                     );
-                if let Some(plain) = &plain {
-                    let token = ApiToken {
-                        id: ApiTokenId::new(),
-                        user_id: user.id,
-                        org_id: org,
-                        name: "initial".into(),
-                        hash: self.api_token_hasher.hash(plain.expose_secret()),
-                        hint: hint(plain.expose_secret()),
-                        created_at: now,
-                        expires_at: None,
-                        revoked_at: None,
-                    };
+                if let Some(token) = &first_token {
                     changes
                         .audit
                         .push(ctx.event(now, "api_token.created").org(org).details(
@@ -94,7 +90,7 @@ impl Rekey {
                             }),
                         ));
                     changes.new_users.push(user.clone());
-                    changes.new_api_tokens.push(token);
+                    changes.new_api_tokens.push(token.clone());
                 }
                 Ok(changes)
             })

@@ -4,20 +4,33 @@
 //! variants. Handlers (and the console, and background tasks) extract, convert, call one of
 //! these, and render.
 //!
+//! - [`tokens`]: the client-credentials grant, the API-token exchange, bearer authentication;
+//! - [`apps`]: create, update (settings and role together), delete;
+//! - [`destinations`]: set, remove, test a destination; retry a dead delivery;
 //! - [`secrets`]: rotate, regenerate, finish, revoke;
-//! - [`members`]: add a member, set a role, remove a member (atomic, an owner always remains).
+//! - [`members`]: add a member, set a role, remove a member (atomic, an owner always remains);
+//! - [`api_tokens`]: create, list, revoke; found an org with its first owner;
+//! - [`sweep`]: expiry of secrets and expiry warnings (a worker's periodic task).
 
+pub mod api_tokens;
+pub mod apps;
+pub mod destinations;
 pub mod members;
 pub mod secrets;
+pub mod sweep;
+pub mod tokens;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::clock::{Clock, Timestamp};
-use crate::crypto::{KeyedHasher, Sealer};
-use crate::error::OpError;
+use crate::crypto::{KeyedHasher, Sealer, ServerKey};
+use crate::error::{CoreResult, OpError};
+use crate::last_use::LastUseRecorder;
 use crate::model::{App, AppId, AuditContext, OrgId, Principal, Role};
 use crate::policy::{self, Action, AppTarget, Subject};
 use crate::store::Store;
+use crate::throttle::FailureThrottle;
+use crate::token::KeySet;
 
 /// Who is acting: an authenticated user or app, in the org its credential acts in.
 #[derive(Clone, Debug)]
@@ -51,6 +64,18 @@ impl From<AppId> for AppRef {
     }
 }
 
+/// Settings of the use cases, from the server's configuration.
+pub struct Settings {
+    /// `iss` of every access token.
+    pub issuer: String,
+    /// Lifetime of a user's access token (API-token exchange).
+    pub user_token_ttl_secs: i64,
+    /// The failure throttle of the token endpoints.
+    pub throttle: FailureThrottle,
+    /// Plain-http destinations and SQS endpoint overrides (local development only).
+    pub allow_insecure_destinations: bool,
+}
+
 /// The use cases, over the store, the clock and the keys they need.
 pub struct Rekey {
     pub store: Arc<dyn Store>,
@@ -59,31 +84,82 @@ pub struct Rekey {
     pub api_token_hasher: KeyedHasher,
     /// Seals outbox payloads (they may hold a new secret).
     pub outbox_sealer: Sealer,
+    /// Seals webhook signing keys.
+    pub webhook_key_sealer: Sealer,
+    /// Opens the signing keys stored in the database.
+    signing_key_sealer: Sealer,
+    /// The token signing keys, replaced whole on reload (another node may add one).
+    keys: RwLock<Arc<KeySet>>,
+    issuer: String,
+    user_token_ttl_secs: i64,
+    allow_insecure_destinations: bool,
+    pub throttle: FailureThrottle,
+    pub last_use: LastUseRecorder,
     /// Wakes this node's dispatcher after a notification was committed.
     wake_dispatcher: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Rekey {
+    /// The use cases over `store`, with the keys derived from `server_key` and the signing
+    /// keys `keys` (already loaded from the store).
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        secret_hasher: KeyedHasher,
-        api_token_hasher: KeyedHasher,
-        outbox_sealer: Sealer,
+        server_key: &ServerKey,
+        keys: KeySet,
+        settings: Settings,
         wake_dispatcher: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         Self {
             store,
             clock,
-            secret_hasher,
-            api_token_hasher,
-            outbox_sealer,
+            secret_hasher: server_key.secret_hasher(),
+            api_token_hasher: server_key.api_token_hasher(),
+            outbox_sealer: server_key.sealer("outbox"),
+            webhook_key_sealer: server_key.sealer("webhook-keys"),
+            signing_key_sealer: server_key.sealer("signing-keys"),
+            keys: RwLock::new(Arc::new(keys)),
+            issuer: settings.issuer,
+            user_token_ttl_secs: settings.user_token_ttl_secs,
+            allow_insecure_destinations: settings.allow_insecure_destinations,
+            throttle: settings.throttle,
+            last_use: LastUseRecorder::default(),
             wake_dispatcher,
         }
     }
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The current signing keys.
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads the signing keys (another node may have added one).
+    pub async fn reload_keys(&self) -> CoreResult<()> {
+        let stored = self.store.list_signing_keys().await?;
+        let keys = KeySet::load(&self.issuer, &stored, &self.signing_key_sealer, self.now())?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+
+    /// Spends one token of the rate bucket `bucket` (shared by every node): false when the
+    /// bucket is empty. A dialect's own rate limit (SP-API's rotation limit, CSP's per org).
+    pub async fn spend_rate_token(
+        &self,
+        bucket: &str,
+        rate_per_sec: f64,
+        burst: f64,
+    ) -> CoreResult<bool> {
+        self.store
+            .take_rate_token(bucket, rate_per_sec, burst, self.now())
+            .await
     }
 
     /// The caller as the policy sees it in `org`: a token acting in another org is a

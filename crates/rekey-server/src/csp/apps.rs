@@ -3,118 +3,28 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rekey_core::apps::{new_app, secret_record, AppSettings, MAX_DURATION_SECS};
-use rekey_core::error::CoreError;
-use rekey_core::model::{App, Membership, OrgId, Principal, Role, GRANT_CLIENT_CREDENTIALS};
+use rekey_core::apps::{replace_if_given as set, AppSettings, MAX_DURATION_SECS};
+use rekey_core::model::{App, OrgId, Principal, Role, GRANT_CLIENT_CREDENTIALS};
 use rekey_core::secret::{check_complexity, is_valid_client_id};
 use rekey_core::store::Page;
+use rekey_proto::csp::{
+    AllowedScopes, BulkDeleteRequest, BulkDeleteResult, ClientCredentials, EmptyBody, OauthApp,
+    OauthAppList, OauthAppPatch, OauthAppRequest, OrganizationScopes, OwnerRotationRequest,
+    RoleRef,
+};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Deserialize;
 
 use super::{CspCaller, CspError, CspJson};
 use crate::state::SharedState;
 use rekey_core::error::OpError;
+use rekey_core::ops::apps::NewApp;
 use rekey_core::ops::secrets::RotateInput;
 use rekey_core::ops::AppRef;
 use rekey_core::policy::{Action, AppTarget, Denied};
 
 /// Most client ids in one bulk delete.
 const MAX_BULK_DELETE: usize = 15;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RoleRef {
-    name: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct OrganizationScopes {
-    #[serde(default)]
-    roles: Vec<RoleRef>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AllowedScopes {
-    #[serde(default)]
-    general_scopes: Vec<String>,
-    #[serde(default)]
-    organization_scopes: Option<OrganizationScopes>,
-    #[serde(default)]
-    services_scopes: Vec<Value>,
-}
-
-/// `OrgOauthAppRequest`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateOauthApp {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    display_name: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default, rename = "accessTokenTTL")]
-    access_token_ttl: Option<i64>,
-    #[serde(default)]
-    allowed_grant_types: Option<Vec<String>>,
-    #[serde(default)]
-    allowed_scopes: Option<AllowedScopes>,
-    #[serde(default)]
-    owner_only_secret_rotation: Option<bool>,
-    #[serde(default)]
-    secret: Option<String>,
-    #[serde(default)]
-    secret_rotation_expiration_in_seconds: Option<i64>,
-}
-
-/// A patch: every create field but `id` and `secret`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PatchOauthApp {
-    #[serde(default)]
-    display_name: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default, rename = "accessTokenTTL")]
-    access_token_ttl: Option<i64>,
-    #[serde(default)]
-    allowed_grant_types: Option<Vec<String>>,
-    #[serde(default)]
-    allowed_scopes: Option<AllowedScopes>,
-    #[serde(default)]
-    owner_only_secret_rotation: Option<bool>,
-    #[serde(default)]
-    secret_rotation_expiration_in_seconds: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BulkDelete {
-    client_ids_to_delete: Vec<String>,
-}
-
-/// `{}`: the PUT body CSP requires.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Empty {}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OwnerRotation {
-    new_client_secret: String,
-    #[serde(default)]
-    secret_rotation_expiration_in_seconds: Option<i64>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientCredentials {
-    client_id: String,
-    client_secret: String,
-}
 
 fn parse_org(s: &str) -> Result<OrgId, CspError> {
     OrgId::parse(s).ok_or_else(|| CspError::bad_request("orgId must be a GUID"))
@@ -167,12 +77,11 @@ fn org_role(scopes: &AllowedScopes) -> Result<Option<Role>, CspError> {
 async fn rate_limit(state: &SharedState, org: OrgId) -> Result<(), CspError> {
     let c = &state.config;
     if state
-        .store
-        .take_rate_token(
+        .ops
+        .spend_rate_token(
             &format!("csp:org:{org}"),
             c.csp_rate_per_second,
             c.csp_rate_burst,
-            state.now(),
         )
         .await?
     {
@@ -248,7 +157,7 @@ fn supplied_secret(s: &str) -> Result<SecretString, CspError> {
 }
 
 /// The CSP view of an app: never a secret; times in epoch milliseconds.
-async fn view(state: &SharedState, app: &App, role: Option<Role>) -> Result<Value, CspError> {
+async fn view(state: &SharedState, app: &App, role: Option<Role>) -> Result<OauthApp, CspError> {
     let now = state.now();
     let secrets = state.store.list_secrets(app.id).await?;
     let valid: Vec<_> = secrets.iter().filter(|s| s.is_valid(now)).collect();
@@ -257,25 +166,30 @@ async fn view(state: &SharedState, app: &App, role: Option<Role>) -> Result<Valu
         .iter()
         .find(|s| s.state == rekey_core::model::SecretState::Current)
         .map(|s| now.since(s.created_at).as_secs());
-    Ok(json!({
-        "id": app.client_id,
-        "orgId": app.org_id.to_string(),
-        "displayName": app.name,
-        "description": app.description,
-        "accessTokenTTL": app.access_token_ttl_secs,
-        "allowedGrantTypes": app.grant_types,
-        "allowedScopes": {
-            "generalScopes": app.scopes,
-            "organizationScopes": { "roles": role.map(|r| vec![json!({ "name": r.perm() })]).unwrap_or_default() },
-            "servicesScopes": [],
+    Ok(OauthApp {
+        id: app.client_id.clone(),
+        org_id: app.org_id.to_string(),
+        display_name: app.name.clone(),
+        description: app.description.clone(),
+        access_token_ttl: app.access_token_ttl_secs,
+        allowed_grant_types: app.grant_types.clone(),
+        allowed_scopes: AllowedScopes {
+            general_scopes: app.scopes.clone(),
+            organization_scopes: Some(OrganizationScopes {
+                roles: role
+                    .map(|r| RoleRef { name: r.perm() })
+                    .into_iter()
+                    .collect(),
+            }),
+            services_scopes: Vec::new(),
         },
-        "ownerOnlySecretRotation": app.owner_only_secret_rotation,
-        "secretRotationExpirationInSeconds": app.rotation_grace_secs,
-        "createdAt": app.created_at.as_millis(),
-        "updatedAt": app.updated_at.as_millis(),
-        "lastUsedAt": last_used.map(|t| t.as_millis()),
-        "secretAge": current_age,
-    }))
+        owner_only_secret_rotation: app.owner_only_secret_rotation,
+        secret_rotation_expiration_in_seconds: app.rotation_grace_secs,
+        created_at: app.created_at.as_millis(),
+        updated_at: app.updated_at.as_millis(),
+        last_used_at: last_used.map(|t| t.as_millis()),
+        secret_age: current_age.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+    })
 }
 
 async fn role_of(state: &SharedState, app: &App) -> Result<Option<Role>, CspError> {
@@ -291,7 +205,7 @@ pub async fn create(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path(org): Path<String>,
-    CspJson(req): CspJson<CreateOauthApp>,
+    CspJson(req): CspJson<OauthAppRequest>,
 ) -> Result<Json<ClientCredentials>, CspError> {
     let org = managed(&state, &caller, &org).await?;
     if let Some(id) = &req.id {
@@ -299,16 +213,6 @@ pub async fn create(
     }
     let scopes = req.allowed_scopes.unwrap_or_default();
     let role = org_role(&scopes)?;
-    state
-        .ops
-        .authorize(
-            &caller.0.actor(),
-            org,
-            Action::CreateApp {
-                service_account: role,
-            },
-        )
-        .await?;
     let supplied = req.secret.as_deref().map(supplied_secret).transpose()?;
     let c = &state.config;
     let settings = AppSettings {
@@ -329,51 +233,62 @@ pub async fn create(
             .unwrap_or(c.default_rotation_grace_seconds),
         owner_only_secret_rotation: req.owner_only_secret_rotation.unwrap_or(false),
     };
-    let now = state.now();
-    let ctx = &caller.0.audit;
-    let (app, mut secret, mut plain) = new_app(
-        org,
-        req.id,
+    let input = NewApp {
         settings,
-        role.is_some(),
-        &state.secret_hasher,
-        &ctx.actor,
-        now,
-    )?;
-    if let Some(s) = supplied {
-        secret = secret_record(&app, &s, &state.secret_hasher, &ctx.actor, now);
-        plain = s;
-    }
-    let membership = role.map(|role| Membership {
-        org_id: org,
-        principal: Principal::App(app.id),
-        role,
-        created_at: now,
-    });
-    let audit = [
-        ctx.event(now, "app.created")
-            .org(org)
-            .app(app.id)
-            .details(json!({ "clientId": app.client_id, "dialect": "csp" })),
-        ctx.event(now, "secret.created")
-            .org(org)
-            .app(app.id)
-            .secret(secret.id),
-    ];
-    state
-        .store
-        .create_app(&app, &secret, membership.as_ref(), &audit)
-        .await
-        .map_err(|e| match e {
-            CoreError::Conflict(_) => {
-                CspError::conflict("An OAuth app with this id already exists")
-            }
-            e => e.into(),
-        })?;
+        client_id: req.id,
+        service_account: role,
+        secret: supplied,
+        dialect: "csp",
+    };
+    let created = state.ops.create_app(&caller.0.actor(), org, input).await?;
     Ok(Json(ClientCredentials {
-        client_id: app.client_id,
-        client_secret: plain.expose_secret().to_string(),
+        client_id: created.app.client_id,
+        client_secret: created.plain.expose_secret().to_string(),
     }))
+}
+
+/// The list's query: `pageStart` (1-based, default 1), `pageLimit` (1 to 200, default 20),
+/// `searchTerm` (at most 256 characters).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default = "first_page")]
+    page_start: u32,
+    #[serde(default = "default_page_limit")]
+    page_limit: u32,
+    search_term: Option<String>,
+}
+
+fn first_page() -> u32 {
+    1
+}
+
+fn default_page_limit() -> u32 {
+    20
+}
+
+impl ListQuery {
+    fn parse(q: Option<&str>) -> Result<Self, CspError> {
+        let q: Self = serde_urlencoded::from_str(q.unwrap_or("")).map_err(|_| {
+            CspError::bad_request(
+                "Query parameters are pageStart, pageLimit (positive integers) and searchTerm",
+            )
+        })?;
+        if q.page_start == 0 || !(1..=200).contains(&q.page_limit) {
+            return Err(CspError::bad_request(
+                "pageStart must be at least 1 and pageLimit between 1 and 200",
+            ));
+        }
+        if q.search_term
+            .as_ref()
+            .is_some_and(|t| t.len() > 256 || t.chars().any(char::is_control))
+        {
+            return Err(CspError::bad_request(
+                "searchTerm must be at most 256 characters",
+            ));
+        }
+        Ok(q)
+    }
 }
 
 /// `GET .../oauth-apps?pageStart&pageLimit&searchTerm`: `pageStart` is 1-based.
@@ -382,35 +297,10 @@ pub async fn list(
     caller: CspCaller,
     Path(org): Path<String>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, CspError> {
+) -> Result<Json<OauthAppList>, CspError> {
     let org = managed(&state, &caller, &org).await?;
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    struct Q {
-        page_start: Option<u32>,
-        page_limit: Option<u32>,
-        search_term: Option<String>,
-    }
-    let q: Q = serde_urlencoded::from_str(q.as_deref().unwrap_or("")).map_err(|_| {
-        CspError::bad_request(
-            "Query parameters are pageStart, pageLimit (positive integers) and searchTerm",
-        )
-    })?;
-    let start = q.page_start.unwrap_or(1);
-    let limit = q.page_limit.unwrap_or(20);
-    if start == 0 || !(1..=200).contains(&limit) {
-        return Err(CspError::bad_request(
-            "pageStart must be at least 1 and pageLimit between 1 and 200",
-        ));
-    }
-    if q.search_term
-        .as_ref()
-        .is_some_and(|t| t.len() > 256 || t.chars().any(char::is_control))
-    {
-        return Err(CspError::bad_request(
-            "searchTerm must be at most 256 characters",
-        ));
-    }
+    let q = ListQuery::parse(q.as_deref())?;
+    let (start, limit) = (q.page_start, q.page_limit);
     let term = q.search_term.as_deref().filter(|t| !t.is_empty());
     let (apps, total) = state
         .store
@@ -432,9 +322,12 @@ pub async fn list(
             .map(|m| m.role);
         results.push(view(&state, a, role).await?);
     }
-    Ok(Json(
-        json!({ "results": results, "totalResults": total, "pageStart": start, "pageLimit": limit }),
-    ))
+    Ok(Json(OauthAppList {
+        results,
+        total_results: total,
+        page_start: start,
+        page_limit: limit,
+    }))
 }
 
 /// `GET .../oauth-apps/{id}`
@@ -442,7 +335,7 @@ pub async fn get(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path((org, id)): Path<(String, String)>,
-) -> Result<Json<Value>, CspError> {
+) -> Result<Json<OauthApp>, CspError> {
     check_client_id(&id)?;
     let org_id = managed(&state, &caller, &org).await?;
     let app = load_app(&state, org_id, &id).await?;
@@ -455,67 +348,34 @@ pub async fn patch(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path((org, id)): Path<(String, String)>,
-    CspJson(req): CspJson<PatchOauthApp>,
-) -> Result<Json<Value>, CspError> {
+    CspJson(req): CspJson<OauthAppPatch>,
+) -> Result<Json<OauthApp>, CspError> {
     check_client_id(&id)?;
     let org = managed(&state, &caller, &org).await?;
-    let actor = caller.0.actor();
-    let mut app = state
-        .ops
-        .authorize_app(
-            &actor,
-            org,
-            &AppRef::ClientId(id.clone()),
-            Action::ChangeApp,
-        )
-        .await?;
-    let mut s = AppSettings::of(&app);
-    if let Some(v) = req.display_name {
-        s.name = v;
-    }
-    if let Some(v) = req.description {
-        s.description = v;
-    }
-    if let Some(v) = req.access_token_ttl {
-        s.access_token_ttl_secs = v;
-    }
-    if let Some(v) = req.allowed_grant_types {
-        s.grant_types = v;
-    }
-    if let Some(v) = req.owner_only_secret_rotation {
-        s.owner_only_secret_rotation = v;
-    }
-    if let Some(v) = validate_grace(req.secret_rotation_expiration_in_seconds)? {
-        s.rotation_grace_secs = v;
-    }
-    let mut new_role = None;
-    if let Some(scopes) = req.allowed_scopes {
-        new_role = Some(org_role(&scopes)?);
-        s.scopes = scopes.general_scopes;
-    }
-    let now = state.now();
-    s.apply_to(&mut app, now)?;
-    // The role first: it is the part the policy may refuse, and it is checked again in
-    // its own transaction.
-    if let Some(role) = new_role {
-        if role != role_of(&state, &app).await? {
-            let member = Principal::App(app.id);
-            match role {
-                Some(role) => {
-                    state.ops.set_role(&actor, org, member, role).await?;
-                }
-                None => state.ops.remove_member(&actor, org, member).await?,
-            }
+    let grace = validate_grace(req.secret_rotation_expiration_in_seconds)?;
+    let (scopes, role) = match req.allowed_scopes {
+        Some(scopes) => {
+            let role = org_role(&scopes)?;
+            (Some(scopes.general_scopes), Some(role))
         }
-    }
-    state
-        .store
-        .update_app(
-            &app,
-            &[actor.audit.event(now, "app.updated").org(org).app(app.id)],
-        )
+        None => (None, None),
+    };
+    let change = |s: &mut AppSettings| {
+        set(&mut s.name, req.display_name);
+        set(&mut s.description, req.description);
+        set(&mut s.access_token_ttl_secs, req.access_token_ttl);
+        set(&mut s.grant_types, req.allowed_grant_types);
+        set(
+            &mut s.owner_only_secret_rotation,
+            req.owner_only_secret_rotation,
+        );
+        set(&mut s.rotation_grace_secs, grace);
+        set(&mut s.scopes, scopes);
+    };
+    let app = state
+        .ops
+        .update_app(&caller.0.actor(), org, &AppRef::ClientId(id), change, role)
         .await?;
-    let app = load_app(&state, org, &id).await?;
     let role = role_of(&state, &app).await?;
     Ok(Json(view(&state, &app, role).await?))
 }
@@ -526,8 +386,8 @@ pub async fn bulk_delete(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path(org): Path<String>,
-    CspJson(req): CspJson<BulkDelete>,
-) -> Result<Json<Value>, CspError> {
+    CspJson(req): CspJson<BulkDeleteRequest>,
+) -> Result<Json<BulkDeleteResult>, CspError> {
     let org = managed(&state, &caller, &org).await?;
     let ids = req.client_ids_to_delete;
     if ids.is_empty() || ids.len() > MAX_BULK_DELETE {
@@ -537,31 +397,30 @@ pub async fn bulk_delete(
     }
     let mut succeeded = Vec::new();
     let mut failed = Vec::new();
-    let now = state.now();
+    let actor = caller.0.actor();
     for id in ids {
-        let app = if is_valid_client_id(&id) {
-            load_app(&state, org, &id).await.ok()
+        // Each id on its own: one the caller may not delete (a service account above its
+        // role) or that is not there fails without failing the others.
+        let deleted = if is_valid_client_id(&id) {
+            match state
+                .ops
+                .delete_app(&actor, org, &AppRef::ClientId(id.clone()))
+                .await
+            {
+                Ok(_) => true,
+                Err(OpError::NotFound | OpError::Denied(_)) => false,
+                Err(e) => return Err(e.into()),
+            }
         } else {
-            None
+            false
         };
-        let Some(app) = app else {
-            failed.push(id);
-            continue;
-        };
-        let ev = caller
-            .0
-            .audit
-            .event(now, "app.deleted")
-            .org(org)
-            .app(app.id)
-            .details(json!({ "clientId": id }));
-        if state.store.delete_app(app.id, &[ev]).await? {
+        if deleted {
             succeeded.push(id);
         } else {
             failed.push(id);
         }
     }
-    Ok(Json(json!({ "succeeded": succeeded, "failed": failed })))
+    Ok(Json(BulkDeleteResult { succeeded, failed }))
 }
 
 /// `PUT .../oauth-apps/{id}/secret` `{}`: regenerate; 200 `{clientId, clientSecret}`.
@@ -569,7 +428,7 @@ pub async fn regenerate_secret(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path((org, id)): Path<(String, String)>,
-    CspJson(_): CspJson<Empty>,
+    CspJson(_): CspJson<EmptyBody>,
 ) -> Result<Json<ClientCredentials>, CspError> {
     let (org, app) = secret_request(&state, &caller, &org, &id, Action::ChangeApp).await?;
     let n = state.ops.regenerate(&caller.0.actor(), org, &app).await?;
@@ -585,7 +444,7 @@ pub async fn rotate_secret(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path((org, id)): Path<(String, String)>,
-    CspJson(req): CspJson<OwnerRotation>,
+    CspJson(req): CspJson<OwnerRotationRequest>,
 ) -> Result<StatusCode, CspError> {
     let (org, app) = secret_request(&state, &caller, &org, &id, Action::RotateSecret).await?;
     let input = RotateInput {

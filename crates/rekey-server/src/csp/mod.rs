@@ -14,6 +14,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use rekey_core::error::{CoreError, OpError};
 use rekey_core::policy::Denied;
+use rekey_proto::csp::CspErrorResponse;
 use serde::de::DeserializeOwned;
 
 use crate::errors::FillRequestId;
@@ -126,6 +127,9 @@ impl From<OpError> for CspError {
             OpError::NotFound => CspError::not_found("The requested resource could not be found"),
             OpError::Invalid(m) => CspError::bad_request(m),
             OpError::Conflict(m) => CspError::conflict(m),
+            OpError::ClientIdTaken => {
+                CspError::conflict("An OAuth app with this id already exists")
+            }
             OpError::RotationInProgress { previous_expires_at } => CspError::conflict(format!(
                 "A secret rotation is in progress: the old secret is valid until {}. Delete the old secret first.",
                 previous_expires_at.map_or_else(|| "it is revoked".into(), |t| t.to_rfc3339())
@@ -147,7 +151,7 @@ impl From<AuthFailure> for CspError {
     fn from(f: AuthFailure) -> Self {
         match f {
             AuthFailure::Storage(e) => e.into(),
-            f => CspError::unauthorized(f.message()),
+            f => CspError::unauthorized(f.to_string()),
         }
     }
 }
@@ -170,15 +174,15 @@ impl From<BodyRejection> for CspError {
 
 impl IntoResponse for CspError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "cspErrorCode": format!("{}.{}", self.status.as_u16(), self.error_code),
-            "errorCode": self.error_code,
-            "message": self.message,
-            "moduleCode": MODULE_CODE,
+        let body = CspErrorResponse {
+            csp_error_code: format!("{}.{}", self.status.as_u16(), self.error_code),
+            error_code: self.error_code.to_string(),
+            message: self.message,
+            module_code: MODULE_CODE,
             // Filled in from the request id by the response middleware.
-            "requestId": "",
-            "statusCode": self.status.as_u16(),
-        });
+            request_id: String::new(),
+            status_code: self.status.as_u16(),
+        };
         let mut res = (self.status, Json(body)).into_response();
         res.extensions_mut().insert(FillRequestId);
         res

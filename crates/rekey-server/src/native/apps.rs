@@ -3,11 +3,9 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rekey_core::apps::{new_app, AppSettings};
-use rekey_core::error::CoreError;
-use rekey_core::model::{
-    App, Membership, OrgId, Principal, Role, SecretId, GRANT_CLIENT_CREDENTIALS,
-};
+use rekey_core::apps::{replace_if_given as set, AppSettings};
+use rekey_core::model::{App, OrgId, Role, SecretId, GRANT_CLIENT_CREDENTIALS};
+use rekey_core::ops::apps::NewApp;
 use rekey_proto::native::{
     AppList, AppView, CreateAppRequest, CreatedApp, SecretList, SecretView, UpdateAppRequest,
 };
@@ -41,22 +39,6 @@ pub(super) async fn load_app(
     Ok((org_id, state.ops.app_in(org_id, &app_ref(app)).await?))
 }
 
-/// Loads the app for a change of its settings, secrets or destinations: the policy's
-/// service-account ceiling applies.
-pub(super) async fn app_to_change(
-    state: &SharedState,
-    caller: &Caller,
-    org: &str,
-    app: &str,
-) -> Result<(OrgId, App), ApiError> {
-    let org_id = parse_org(org)?;
-    let app = state
-        .ops
-        .authorize_app(&caller.actor(), org_id, &app_ref(app), Action::ChangeApp)
-        .await?;
-    Ok((org_id, app))
-}
-
 /// `POST /api/v1/orgs/{org_id}/apps`: 201 with the app and its first secret (shown once).
 #[utoipa::path(
     post,
@@ -85,6 +67,17 @@ pub async fn create_app(
 ) -> Result<(StatusCode, Json<CreatedApp>), ApiError> {
     let org_id = parse_org(&org_id)?;
     let c = &state.config;
+    let service_account = req
+        .service_account_role
+        .as_deref()
+        .map(|r| {
+            r.parse::<Role>().map_err(|_| {
+                ApiError::bad_request(
+                    "serviceAccountRole must be org_owner, org_admin, developer or org_member",
+                )
+            })
+        })
+        .transpose()?;
     let settings = AppSettings {
         name: req.name,
         description: req.description.unwrap_or_default(),
@@ -103,67 +96,20 @@ pub async fn create_app(
             .unwrap_or(c.default_rotation_grace_seconds),
         owner_only_secret_rotation: req.owner_only_secret_rotation.unwrap_or(false),
     };
-    let sa_role: Option<Role> = req
-        .service_account_role
-        .as_deref()
-        .map(|r| {
-            r.parse().map_err(|_| {
-                ApiError::bad_request(
-                    "serviceAccountRole must be org_owner, org_admin, developer or org_member",
-                )
-            })
-        })
-        .transpose()?;
-    if sa_role == Some(Role::OrgOwner) {
-        return Err(ApiError::bad_request(
-            "A service account cannot be org_owner",
-        ));
-    }
-    caller
-        .authorize(
-            &state,
-            org_id,
-            Action::CreateApp {
-                service_account: sa_role,
-            },
-        )
-        .await?;
-    let now = state.now();
-    let (app, secret, plain) = new_app(
-        org_id,
-        req.client_id,
+    let input = NewApp {
         settings,
-        sa_role.is_some(),
-        &state.secret_hasher,
-        &caller.audit.actor,
-        now,
-    )?;
-    let membership = sa_role.map(|role| Membership {
-        org_id,
-        principal: Principal::App(app.id),
-        role,
-        created_at: now,
-    });
-    let audit = vec![
-        caller.audit.event(now, "app.created").org(org_id).app(app.id).details(serde_json::json!({
-            "clientId": app.client_id, "name": app.name, "serviceAccountRole": sa_role.map(Role::as_str),
-        })),
-        caller.audit.event(now, "secret.created").org(org_id).app(app.id).secret(secret.id),
-    ];
-    state
-        .store
-        .create_app(&app, &secret, membership.as_ref(), &audit)
-        .await
-        .map_err(|e| match e {
-            CoreError::Conflict(_) => ApiError::conflict("An app with this clientId exists"),
-            e => e.into(),
-        })?;
+        client_id: req.client_id,
+        service_account,
+        secret: None,
+        dialect: "native",
+    };
+    let created = state.ops.create_app(&caller.actor(), org_id, input).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedApp {
-            app: views::app(&app),
-            client_secret: plain.expose_secret().to_string(),
-            secret: views::secret(&secret),
+            app: views::app(&created.app),
+            client_secret: created.plain.expose_secret().to_string(),
+            secret: views::secret(&created.secret),
         }),
     ))
 }
@@ -257,42 +203,39 @@ pub async fn update_app(
     Path((org_id, app_id)): Path<(String, String)>,
     ApiJson(req): ApiJson<UpdateAppRequest>,
 ) -> Result<Json<AppView>, ApiError> {
-    let (org_id, mut app) = app_to_change(&state, &caller, &org_id, &app_id).await?;
-    let mut s = AppSettings::of(&app);
-    if let Some(v) = req.name {
-        s.name = v;
-    }
-    if let Some(v) = req.description {
-        s.description = v;
-    }
-    if let Some(v) = req.grant_types {
-        s.grant_types = v;
-    }
-    if let Some(v) = req.scopes {
-        s.scopes = v;
-    }
-    if let Some(v) = req.access_token_ttl_seconds {
-        s.access_token_ttl_secs = v;
-    }
-    if let Some(v) = req.secret_lifetime_seconds {
-        s.secret_lifetime_secs = v;
-    }
-    if let Some(v) = req.rotation_grace_seconds {
-        s.rotation_grace_secs = v;
-    }
-    if let Some(v) = req.owner_only_secret_rotation {
-        s.owner_only_secret_rotation = v;
-    }
-    let now = state.now();
-    s.apply_to(&mut app, now)?;
-    let ev = caller
-        .audit
-        .event(now, "app.updated")
-        .org(org_id)
-        .app(app.id);
-    if !state.store.update_app(&app, &[ev]).await? {
-        return Err(ApiError::not_found("No such app in this organization"));
-    }
+    let change = |s: &mut AppSettings| {
+        let UpdateAppRequest {
+            name,
+            description,
+            grant_types,
+            scopes,
+            access_token_ttl_seconds,
+            secret_lifetime_seconds,
+            rotation_grace_seconds,
+            owner_only_secret_rotation,
+        } = req;
+        set(&mut s.name, name);
+        set(&mut s.description, description);
+        set(&mut s.grant_types, grant_types);
+        set(&mut s.scopes, scopes);
+        set(&mut s.access_token_ttl_secs, access_token_ttl_seconds);
+        set(&mut s.secret_lifetime_secs, secret_lifetime_seconds);
+        set(&mut s.rotation_grace_secs, rotation_grace_seconds);
+        set(
+            &mut s.owner_only_secret_rotation,
+            owner_only_secret_rotation,
+        );
+    };
+    let app = state
+        .ops
+        .update_app(
+            &caller.actor(),
+            parse_org(&org_id)?,
+            &app_ref(&app_id),
+            change,
+            None,
+        )
+        .await?;
     Ok(Json(views::app(&app)))
 }
 
@@ -319,16 +262,10 @@ pub async fn delete_app(
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (org_id, app) = app_to_change(&state, &caller, &org_id, &app_id).await?;
-    let ev = caller
-        .audit
-        .event(state.now(), "app.deleted")
-        .org(org_id)
-        .app(app.id)
-        .details(serde_json::json!({ "clientId": app.client_id }));
-    if !state.store.delete_app(app.id, &[ev]).await? {
-        return Err(ApiError::not_found("No such app in this organization"));
-    }
+    state
+        .ops
+        .delete_app(&caller.actor(), parse_org(&org_id)?, &app_ref(&app_id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -3,22 +3,20 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rekey_core::model::{AppId, DeliveryId, DestinationId, NotificationId};
-use rekey_core::notify::{
-    envelope, signing_key_context, Delivery, DeliveryState, Destination, NotificationType, Target,
-};
+use rekey_core::model::{AppId, DeliveryId};
+use rekey_core::notify::{Delivery, DeliveryState, NotificationType, Target};
 use rekey_proto::native::{
     DeliveryList, DeliveryView, DestinationList, DestinationRequest, DestinationView,
     QueuedNotification,
 };
 
-use super::apps::{app_to_change, load_app};
+use super::apps::{app_ref, load_app};
 use super::orgs::{page, parse_org, parse_query};
 use super::views;
 use crate::errors::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::state::SharedState;
-use rekey_core::policy::Action;
+use rekey_core::error::OpError;
 
 fn parse_type(s: &str) -> Result<NotificationType, ApiError> {
     NotificationType::parse(s).ok_or_else(|| {
@@ -26,12 +24,16 @@ fn parse_type(s: &str) -> Result<NotificationType, ApiError> {
     })
 }
 
-fn target_from(req: DestinationRequest, allow_insecure: bool) -> Result<Target, ApiError> {
+fn target_from(req: DestinationRequest) -> Result<Target, ApiError> {
     let missing = |f: &str| ApiError::bad_request(format!("{f} is required for this kind"));
-    let target = match req.kind.as_str() {
+    Ok(match req.kind.as_str() {
         "sqs" => Target::Sqs {
+            region: match req.region {
+                Some(r) => r,
+                None => region_of(req.queue_url.as_deref())
+                    .ok_or_else(|| missing("region (or a queueUrl that names it)"))?,
+            },
             queue_url: req.queue_url.ok_or_else(|| missing("queueUrl"))?,
-            region: req.region.ok_or_else(|| missing("region"))?,
             endpoint_url: req.endpoint_url,
         },
         "webhook" => Target::Webhook {
@@ -41,30 +43,19 @@ fn target_from(req: DestinationRequest, allow_insecure: bool) -> Result<Target, 
             directory: req.directory.ok_or_else(|| missing("directory"))?,
         },
         _ => return Err(ApiError::bad_request("kind must be sqs, webhook or file")),
-    };
-    target.validate()?;
-    if !allow_insecure {
-        let insecure = match &target {
-            Target::Sqs {
-                queue_url,
-                endpoint_url,
-                ..
-            } => {
-                if endpoint_url.is_some() {
-                    return Err(ApiError::bad_request(
-                        "endpointUrl is not allowed on this server (allow_insecure_destinations is off)",
-                    ));
-                }
-                !queue_url.starts_with("https://")
-            }
-            Target::Webhook { url } => !url.starts_with("https://"),
-            Target::File { .. } => false,
-        };
-        if insecure {
-            return Err(ApiError::bad_request("Destination URLs must use https"));
-        }
-    }
-    Ok(target)
+    })
+}
+
+/// The AWS region in an SQS queue URL (`https://sqs.<region>.amazonaws.com/...`), if it
+/// names one.
+fn region_of(queue_url: Option<&str>) -> Option<String> {
+    let host = queue_url?.split("://").nth(1)?.split('/').next()?;
+    let region = host.strip_prefix("sqs.")?.split('.').next()?;
+    (!region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    .then(|| region.to_string())
 }
 
 /// `PUT .../apps/{app}/destinations/{type}`: sets (replaces) the destination. A webhook gets a
@@ -96,31 +87,20 @@ pub async fn put_destination(
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
     ApiJson(req): ApiJson<DestinationRequest>,
 ) -> Result<Json<DestinationView>, ApiError> {
-    let (org_id, app) = app_to_change(&state, &caller, &org_id, &app_id).await?;
-    let notification_type = parse_type(&kind)?;
-    let target = target_from(req, state.config.allow_insecure_destinations)?;
-    let now = state.now();
-    let id = DestinationId::new();
-    let signing_secret = matches!(target, Target::Webhook { .. })
-        .then(rekey_dispatch::sinks::generate_webhook_secret);
-    let dest = Destination {
-        id,
-        app_id: app.id,
-        notification_type,
-        sealed_signing_key: signing_secret.as_ref().map(|s| {
-            state
-                .webhook_key_sealer
-                .seal(s.as_bytes(), &signing_key_context(id))
-        }),
-        target,
-        created_at: now,
-        updated_at: now,
-    };
-    let ev = caller.audit.event(now, "destination.changed").org(org_id).app(app.id).details(serde_json::json!({
-        "notificationType": notification_type.as_str(), "kind": dest.target.kind(), "destinationId": id.to_string(),
-    }));
-    state.store.put_destination(&dest, &[ev]).await?;
-    Ok(Json(views::destination(&dest, signing_secret)))
+    let set = state
+        .ops
+        .set_destination(
+            &caller.actor(),
+            parse_org(&org_id)?,
+            &app_ref(&app_id),
+            parse_type(&kind)?,
+            target_from(req)?,
+        )
+        .await?;
+    Ok(Json(views::destination(
+        &set.destination,
+        set.signing_secret,
+    )))
 }
 
 /// `GET .../apps/{app}/destinations`
@@ -210,20 +190,26 @@ pub async fn delete_destination(
     caller: Caller,
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (org_id, app) = app_to_change(&state, &caller, &org_id, &app_id).await?;
-    let t = parse_type(&kind)?;
-    let ev = caller
-        .audit
-        .event(state.now(), "destination.removed")
-        .org(org_id)
-        .app(app.id)
-        .details(serde_json::json!({ "notificationType": t.as_str() }));
-    if !state.store.delete_destination(app.id, t, &[ev]).await? {
-        return Err(ApiError::not_found(
-            "No destination for this notification type",
-        ));
-    }
+    state
+        .ops
+        .remove_destination(
+            &caller.actor(),
+            parse_org(&org_id)?,
+            &app_ref(&app_id),
+            parse_type(&kind)?,
+        )
+        .await
+        .map_err(no_destination)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn no_destination(e: OpError) -> ApiError {
+    match e {
+        OpError::NotFound => {
+            ApiError::not_found("No such app, or no destination for this notification type")
+        }
+        e => e.into(),
+    }
 }
 
 /// `POST .../apps/{app}/destinations/{type}/test`: queues a test notification (payload
@@ -251,47 +237,20 @@ pub async fn test_destination(
     caller: Caller,
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
 ) -> Result<(StatusCode, Json<QueuedNotification>), ApiError> {
-    let (org_id, app) = app_to_change(&state, &caller, &org_id, &app_id).await?;
-    let t = parse_type(&kind)?;
-    let dest = state
-        .store
-        .get_destination(app.id, t)
-        .await?
-        .ok_or_else(|| ApiError::not_found("No destination for this notification type"))?;
-    let now = state.now();
-    let nid = NotificationId::new();
-    let env = envelope(
-        t,
-        nid,
-        &app.client_id,
-        dest.id,
-        serde_json::json!({
-            "testNotification": { "clientId": app.client_id, "message": "A test notification from Rekey: this destination receives." }
-        }),
-        now,
-    );
-    let d = Delivery::new(
-        &state.outbox_sealer,
-        nid,
-        app.id,
-        org_id,
-        t,
-        dest.id,
-        &env,
-        None,
-        now,
-    );
-    let ev = caller.audit.event(now, "notification.enqueued").org(org_id).app(app.id)
-        .details(serde_json::json!({ "notificationId": nid.to_string(), "notificationType": t.as_str(), "test": true }));
-    state
-        .store
-        .enqueue_deliveries(std::slice::from_ref(&d), &[ev])
-        .await?;
-    state.delivery_wake.notify_one();
+    let d = state
+        .ops
+        .test_destination(
+            &caller.actor(),
+            parse_org(&org_id)?,
+            &app_ref(&app_id),
+            parse_type(&kind)?,
+        )
+        .await
+        .map_err(no_destination)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(QueuedNotification {
-            notification_id: nid.0,
+            notification_id: d.notification_id.0,
             delivery_id: d.id.0,
         }),
     ))
@@ -419,18 +378,11 @@ pub async fn retry_delivery(
     caller: Caller,
     Path((org_id, id)): Path<(String, String)>,
 ) -> Result<Json<DeliveryView>, ApiError> {
-    let org_id = parse_org(&org_id)?;
-    caller
-        .authorize(&state, org_id, Action::RetryDelivery)
+    let id = DeliveryId::parse(&id)
+        .ok_or_else(|| ApiError::bad_request("The delivery id must be a UUID"))?;
+    let d = state
+        .ops
+        .retry_delivery(&caller.actor(), parse_org(&org_id)?, id)
         .await?;
-    let d = load_delivery(&state, org_id, &id).await?;
-    let now = state.now();
-    let ev = caller.audit.event(now, "notification.retried").org(org_id).app(d.app_id)
-        .details(serde_json::json!({ "notificationId": d.notification_id.to_string(), "deliveryId": d.id.to_string() }));
-    if !state.store.retry_delivery(d.id, now, &[ev]).await? {
-        return Err(ApiError::conflict("Only a dead delivery can be retried"));
-    }
-    state.delivery_wake.notify_one();
-    let d = load_delivery(&state, org_id, &id).await?;
     Ok(Json(views::delivery(&d)))
 }

@@ -3,8 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rekey_core::model::{ApiToken, ApiTokenId, Principal};
-use rekey_core::secret::{generate_api_token, hint};
+use rekey_core::model::{ApiToken, ApiTokenId};
 use rekey_proto::native::{ApiTokenList, ApiTokenView, CreateApiTokenRequest, CreatedApiToken};
 use secrecy::ExposeSecret;
 
@@ -12,9 +11,6 @@ use super::orgs::parse_org;
 use crate::errors::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::state::SharedState;
-
-/// Longest API-token lifetime a caller may ask for: ten years.
-const MAX_TOKEN_LIFETIME_SECS: i64 = 10 * 365 * 86_400;
 
 fn view(t: &ApiToken) -> ApiTokenView {
     ApiTokenView {
@@ -55,47 +51,10 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateApiTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
     let org_id = parse_org(&org_id)?;
-    caller.role_in(&state, org_id).await?;
-    let Principal::User(user_id) = caller.principal else {
-        return Err(ApiError::forbidden(
-            "Only users have API tokens; service accounts use their client credentials",
-        ));
-    };
-    if req.name.trim().is_empty() || req.name.len() > 256 || req.name.chars().any(char::is_control)
-    {
-        return Err(ApiError::bad_request(
-            "name must be 1 to 256 printable characters",
-        ));
-    }
-    if req
-        .expires_in_seconds
-        .is_some_and(|s| !(1..=MAX_TOKEN_LIFETIME_SECS).contains(&s))
-    {
-        return Err(ApiError::bad_request(
-            "expiresInSeconds must be between 1 and 315360000",
-        ));
-    }
-    let now = state.now();
-    let plain = generate_api_token();
-    let token = ApiToken {
-        id: ApiTokenId::new(),
-        user_id,
-        org_id,
-        name: req.name,
-        hash: state.api_token_hasher.hash(plain.expose_secret()),
-        hint: hint(plain.expose_secret()),
-        created_at: now,
-        expires_at: req.expires_in_seconds.map(|s| now.plus_secs(s)),
-        revoked_at: None,
-    };
-    let ev = caller
-        .audit
-        .event(now, "api_token.created")
-        .org(org_id)
-        .details(
-            serde_json::json!({ "tokenId": token.id.to_string(), "user": user_id.to_string() }),
-        );
-    state.store.create_api_token(&token, &[ev]).await?;
+    let (token, plain) = state
+        .ops
+        .create_api_token(&caller.actor(), org_id, &req.name, req.expires_in_seconds)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedApiToken {
@@ -128,13 +87,7 @@ pub async fn list(
     Path(org_id): Path<String>,
 ) -> Result<Json<ApiTokenList>, ApiError> {
     let org_id = parse_org(&org_id)?;
-    let role = caller.role_in(&state, org_id).await?;
-    let user = match caller.principal {
-        _ if role.can_manage_members() => None,
-        Principal::User(u) => Some(u),
-        Principal::App(_) => return Ok(Json(ApiTokenList { items: vec![] })),
-    };
-    let tokens = state.store.list_api_tokens(org_id, user).await?;
+    let tokens = state.ops.list_api_tokens(&caller.actor(), org_id).await?;
     Ok(Json(ApiTokenList {
         items: tokens.iter().map(view).collect(),
     }))
@@ -165,35 +118,11 @@ pub async fn revoke(
     Path((org_id, id)): Path<(String, String)>,
 ) -> Result<Json<ApiTokenView>, ApiError> {
     let org_id = parse_org(&org_id)?;
-    let role = caller.role_in(&state, org_id).await?;
     let id = ApiTokenId::parse(&id)
         .ok_or_else(|| ApiError::bad_request("The token id must be a UUID"))?;
-    let token = match state.store.get_api_token(id).await? {
-        Some(t) if t.org_id == org_id => t,
-        _ => {
-            return Err(ApiError::not_found(
-                "No such API token in this organization",
-            ))
-        }
-    };
-    if caller.principal != Principal::User(token.user_id) && !role.can_manage_members() {
-        return Err(ApiError::forbidden(
-            "Only the token's user, an org_owner or an org_admin may revoke it",
-        ));
-    }
-    let now = state.now();
-    let ev = caller
-        .audit
-        .event(now, "api_token.revoked")
-        .org(org_id)
-        .details(
-            serde_json::json!({ "tokenId": id.to_string(), "user": token.user_id.to_string() }),
-        );
-    state.store.revoke_api_token(id, now, &[ev]).await?;
     let token = state
-        .store
-        .get_api_token(id)
-        .await?
-        .ok_or_else(ApiError::internal)?;
+        .ops
+        .revoke_api_token(&caller.actor(), org_id, id)
+        .await?;
     Ok(Json(view(&token)))
 }

@@ -20,9 +20,9 @@ pub async fn jwks(State(state): State<SharedState>) -> impl IntoResponse {
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414)
 pub async fn metadata(State(state): State<SharedState>) -> Json<ServerMetadata> {
-    let iss = &state.issuer;
+    let iss = state.issuer();
     Json(ServerMetadata {
-        issuer: iss.clone(),
+        issuer: iss.to_string(),
         token_endpoint: format!("{iss}/oauth2/token"),
         jwks_uri: format!("{iss}/.well-known/jwks.json"),
         grant_types_supported: vec!["client_credentials".into()],
@@ -64,7 +64,7 @@ pub async fn csp_public_key(State(state): State<SharedState>) -> impl IntoRespon
     Json(serde_json::json!({
         "alg": "EdDSA",
         "value": pem,
-        "issuer": state.issuer,
+        "issuer": state.issuer(),
         "keys": jwks.keys,
     }))
 }

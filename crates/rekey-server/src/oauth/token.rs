@@ -1,8 +1,9 @@
 //! Token endpoints: `POST /auth/o2/token` (LWA), `POST /oauth2/token`, the CSP client
 //! credentials paths, and the CSP API-token exchange.
 //!
-//! The hot path is one store lookup (app and its valid secrets), one keyed hash, one
-//! Ed25519 signature, and an in-memory last-use note; nothing is written per request.
+//! The handlers parse the request (body limit, parameters, one client authentication
+//! method, the grant type) and call the token use cases in `rekey_core::ops::tokens`,
+//! which hold the hot path.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,12 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rekey_core::auth::{grant_scopes, match_secret, ClientAuthError};
-use rekey_core::model::Principal;
-use rekey_core::secret::is_valid_client_id;
-use rekey_core::token::AccessClaims;
+use rekey_core::ops::tokens::{ClientTokenRequest, CspContext, TokenRefusal};
 use rekey_proto::oauth::{IdToken, TokenResponse};
-use uuid::Uuid;
 
 use crate::errors::OAuthError;
 use crate::state::{AppState, SharedState};
@@ -225,6 +222,35 @@ pub(crate) struct Issued {
     pub body: TokenResponse,
 }
 
+/// Renders a refusal of the token use cases in RFC 6749's shape. A failed client
+/// authentication is 401 with Basic (and always on the LWA path), else 400.
+fn refusal(e: TokenRefusal, dialect: Dialect, basic: bool) -> OAuthError {
+    match e {
+        TokenRefusal::Throttled { retry_after_secs } => OAuthError::throttled(retry_after_secs),
+        TokenRefusal::InvalidClient => {
+            let status = if basic || dialect == Dialect::Lwa {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            OAuthError::invalid_client(status, basic)
+        }
+        TokenRefusal::GrantNotAllowed => {
+            OAuthError::unauthorized_client("The client may not use the client_credentials grant")
+        }
+        TokenRefusal::ScopeNotAllowed(s) => {
+            OAuthError::invalid_scope(format!("The scope {s} is not allowed for this client"))
+        }
+        TokenRefusal::WrongOrg => OAuthError::unauthorized_client(
+            "The client does not belong to the organization in orgId",
+        ),
+        TokenRefusal::InvalidApiToken => {
+            OAuthError::invalid_grant("The API token is invalid, expired or revoked")
+        }
+        TokenRefusal::Store(e) => e.into(),
+    }
+}
+
 async fn issue_client_token(
     state: &AppState,
     dialect: Dialect,
@@ -248,96 +274,28 @@ async fn issue_client_token(
             ))
         }
     }
-    let now = state.now();
-    let address = peer.ip().to_string();
-    if let Some(wait) = state
-        .throttle
-        .blocked_for(Some(&creds.client_id), Some(&address), now)
-    {
-        return Err(OAuthError::throttled(wait));
-    }
-    let failed = || {
-        state
-            .throttle
-            .record_failure(Some(&creds.client_id), Some(&address), now);
-        tracing::info!(client_id = %creds.client_id, source = %address, "client authentication failed");
-        let status = if creds.basic || dialect == Dialect::Lwa {
-            StatusCode::UNAUTHORIZED
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        OAuthError::invalid_client(status, creds.basic)
+    let source = peer.ip().to_string();
+    let request = ClientTokenRequest {
+        client_id: &creds.client_id,
+        secrets: &creds.secrets,
+        scope: params.get("scope").map(String::as_str),
+        source: &source,
+        csp: (dialect == Dialect::Csp).then(|| CspContext {
+            org_id: params.get("orgId").map(String::as_str),
+        }),
     };
-    // Ids Rekey never issues (wrong length or characters) fail without a lookup.
-    if !is_valid_client_id(&creds.client_id) {
-        return Err(failed());
-    }
-    let Some(client) = state.store.load_client(&creds.client_id).await? else {
-        return Err(failed());
-    };
-    let matched = creds.secrets.iter().find_map(|candidate| {
-        match_secret(&client.secrets, &state.secret_hasher.hash(candidate), now)
-    });
-    let Some(secret) = matched else {
-        return Err(failed());
-    };
-    let app = &client.app;
-    let scopes =
-        grant_scopes(app, params.get("scope").map(String::as_str)).map_err(|e| match e {
-            ClientAuthError::GrantNotAllowed => OAuthError::unauthorized_client(
-                "The client may not use the client_credentials grant",
-            ),
-            ClientAuthError::ScopeNotAllowed(s) => {
-                OAuthError::invalid_scope(format!("The scope {s} is not allowed for this client"))
-            }
-            ClientAuthError::BadCredentials => failed(),
-        })?;
-    let (context_name, perms) = if dialect == Dialect::Csp {
-        if let Some(org) = params.get("orgId") {
-            if *org != app.org_id.to_string() {
-                return Err(OAuthError::unauthorized_client(
-                    "The client does not belong to the organization in orgId",
-                ));
-            }
+    let issued = state.ops.issue_client_token(request).await.map_err(|e| {
+        if matches!(e, TokenRefusal::InvalidClient) {
+            tracing::info!(client_id = %creds.client_id, source = %source, "client authentication failed");
         }
-        let role = if app.service_account {
-            state
-                .store
-                .get_membership(app.org_id, Principal::App(app.id))
-                .await?
-                .map(|m| m.role)
-        } else {
-            None
-        };
-        (
-            Some(app.org_id.to_string()),
-            Some(role.map(|r| vec![r.perm()]).unwrap_or_default()),
-        )
-    } else {
-        (None, None)
-    };
-    state.last_use.record(secret.id, now);
-    let scope = scopes.join(" ");
-    let claims = AccessClaims {
-        iss: state.issuer.clone(),
-        sub: app.client_id.clone(),
-        client_id: Some(app.client_id.clone()),
-        iat: now.as_secs(),
-        exp: now.as_secs() + app.access_token_ttl_secs,
-        jti: Uuid::new_v4().to_string(),
-        scope: scope.clone(),
-        sid: Some(secret.id.to_string()),
-        tid: None,
-        context_name,
-        perms,
-    };
-    let access_token = state.keys().sign(&claims)?;
+        refusal(e, dialect, creds.basic)
+    })?;
     Ok(Issued {
         body: TokenResponse {
-            access_token,
+            access_token: issued.access_token,
             token_type: "bearer".into(),
-            expires_in: app.access_token_ttl_secs,
-            scope,
+            expires_in: issued.expires_in,
+            scope: issued.scope,
             id_token: if dialect == Dialect::Csp {
                 IdToken::Null
             } else {
@@ -392,55 +350,23 @@ async fn exchange_api_token(
         .cloned()
         .or(from_query)
         .ok_or_else(|| OAuthError::invalid_request("The api_token parameter is missing"))?;
-    let now = state.now();
-    let address = peer.ip().to_string();
-    if let Some(wait) = state.throttle.blocked_for(None, Some(&address), now) {
-        return Err(OAuthError::throttled(wait));
-    }
-    let invalid = || {
-        state.throttle.record_failure(None, Some(&address), now);
-        tracing::info!(source = %address, "API token exchange failed");
-        OAuthError::invalid_grant("The API token is invalid, expired or revoked")
-    };
-    let Some(record) = state
-        .store
-        .find_api_token_by_hash(&state.api_token_hasher.hash(&token))
-        .await?
-    else {
-        return Err(invalid());
-    };
-    if !record.is_valid(now) {
-        return Err(invalid());
-    }
-    let Some(membership) = state
-        .store
-        .get_membership(record.org_id, Principal::User(record.user_id))
-        .await?
-    else {
-        return Err(invalid());
-    };
-    let ttl = state.config.user_token_ttl_seconds;
-    let claims = AccessClaims {
-        iss: state.issuer.clone(),
-        sub: record.user_id.to_string(),
-        client_id: None,
-        iat: now.as_secs(),
-        exp: now.as_secs() + ttl,
-        jti: Uuid::new_v4().to_string(),
-        scope: membership.role.perm(),
-        sid: None,
-        tid: Some(record.id.to_string()),
-        context_name: Some(record.org_id.to_string()),
-        perms: Some(vec![membership.role.perm()]),
-    };
-    let scope = claims.scope.clone();
-    let access_token = state.keys().sign(&claims)?;
+    let source = peer.ip().to_string();
+    let issued = state
+        .ops
+        .exchange_api_token(&token, &source)
+        .await
+        .map_err(|e| {
+            if matches!(e, TokenRefusal::InvalidApiToken) {
+                tracing::info!(source = %source, "API token exchange failed");
+            }
+            refusal(e, Dialect::Csp, false)
+        })?;
     Ok(Issued {
         body: TokenResponse {
-            access_token,
+            access_token: issued.access_token,
             token_type: "bearer".into(),
-            expires_in: ttl,
-            scope,
+            expires_in: issued.expires_in,
+            scope: issued.scope,
             id_token: IdToken::Null,
             refresh_token: Some(token),
         },

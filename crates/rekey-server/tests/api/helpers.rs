@@ -275,7 +275,12 @@ impl TestApp {
     }
 
     pub async fn flush_last_use(&self) {
-        self.state.last_use.flush(&*self.state.store).await.unwrap();
+        self.state
+            .ops
+            .last_use
+            .flush(&*self.state.store)
+            .await
+            .unwrap();
     }
 
     /// Stops the server gracefully (drains, flushes last-use data).

@@ -107,7 +107,7 @@ async fn spapi_rotation_delivers_the_new_secret_and_the_old_one_works_for_seven_
         assert_eq!(app.valid_secrets(c.app.id).await, 1);
 
         // The sweep records the expiry; the delivered payload is wiped.
-        let report = rekey_server::sweeper::sweep(&app.state).await.unwrap();
+        let report = app.state.ops.sweep_expiry().await.unwrap();
         assert_eq!(report.expired, 1);
         let deliveries = app
             .store()
@@ -432,7 +432,7 @@ async fn two_dispatchers_racing_deliver_each_notification_and_never_concurrently
                     now,
                 );
                 Delivery::new(
-                    &app.state.outbox_sealer,
+                    &app.state.ops.outbox_sealer,
                     nid,
                     AppId(c.app.id),
                     app.org_id,
@@ -590,7 +590,7 @@ async fn expiry_warnings_are_queued_once_per_threshold() {
         json!({"kind": "file", "directory": "out"}),
     )
     .await;
-    let sweep = || rekey_server::sweeper::sweep(&app.state);
+    let sweep = || app.state.ops.sweep_expiry();
     assert_eq!(sweep().await.unwrap().warnings, 0);
     app.clock.advance(Duration::from_secs(10 * DAY));
     assert_eq!(sweep().await.unwrap().warnings, 1, "90 days left");
@@ -728,6 +728,10 @@ async fn plain_http_destinations_and_endpoint_overrides_need_the_operators_conse
             .await
             .unwrap();
         assert_eq!(res.status(), 400, "{body}");
+        // The refusal names the setting an operator would change for local development.
+        let problem: Value = res.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("allow_insecure_destinations"), "{detail}");
     }
     for body in [
         json!({"kind": "webhook", "url": "https://hooks.example/rekey"}),
@@ -743,4 +747,34 @@ async fn plain_http_destinations_and_endpoint_overrides_need_the_operators_conse
             .unwrap();
         assert_eq!(res.status(), 200, "{body}");
     }
+}
+
+#[tokio::test]
+async fn an_sqs_destination_takes_its_region_from_the_queue_url_when_none_is_given() {
+    let app = spawn_app().await;
+    let c = app.create_app(json!({})).await;
+    let set = app
+        .set_destination(
+            c.app.id,
+            "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+            json!({"kind": "sqs", "queueUrl": "https://sqs.eu-west-2.amazonaws.com/123456789012/rekey"}),
+        )
+        .await;
+    assert_eq!(set["region"], "eu-west-2", "{set}");
+    // A URL that names no region (a local server) needs the region spelled out.
+    let token = app.owner_access_token().await;
+    let res = app
+        .http
+        .put(app.url(&format!(
+            "/api/v1/orgs/{}/apps/{}/destinations/APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+            app.org_id, c.app.id
+        )))
+        .bearer_auth(&token)
+        .json(&json!({"kind": "sqs", "queueUrl": "http://127.0.0.1:4566/000000000000/rekey"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let problem: Value = res.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("region"));
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use rekey_core::clock::Timestamp;
+use crate::clock::Timestamp;
 
 #[derive(Debug)]
 pub struct FailureThrottle {

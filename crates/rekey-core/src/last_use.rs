@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use rekey_core::clock::Timestamp;
-use rekey_core::error::CoreResult;
-use rekey_core::model::SecretId;
-use rekey_core::store::Store;
+use crate::clock::Timestamp;
+use crate::error::CoreResult;
+use crate::model::SecretId;
+use crate::store::Store;
 
 #[derive(Debug, Default)]
 pub struct LastUseRecorder {
