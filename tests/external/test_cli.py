@@ -86,3 +86,27 @@ def test_the_audit_trail_is_read_through_the_cli(server):
     events = cli_json(server, "audit", "list", "--app", created["app"]["id"])["items"]
     assert {e["action"] for e in events} == {"app.created", "secret.created"}
     assert created["clientSecret"] not in json.dumps(events)
+
+
+def test_apps_are_named_by_client_id_and_sqs_regions_come_from_the_queue_url(server):
+    created = cli_json(server, "apps", "create", "--name", "cli-by-client-id")
+    client_id = created["app"]["clientId"]
+    assert cli_json(server, "apps", "show", client_id)["id"] == created["app"]["id"]
+    dest = cli_json(server, "destinations", "set", client_id,
+                    "--sqs-queue-url", "https://sqs.eu-west-2.amazonaws.com/123456789012/rekey")
+    assert dest["region"] == "eu-west-2"
+    assert cli_json(server, "deliveries", "list", "--app", client_id)["items"] == []
+    human = server.cli("apps", "show", client_id, env_extra={"REKEY_API_TOKEN": server.api_token})
+    # Which grace applies to which rotation path.
+    assert "native and CSP rotations" in human and "7 days (SP-API rotations)" in human
+
+
+def test_an_unreachable_server_names_the_setting_that_points_at_it(server):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, REKEY_URL=f"http://127.0.0.1:{port}", REKEY_API_TOKEN=server.api_token)
+    out = subprocess.run([REKEY_BIN, "apps", "list"], capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode != 0
+    assert "cannot reach" in out.stderr and "--url or REKEY_URL" in out.stderr, out.stderr

@@ -61,7 +61,7 @@ class Setup:
             "--api-url", self.server.base,
             "--queue-url", queue_url or self.queue_url,
             "--sqs-endpoint-url", self.endpoint if queue_url is None else queue_url.rsplit("/", 2)[0],
-            "--region", "us-east-1",
+            # No --region: a local queue URL names none, so AWS_REGION (AWS_TEST_ENV) applies.
             "--timeout-seconds", str(timeout),
             *extra,
         ]
@@ -133,6 +133,10 @@ def test_an_unreachable_queue_stops_before_rotating_and_a_second_run_finishes(tm
     res = s.rotate("--write-file", str(out), queue_url=dead)
     assert res.returncode == 7, res.stderr
     assert "cannot read the queue" in res.stderr and "nothing was rotated" in res.stderr
+    # The causes in words, not the AWS SDK's debug structures.
+    assert "Connection refused" in res.stderr, res.stderr
+    for debug_marker in ("DispatchFailure", "ConnectorError", "Some(", "{ "):
+        assert debug_marker not in res.stderr, res.stderr
     assert s.states() == ["current"] and s.token_status(s.old) == 200
     res = s.rotate("--write-file", str(out))
     assert res.returncode == 0, res.stderr
@@ -181,7 +185,8 @@ def test_a_throttled_rotation_exits_5_and_a_later_run_finishes(tmp_path, moto):
     out = tmp_path / "new-secret"
     res = s.rotate("--write-file", str(out), timeout=1)
     assert res.returncode == 5, res.stderr
-    assert "rate limited" in res.stderr
+    # 0.5 rotations a second: the next token is 2 s away.
+    assert "rate limited" in res.stderr and "next attempt can be made in about 2 s" in res.stderr
     assert s.states() == ["current"] and s.token_status(s.old) == 200
     time.sleep(2.1)
     res = s.rotate("--write-file", str(out))
@@ -201,6 +206,25 @@ def test_an_app_that_is_not_enrolled_exits_4_and_runs_once_enrolled(tmp_path, mo
     res = s.rotate("--write-file", str(out))
     assert res.returncode == 0, res.stderr
     s.assert_finished(out)
+    s.server.stop()
+
+
+def test_failures_in_json_are_one_object_with_a_stable_error_code(tmp_path, moto):
+    s = Setup(tmp_path, moto, env={"REKEY_SPAPI_ROTATION_RATE": "0.1"}, enrolled=False)
+    res = s.rotate("--output", "json", timeout=1)
+    assert res.returncode == 4, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 1, res.stdout
+    failure = json.loads(lines[0])
+    assert failure["error"] == "not_enrolled" and failure["exitCode"] == 4
+    assert "rekey destinations set" in failure["message"]
+    # The refused call spent the rate token: the answer says when to come back.
+    assert failure["retryAfterSeconds"] == 10
+    assert res.stderr == ""
+    res = s.rotate("--output", "json", timeout=1)
+    failure = json.loads(res.stdout)
+    assert res.returncode == 5 and failure["error"] == "rate_limited"
+    assert failure["retryAfterSeconds"] == 10
     s.server.stop()
 
 

@@ -5,15 +5,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use rekey_client::{ClientError, Credentials, NativeApi, TokenProvider};
-use reqwest::Method;
 use secrecy::SecretString;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::cli::ApiArgs;
 
 pub struct ApiClient {
-    api: NativeApi,
+    pub api: NativeApi,
     pub org: String,
 }
 
@@ -36,35 +33,21 @@ impl ApiClient {
             None => api
                 .token_org()
                 .await
-                .map_err(explain)?
+                .explain()?
                 .context("cannot tell the org from the token; pass --org")?,
         };
         Ok(Self { api, org })
     }
-
-    /// Calls `method /api/v1{path}`; `None` for an empty answer.
-    pub async fn call<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> anyhow::Result<Option<T>> {
-        let path = path.strip_prefix("/api/v1").unwrap_or(path);
-        self.api.call(method, path, body).await.map_err(explain)
-    }
 }
 
-impl ApiClient {
-    /// As [`ApiClient::call`], for answers that must have a body.
-    pub async fn fetch<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> anyhow::Result<T> {
-        self.call(method, path, body)
-            .await?
-            .context("the server sent an empty answer")
+/// Turns a client error into one for people (see [`explain`]).
+pub trait Explain<T> {
+    fn explain(self) -> anyhow::Result<T>;
+}
+
+impl<T> Explain<T> for Result<T, ClientError> {
+    fn explain(self) -> anyhow::Result<T> {
+        self.map_err(explain)
     }
 }
 
@@ -83,6 +66,9 @@ fn explain(e: ClientError) -> anyhow::Error {
                 .unwrap_or_default();
             anyhow::anyhow!("{status}: {}{id}", body.summary())
         }
+        ClientError::Transport { url, message } => anyhow::anyhow!(
+            "cannot reach {url}: {message}\nIs the server running there? Give its address with --url or REKEY_URL."
+        ),
         _ => anyhow::anyhow!(e),
     }
 }

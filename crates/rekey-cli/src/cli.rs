@@ -175,15 +175,15 @@ pub enum AppsCommand {
     Show {
         #[command(flatten)]
         api: ApiArgs,
-        /// App id (UUID).
-        app_id: String,
+        /// The app: its id or its client id.
+        app: String,
     },
     /// Delete an app and its secrets.
     Delete {
         #[command(flatten)]
         api: ApiArgs,
-        /// App id (UUID).
-        app_id: String,
+        /// The app: its id or its client id.
+        app: String,
     },
 }
 
@@ -193,16 +193,16 @@ pub enum SecretsCommand {
     List {
         #[command(flatten)]
         api: ApiArgs,
-        /// App id (UUID).
-        app_id: String,
+        /// The app: its id or its client id.
+        app: String,
     },
     /// Rotate: a new current secret (printed once); the old one keeps working for the grace
     /// period. Refused while a previous secret is still valid.
     Rotate {
         #[command(flatten)]
         api: ApiArgs,
-        /// App id (UUID).
-        app_id: String,
+        /// The app: its id or its client id.
+        app: String,
         /// How long the old secret keeps working (default: the app's rotation grace).
         #[arg(long)]
         grace_seconds: Option<i64>,
@@ -211,8 +211,8 @@ pub enum SecretsCommand {
     Regenerate {
         #[command(flatten)]
         api: ApiArgs,
-        /// App id (UUID).
-        app_id: String,
+        /// The app: its id or its client id.
+        app: String,
         /// Confirm: clients still using the old secrets stop working at once.
         #[arg(long)]
         yes: bool,
@@ -221,8 +221,8 @@ pub enum SecretsCommand {
     Finish {
         #[command(flatten)]
         api: ApiArgs,
-        /// App id (UUID).
-        app_id: String,
+        /// The app: its id or its client id.
+        app: String,
     },
 }
 
@@ -251,14 +251,15 @@ pub enum DestinationsCommand {
     Set {
         #[command(flatten)]
         api: ApiArgs,
-        /// App id (UUID).
-        app_id: String,
+        /// The app: its id or its client id.
+        app: String,
         #[arg(long = "type", value_enum, default_value_t = NotificationKind::NewSecret)]
         notification_type: NotificationKind,
         /// SQS queue URL (credentials come from the server's standard AWS chain).
-        #[arg(long, requires = "region", conflicts_with_all = ["webhook_url", "directory"])]
+        #[arg(long, conflicts_with_all = ["webhook_url", "directory"])]
         sqs_queue_url: Option<String>,
-        /// AWS region of the queue.
+        /// AWS region of the queue; default: the one its URL names (give it for a URL that
+        /// names none, such as a local SQS-compatible server's).
         #[arg(long)]
         region: Option<String>,
         /// SQS endpoint override, for SQS-compatible servers.
@@ -275,15 +276,15 @@ pub enum DestinationsCommand {
     List {
         #[command(flatten)]
         api: ApiArgs,
-        /// App id (UUID).
-        app_id: String,
+        /// The app: its id or its client id.
+        app: String,
     },
     /// Remove the destination of one notification type.
     Remove {
         #[command(flatten)]
         api: ApiArgs,
-        /// App id (UUID).
-        app_id: String,
+        /// The app: its id or its client id.
+        app: String,
         #[arg(long = "type", value_enum, default_value_t = NotificationKind::NewSecret)]
         notification_type: NotificationKind,
     },
@@ -291,8 +292,8 @@ pub enum DestinationsCommand {
     Test {
         #[command(flatten)]
         api: ApiArgs,
-        /// App id (UUID).
-        app_id: String,
+        /// The app: its id or its client id.
+        app: String,
         #[arg(long = "type", value_enum, default_value_t = NotificationKind::NewSecret)]
         notification_type: NotificationKind,
     },
@@ -304,7 +305,7 @@ pub enum DeliveriesCommand {
     List {
         #[command(flatten)]
         api: ApiArgs,
-        /// Only this app's (UUID).
+        /// Only this app's (its id or its client id).
         #[arg(long)]
         app: Option<String>,
         /// Only deliveries in this state: pending, delivered or dead.
@@ -402,9 +403,10 @@ pub struct RotateArgs {
     /// The SQS queue registered for APPLICATION_OAUTH_CLIENT_NEW_SECRET.
     #[arg(long)]
     pub queue_url: String,
-    /// AWS region of the queue.
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
-    pub region: String,
+    /// AWS region of the queue; default: the one its URL names, else AWS_REGION, else
+    /// us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
     /// SQS endpoint override, for SQS-compatible servers.
     #[arg(long)]
     pub sqs_endpoint_url: Option<String>,
@@ -461,7 +463,7 @@ pub enum AuditCommand {
     List {
         #[command(flatten)]
         api: ApiArgs,
-        /// Only this app's events (UUID).
+        /// Only this app's events (its id or its client id).
         #[arg(long)]
         app: Option<String>,
         /// Only this action, e.g. secret.rotated.

@@ -20,6 +20,8 @@ use rekey_client::{
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use rekey_core::notify::sqs_region_from_url;
+
 use crate::cli::{OutputFormat, RotateArgs};
 
 const NEW_SECRET: &str = "APPLICATION_OAUTH_CLIENT_NEW_SECRET";
@@ -28,12 +30,34 @@ const NEW_SECRET: &str = "APPLICATION_OAUTH_CLIENT_NEW_SECRET";
 struct Failure {
     code: u8,
     message: String,
+    /// When the next attempt can be made (a rate-limited rotation call).
+    retry_after_secs: Option<u64>,
 }
 
 fn fail(code: u8, message: impl Into<String>) -> Failure {
     Failure {
         code,
         message: message.into(),
+        retry_after_secs: None,
+    }
+}
+
+impl Failure {
+    /// The stable name of the failure in `--output json` (the exit code's meaning).
+    fn error_code(&self) -> &'static str {
+        match self.code {
+            USAGE => "usage",
+            CREDENTIALS => "credentials",
+            NOT_ENROLLED => "not_enrolled",
+            RATE_LIMITED => "rate_limited",
+            TIMEOUT => "timeout",
+            QUEUE => "queue",
+            SINK => "sink",
+            VERIFY => "verify",
+            IN_PROGRESS => "rotation_in_progress",
+            UNKNOWN_OUTCOME => "unknown_outcome",
+            _ => "failed",
+        }
     }
 }
 
@@ -52,10 +76,36 @@ pub async fn run(args: RotateArgs) -> ExitCode {
     match rotate(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            match args.output {
+                // One JSON object on standard output, as success prints one.
+                OutputFormat::Json => println!(
+                    "{}",
+                    json!({
+                        "error": f.error_code(),
+                        "message": f.message,
+                        "exitCode": f.code,
+                        "retryAfterSeconds": f.retry_after_secs,
+                    })
+                ),
+                OutputFormat::Human => eprintln!("error: {}", f.message),
+            }
             ExitCode::from(f.code)
         }
     }
+}
+
+/// An AWS SDK error for people: each cause's message, without the SDK's debug dump.
+fn aws_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }
 
 /// Where the new secret goes.
@@ -117,8 +167,13 @@ async fn rotate(args: &RotateArgs) -> Result<(), Failure> {
         .map_err(|e| token_failure(&e, "the current client secret"))?;
 
     // 2. Queue and sink, before anything changes.
-    let sqs =
-        rekey_dispatch::sinks::sqs_client(&args.region, args.sqs_endpoint_url.as_deref()).await;
+    let region = args
+        .region
+        .clone()
+        .or_else(|| sqs_region_from_url(&args.queue_url))
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .unwrap_or_else(|| "us-east-1".into());
+    let sqs = rekey_dispatch::sinks::sqs_client(&region, args.sqs_endpoint_url.as_deref()).await;
     sqs.get_queue_attributes()
         .queue_url(&args.queue_url)
         .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
@@ -126,9 +181,9 @@ async fn rotate(args: &RotateArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| {
             fail(QUEUE, format!(
-                "cannot read the queue {}: {}. Check the URL, region and AWS credentials; nothing was rotated",
+                "cannot read the queue {} (region {region}): {}. Check the URL, region and AWS credentials; nothing was rotated",
                 args.queue_url,
-                aws_sdk_sqs::error::DisplayErrorContext(&e)
+                aws_error(&e)
             ))
         })?;
     check_sink(&sink)?;
@@ -216,7 +271,7 @@ async fn rotate(args: &RotateArgs) -> Result<(), Failure> {
         {
             eprintln!(
                 "warning: the new secret is saved, but the queue message could not be deleted: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(&e)
+                aws_error(&e)
             );
         }
     }
@@ -294,13 +349,19 @@ fn rotate_failure(e: &ClientError) -> Failure {
         .body()
         .map(|b| b.summary())
         .unwrap_or_else(|| e.to_string());
-    match status {
+    // Every rotation call spends a token of the rate limit, refused ones too (as SP-API
+    // throttles): say when the next one can be made.
+    let wait = next_attempt_in(e.rate_limit());
+    let when = wait.map_or_else(String::new, |s| {
+        format!("; the next attempt can be made in about {s} s")
+    });
+    let mut failure = match status {
         Some(429) => fail(RATE_LIMITED, format!(
-            "the rotation is rate limited ({} per second); the old secret still works: wait a minute and run again",
-            e.rate_limit().unwrap_or("0.0167")
+            "the rotation is rate limited ({} per second); the old secret still works{when}",
+            e.rate_limit().unwrap_or("?")
         )),
         Some(400) if text.contains("not enrolled") => fail(NOT_ENROLLED, format!(
-            "{text}. Register the queue for {NEW_SECRET} (with Rekey: rekey destinations set <app> --sqs-queue-url ...), then run again"
+            "{text}. Register the queue for {NEW_SECRET} (with Rekey: rekey destinations set <app> --sqs-queue-url ...), then run again{when}"
         )),
         Some(400) => fail(IN_PROGRESS, format!(
             "{text}. No notification for it is in the queue: finish the rotation with the new secret you have, or wait for the old one to expire"
@@ -310,7 +371,25 @@ fn rotate_failure(e: &ClientError) -> Failure {
             "the rotation request failed ({e}); it may or may not have happened. The old secret still works; run again: \
              if it happened, its notification is picked up from the queue"
         )),
+    };
+    if matches!(failure.code, RATE_LIMITED | NOT_ENROLLED) {
+        failure.retry_after_secs = wait;
     }
+    failure
+}
+
+/// Seconds until the rate limit (`x-amzn-RateLimit-Limit`, requests per second) grants the
+/// next request: one token's refill time, rounded up.
+fn next_attempt_in(rate_limit: Option<&str>) -> Option<u64> {
+    let rate: f64 = rate_limit?.trim().parse().ok()?;
+    (rate.is_finite() && rate > 0.0).then(|| {
+        let secs = (1.0 / rate).ceil();
+        if (1.0..86_400.0).contains(&secs) {
+            secs as u64
+        } else {
+            1
+        }
+    })
 }
 
 /// A notification for this client: its body and the receipt handles of every copy.
@@ -346,7 +425,7 @@ async fn receive(
                     QUEUE,
                     format!(
                         "cannot receive from the queue: {}; the old secret still works",
-                        aws_sdk_sqs::error::DisplayErrorContext(&e)
+                        aws_error(&e)
                     ),
                 )
             })?;

@@ -286,6 +286,18 @@ pub fn secret_expiry_payload(client_id: &str, expires_at: Timestamp) -> SecretEx
     }
 }
 
+/// The AWS region an SQS queue URL names (`https://sqs.<region>.amazonaws.com/<account>/<queue>`),
+/// if it names one; a local SQS-compatible server's URL names none.
+pub fn sqs_region_from_url(queue_url: &str) -> Option<String> {
+    let host = queue_url.split("://").nth(1)?.split('/').next()?;
+    let region = host.strip_prefix("sqs.")?.split('.').next()?;
+    (!region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    .then(|| region.to_string())
+}
+
 /// Days before expiry at which the current secret's owner is warned.
 pub const EXPIRY_WARNING_DAYS: [i64; 6] = [90, 60, 30, 15, 7, 1];
 
@@ -319,6 +331,19 @@ mod tests {
     use serde_json::json;
 
     const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+    #[test]
+    fn an_sqs_queue_url_names_its_region_unless_it_is_a_local_one() {
+        assert_eq!(
+            sqs_region_from_url("https://sqs.eu-west-2.amazonaws.com/123456789012/q").as_deref(),
+            Some("eu-west-2")
+        );
+        assert_eq!(
+            sqs_region_from_url("http://127.0.0.1:4566/000000000000/q"),
+            None
+        );
+        assert_eq!(sqs_region_from_url("not a url"), None);
+    }
 
     #[test]
     fn the_envelope_has_the_sp_api_fields() {

@@ -3,11 +3,11 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rekey_core::model::{AppId, DeliveryId};
-use rekey_core::notify::{Delivery, DeliveryState, NotificationType, Target};
+use rekey_core::model::DeliveryId;
+use rekey_core::notify::{sqs_region_from_url, Delivery, DeliveryState, NotificationType, Target};
 use rekey_proto::native::{
-    DeliveryList, DeliveryView, DestinationList, DestinationRequest, DestinationView,
-    QueuedNotification,
+    DeliveryList, DeliveryQuery, DeliveryView, DestinationList, DestinationRequest,
+    DestinationView, QueuedNotification,
 };
 
 use super::apps::{app_ref, load_app};
@@ -30,7 +30,10 @@ fn target_from(req: DestinationRequest) -> Result<Target, ApiError> {
         "sqs" => Target::Sqs {
             region: match req.region {
                 Some(r) => r,
-                None => region_of(req.queue_url.as_deref())
+                None => req
+                    .queue_url
+                    .as_deref()
+                    .and_then(sqs_region_from_url)
                     .ok_or_else(|| missing("region (or a queueUrl that names it)"))?,
             },
             queue_url: req.queue_url.ok_or_else(|| missing("queueUrl"))?,
@@ -44,18 +47,6 @@ fn target_from(req: DestinationRequest) -> Result<Target, ApiError> {
         },
         _ => return Err(ApiError::bad_request("kind must be sqs, webhook or file")),
     })
-}
-
-/// The AWS region in an SQS queue URL (`https://sqs.<region>.amazonaws.com/...`), if it
-/// names one.
-fn region_of(queue_url: Option<&str>) -> Option<String> {
-    let host = queue_url?.split("://").nth(1)?.split('/').next()?;
-    let region = host.strip_prefix("sqs.")?.split('.').next()?;
-    (!region.is_empty()
-        && region
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-'))
-    .then(|| region.to_string())
 }
 
 /// `PUT .../apps/{app}/destinations/{type}`: sets (replaces) the destination. A webhook gets a
@@ -263,7 +254,7 @@ pub async fn test_destination(
     tag = "deliveries",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("appId" = Option<Uuid>, Query, description = "Only this app"),
+        ("appId" = Option<String>, Query, description = "Only this app (its id or its client id)"),
         ("state" = Option<String>, Query, description = "pending, delivered or dead"),
         ("pageStart" = Option<u32>, Query, description = "Items to skip (default 0)"),
         ("pageLimit" = Option<u32>, Query, description = "Items per page, 1-1000 (default 100)"),
@@ -284,20 +275,12 @@ pub async fn list_deliveries(
 ) -> Result<Json<DeliveryList>, ApiError> {
     let org_id = parse_org(&org_id)?;
     caller.role_in(&state, org_id).await?;
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    struct DeliveriesQuery {
-        app_id: Option<String>,
-        state: Option<String>,
-        page_start: Option<u32>,
-        page_limit: Option<u32>,
-    }
-    let q: DeliveriesQuery = parse_query(q.as_deref())?;
+    let q: DeliveryQuery = parse_query(q.as_deref())?;
     let page = page(q.page_start, q.page_limit)?;
-    let app = q
-        .app_id
-        .map(|a| AppId::parse(&a).ok_or_else(|| ApiError::bad_request("appId must be a UUID")))
-        .transpose()?;
+    let app = match &q.app_id {
+        Some(a) => Some(state.ops.app_in(org_id, &app_ref(a)).await?.id),
+        None => None,
+    };
     let st = q
         .state
         .map(|v| {

@@ -4,9 +4,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rekey_core::model::{OrgId, Principal, Role, UserId};
+use rekey_core::ops::AppRef;
 use rekey_core::policy::Action;
 use rekey_core::store::Page;
-use rekey_proto::native::{AddMemberRequest, AddedMember, AuditEventList, MemberView, OrgView};
+use rekey_proto::native::{
+    AddMemberRequest, AddedMember, AuditEventList, AuditQuery, MemberView, OrgView,
+};
 use secrecy::ExposeSecret;
 
 use super::views;
@@ -181,7 +184,7 @@ fn parse_role(s: &str) -> Result<Role, ApiError> {
     tag = "audit",
     params(
         ("org_id" = Uuid, Path, description = "Organization id"),
-        ("appId" = Option<Uuid>, Query, description = "Only this app"),
+        ("appId" = Option<String>, Query, description = "Only this app (its id or its client id)"),
         ("action" = Option<String>, Query, description = "Only this action"),
         ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
         ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
@@ -203,16 +206,6 @@ pub async fn list_audit(
     RawQuery(q): RawQuery,
 ) -> Result<Json<AuditEventList>, ApiError> {
     let org_id = parse_org(&org_id)?;
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    struct AuditQuery {
-        app_id: Option<String>,
-        action: Option<String>,
-        since: Option<String>,
-        until: Option<String>,
-        page_start: Option<u32>,
-        page_limit: Option<u32>,
-    }
     let q: AuditQuery = parse_query(q.as_deref())?;
     let page = page(q.page_start, q.page_limit)?;
     let time = |v: &str, name: &str| {
@@ -222,20 +215,20 @@ pub async fn list_audit(
     if q.action.as_ref().is_some_and(|a| a.len() > 64) {
         return Err(ApiError::bad_request("action is at most 64 characters"));
     }
+    caller.authorize(&state, org_id, Action::ReadAudit).await?;
+    // An app id names a deleted app's events too; a client id names a current app.
+    let app = match q.app_id.as_deref().map(AppRef::parse) {
+        Some(AppRef::Id(id)) => Some(id),
+        Some(client_id) => Some(state.ops.app_in(org_id, &client_id).await?.id),
+        None => None,
+    };
     let filter = rekey_core::store::AuditFilter {
         org: Some(org_id),
-        app: q
-            .app_id
-            .map(|a| {
-                rekey_core::model::AppId::parse(&a)
-                    .ok_or_else(|| ApiError::bad_request("appId must be a UUID"))
-            })
-            .transpose()?,
+        app,
         action: q.action,
         since: q.since.map(|v| time(&v, "since")).transpose()?,
         until: q.until.map(|v| time(&v, "until")).transpose()?,
     };
-    caller.authorize(&state, org_id, Action::ReadAudit).await?;
     let events = state.store.list_audit(&filter, page).await?;
     Ok(Json(AuditEventList {
         items: events.iter().map(views::audit_event).collect(),

@@ -1,0 +1,202 @@
+//! Commands that work on the server itself or its database: `serve`, `migrate`, `init`,
+//! `healthcheck`, `signing-keys`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::bail;
+use rekey_core::clock::{Clock, SystemClock};
+use rekey_core::model::{AuditContext, Membership, Org, OrgId, Principal, Role, User, UserId};
+use rekey_core::ops::api_tokens::new_api_token;
+use rekey_core::store::Store;
+use rekey_core::token::generate_signing_key;
+use rekey_server::startup::{load_or_create_server_key, open_store};
+use rekey_server::{telemetry, Application, Config};
+use secrecy::ExposeSecret;
+
+use crate::cli::{InitArgs, OutputFormat, ServerArgs, SigningKeysCommand};
+
+pub(super) async fn migrate(args: &ServerArgs) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(args)?;
+    config.auto_migrate = true;
+    open_store(&config).await?;
+    println!("database is up to date");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn load_config(args: &ServerArgs) -> anyhow::Result<Config> {
+    let mut flags = serde_json::Map::new();
+    if let Some(v) = &args.listen {
+        flags.insert("listen".into(), v.clone().into());
+    }
+    if let Some(v) = &args.database_url {
+        flags.insert("database_url".into(), v.clone().into());
+    }
+    if let Some(v) = &args.data_dir {
+        flags.insert("data_dir".into(), v.display().to_string().into());
+    }
+    Ok(Config::load(args.config.as_deref(), &flags)?)
+}
+
+pub(super) async fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args)?;
+    telemetry::init(config.log_format);
+    tracing::info!(config = ?config, "starting");
+    let app = Application::build(config, Arc::new(SystemClock)).await?;
+    app.run_until(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.server)?;
+    let store = open_store(&config).await?;
+    let key = load_or_create_server_key(&config)?;
+    if store.count_orgs().await? > 0 {
+        bail!("this database already has an organization; `rekey init` only sets up a new one");
+    }
+    let now = SystemClock.now();
+    let ctx = AuditContext {
+        actor: "cli:init".into(),
+        ..Default::default()
+    };
+    let org = Org {
+        id: OrgId::new(),
+        name: args.org_name.clone(),
+        created_at: now,
+    };
+    store
+        .create_org(&org, &[ctx.event(now, "org.created").org(org.id)])
+        .await?;
+    let email = args.email.trim().to_string();
+    if !email.contains('@') {
+        bail!("--email must be an email address");
+    }
+    let user = User {
+        id: UserId::new(),
+        display_name: args.display_name.clone().unwrap_or_else(|| email.clone()),
+        email,
+        created_at: now,
+    };
+    store.create_user(&user).await?;
+    let m = Membership {
+        org_id: org.id,
+        principal: Principal::User(user.id),
+        role: Role::OrgOwner,
+        created_at: now,
+    };
+    store
+        .put_membership(
+            &m,
+            &[ctx.event(now, "member.role_set").org(org.id).details(
+                serde_json::json!({"member": m.principal.to_string(), "role": "org_owner"}),
+            )],
+        )
+        .await?;
+    let (token, plain) = new_api_token(user.id, org.id, "init", None, &key.api_token_hasher(), now);
+    store
+        .create_api_token(&token, &[ctx.event(now, "api_token.created").org(org.id)])
+        .await?;
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({
+                "orgId": org.id.to_string(),
+                "userId": user.id.to_string(),
+                "apiToken": plain.expose_secret(),
+            })
+        ),
+        OutputFormat::Human => {
+            println!("Organization {} ({})", org.name, org.id);
+            println!("Owner        {} ({})", user.email, user.id);
+            println!("API token    {}", plain.expose_secret());
+            println!();
+            println!("The API token is shown only now. Store it safely, then e.g.:");
+            println!("  export REKEY_API_TOKEN=<the token>");
+            println!("  rekey apps create --name my-service");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn healthcheck(url: &str) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/readyz", url.trim_end_matches('/'));
+    let ok = match reqwest::Client::new()
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().is_success(),
+        Err(_) => false,
+    };
+    println!("{}", if ok { "healthy" } else { "unhealthy" });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub(super) async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<ExitCode> {
+    let (args, rotate) = match cmd {
+        SigningKeysCommand::List(a) => (a, false),
+        SigningKeysCommand::Rotate(a) => (a, true),
+    };
+    let config = load_config(&args)?;
+    let store = open_store(&config).await?;
+    let now = SystemClock.now();
+    if rotate {
+        let key = load_or_create_server_key(&config)?;
+        let new = generate_signing_key(&key.sealer("signing-keys"), now);
+        let ev = AuditContext {
+            actor: "cli:signing-keys".into(),
+            ..Default::default()
+        }
+        .event(now, "signing_key.rotated")
+        .details(serde_json::json!({ "kid": new.kid }));
+        store
+            .add_signing_key(
+                &new,
+                now.plus_secs(config.signing_key_overlap_seconds),
+                &[ev],
+            )
+            .await?;
+        println!(
+            "new signing key {} (nodes pick it up within {} s)",
+            new.kid, config.signing_key_reload_seconds
+        );
+    }
+    for k in store.list_signing_keys().await? {
+        let until = k
+            .publish_until
+            .map_or("signing".to_string(), |t| format!("published until {t}"));
+        println!(
+            "{}  {}  created {}  {}",
+            k.kid, k.algorithm, k.created_at, until
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
