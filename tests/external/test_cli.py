@@ -110,3 +110,15 @@ def test_an_unreachable_server_names_the_setting_that_points_at_it(server):
     out = subprocess.run([REKEY_BIN, "apps", "list"], capture_output=True, text=True, env=env, timeout=30)
     assert out.returncode != 0
     assert "cannot reach" in out.stderr and "--url or REKEY_URL" in out.stderr, out.stderr
+
+
+def test_a_refused_init_leaves_nothing_behind_and_init_can_run_again(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REKEY_")}
+    env["REKEY_DATA_DIR"] = str(tmp_path / "data")
+    bad = subprocess.run([REKEY_BIN, "init", "--email", "not-an-email"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode != 0 and "--email" in bad.stderr
+    good = subprocess.run([REKEY_BIN, "init", "--email", "owner@example.com", "--output", "json"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["apiToken"].startswith("rkt_")

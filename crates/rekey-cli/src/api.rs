@@ -9,14 +9,14 @@ use secrecy::SecretString;
 
 use crate::cli::ApiArgs;
 
-pub struct ApiClient {
+pub(crate) struct ApiClient {
     pub api: NativeApi,
     pub org: String,
 }
 
 impl ApiClient {
     /// Exchanges the API token for an access token and works out the org.
-    pub async fn connect(args: &ApiArgs) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(args: &ApiArgs) -> anyhow::Result<Self> {
         let Some(api_token) = args.api_token.as_deref() else {
             bail!("no API token: set REKEY_API_TOKEN (or --api-token)");
         };
@@ -41,7 +41,7 @@ impl ApiClient {
 }
 
 /// Turns a client error into one for people (see [`explain`]).
-pub trait Explain<T> {
+pub(crate) trait Explain<T> {
     fn explain(self) -> anyhow::Result<T>;
 }
 

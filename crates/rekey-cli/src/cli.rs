@@ -11,13 +11,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Rekey: an OAuth 2.0 authorization server for machine-to-machine apps, built around zero-downtime client-secret rotation",
     propagate_version = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the server (SQLite in ./data by default).
     Serve(ServerArgs),
     /// Apply pending database migrations and exit.
@@ -65,7 +65,7 @@ pub enum Command {
 
 /// Where the server's configuration comes from.
 #[derive(Debug, Args, Clone, Default)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// A TOML config file (see `rekey default-config`).
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
@@ -81,7 +81,7 @@ pub struct ServerArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Name of the first organization.
@@ -98,14 +98,14 @@ pub struct InitArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct HealthcheckArgs {
+pub(crate) struct HealthcheckArgs {
     /// Base URL of the server.
     #[arg(long, env = "REKEY_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SigningKeysCommand {
+pub(crate) enum SigningKeysCommand {
     /// List signing keys and until when each is published.
     List(ServerArgs),
     /// Add a new signing key; the current one stays published for the configured overlap.
@@ -113,14 +113,14 @@ pub enum SigningKeysCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     Human,
     Json,
 }
 
 /// How to reach and authenticate to the management API.
 #[derive(Debug, Args, Clone)]
-pub struct ApiArgs {
+pub(crate) struct ApiArgs {
     /// Base URL of the server.
     #[arg(
         long,
@@ -140,7 +140,7 @@ pub struct ApiArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AppsCommand {
+pub(crate) enum AppsCommand {
     /// Create an app; prints its client id and first secret (shown once).
     Create {
         #[command(flatten)]
@@ -188,7 +188,7 @@ pub enum AppsCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SecretsCommand {
+pub(crate) enum SecretsCommand {
     /// List an app's secrets: state, hint, expiry, last use (never the secret).
     List {
         #[command(flatten)]
@@ -228,7 +228,7 @@ pub enum SecretsCommand {
 
 /// Which notification a destination receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum NotificationKind {
+pub(crate) enum NotificationKind {
     /// APPLICATION_OAUTH_CLIENT_NEW_SECRET: the new secret after a rotation.
     NewSecret,
     /// APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY: warnings before the current secret expires.
@@ -236,7 +236,7 @@ pub enum NotificationKind {
 }
 
 impl NotificationKind {
-    pub fn api_name(self) -> &'static str {
+    pub(crate) fn api_name(self) -> &'static str {
         match self {
             NotificationKind::NewSecret => "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
             NotificationKind::SecretExpiry => "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY",
@@ -245,7 +245,7 @@ impl NotificationKind {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DestinationsCommand {
+pub(crate) enum DestinationsCommand {
     /// Set (replace) the destination of one notification type. Give exactly one of
     /// --sqs-queue-url, --webhook-url, --directory. A webhook's signing secret is printed once.
     Set {
@@ -300,7 +300,7 @@ pub enum DestinationsCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DeliveriesCommand {
+pub(crate) enum DeliveriesCommand {
     /// List deliveries, newest first.
     List {
         #[command(flatten)]
@@ -323,13 +323,13 @@ pub enum DeliveriesCommand {
 
 /// A member is a user or an app (a service account).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MemberKind {
+pub(crate) enum MemberKind {
     User,
     App,
 }
 
 impl MemberKind {
-    pub fn path(self) -> &'static str {
+    pub(crate) fn path(self) -> &'static str {
         match self {
             MemberKind::User => "user",
             MemberKind::App => "app",
@@ -338,7 +338,7 @@ impl MemberKind {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum MembersCommand {
+pub(crate) enum MembersCommand {
     /// List members with their roles.
     List {
         #[command(flatten)]
@@ -384,7 +384,7 @@ pub enum MembersCommand {
 /// failed with an unknown outcome. After any failure the old secret still works, and running
 /// the command again is safe: it picks up a notification already in the queue.
 #[derive(Debug, Args)]
-pub struct RotateArgs {
+pub(crate) struct RotateArgs {
     /// Client id of the application to rotate.
     #[arg(long, env = "REKEY_CLIENT_ID")]
     pub client_id: String,
@@ -431,7 +431,7 @@ pub struct RotateArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ApiTokensCommand {
+pub(crate) enum ApiTokensCommand {
     /// Create an API token for yourself; printed once.
     Create {
         #[command(flatten)]
@@ -458,7 +458,7 @@ pub enum ApiTokensCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AuditCommand {
+pub(crate) enum AuditCommand {
     /// List audit events, newest first.
     List {
         #[command(flatten)]

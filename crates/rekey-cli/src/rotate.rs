@@ -72,7 +72,7 @@ const IN_PROGRESS: u8 = 10;
 const UNKNOWN_OUTCOME: u8 = 11;
 const USAGE: u8 = 2;
 
-pub async fn run(args: RotateArgs) -> ExitCode {
+pub(crate) async fn run(args: RotateArgs) -> ExitCode {
     match rotate(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

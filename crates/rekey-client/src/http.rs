@@ -103,7 +103,7 @@ impl Http {
         clippy::expect_used,
         reason = "the builder fails only without a TLS backend, which is compiled in"
     )]
-    pub fn new(retry: RetryPolicy) -> Self {
+    pub(crate) fn new(retry: RetryPolicy) -> Self {
         let client = reqwest::Client::builder()
             .user_agent(concat!("rekey-client/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(30))
@@ -113,7 +113,7 @@ impl Http {
     }
 
     /// Sends the request `build` makes, retrying as the policy allows.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
         safe_to_repeat: bool,

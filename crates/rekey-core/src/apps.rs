@@ -148,6 +148,12 @@ pub fn new_app(
 ) -> Result<(App, Secret, SecretString), CoreError> {
     settings.validate()?;
     let client_id = match client_id {
+        // A UUID would read as another app's id wherever apps are named by id or client id.
+        Some(c) if AppId::parse(&c).is_some() => {
+            return Err(CoreError::Invalid(
+                "clientId must not be a UUID: UUIDs name apps by their id".into(),
+            ))
+        }
         Some(c) if is_valid_client_id(&c) => c,
         Some(_) => {
             return Err(CoreError::Invalid(

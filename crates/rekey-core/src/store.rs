@@ -15,7 +15,7 @@ use crate::crypto::SecretHash;
 use crate::error::{CoreResult, OpError};
 use crate::model::{
     ApiToken, ApiTokenId, App, AppId, AuditEvent, DeliveryId, DestinationId, Membership, Org,
-    OrgId, Principal, Secret, SecretId, StoredSigningKey, User, UserId,
+    OrgId, Principal, Role, Secret, SecretId, StoredSigningKey, User, UserId,
 };
 use crate::notify::{Delivery, DeliveryState, Destination, NotificationType};
 
@@ -68,10 +68,26 @@ pub struct SecretChanges {
     pub deliveries: Vec<Delivery>,
 }
 
+/// An app as [`Store::change_secrets`] reads it inside its transaction, with the app row
+/// locked: its role, when it is a service account, cannot change until the commit (setting an
+/// app's role writes its row), so a plan may decide on it. Derefs to the [`App`].
+#[derive(Clone, Debug)]
+pub struct LockedApp {
+    pub app: App,
+    pub service_account_role: Option<Role>,
+}
+
+impl std::ops::Deref for LockedApp {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
 /// Plans a change from an app and its current secrets (all states). Pure: no I/O. A refusal
 /// of the rule comes back from [`Store::change_secrets`] unchanged.
 pub type SecretPlan<'a> =
-    &'a (dyn Fn(&App, &[Secret]) -> Result<SecretChanges, OpError> + Send + Sync);
+    &'a (dyn Fn(&LockedApp, &[Secret]) -> Result<SecretChanges, OpError> + Send + Sync);
 
 /// What a membership change writes, in one transaction with the org locked.
 #[derive(Clone, Debug, Default)]

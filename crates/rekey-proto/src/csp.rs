@@ -33,7 +33,7 @@ pub struct AllowedScopes {
 }
 
 /// `OrgOauthAppRequest`: `POST .../oauth-apps`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OauthAppRequest {
     /// The client id; generated when absent.
@@ -134,7 +134,7 @@ pub struct BulkDeleteResult {
 }
 
 /// `{clientId, clientSecret}`: a new app's or a regenerated secret, shown once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientCredentials {
     pub client_id: String,
@@ -147,7 +147,7 @@ pub struct ClientCredentials {
 pub struct EmptyBody {}
 
 /// `POST .../secret`: the owner client's rotation with a secret of its choosing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OwnerRotationRequest {
     pub new_client_secret: String,
@@ -166,4 +166,64 @@ pub struct CspErrorResponse {
     pub module_code: i32,
     pub request_id: String,
     pub status_code: u16,
+}
+
+/// Shown in place of a secret by the `Debug` of the bodies that carry one.
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for OauthAppRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OauthAppRequest")
+            .field("id", &self.id)
+            .field("display_name", &self.display_name)
+            .field("secret", &self.secret.as_ref().map(|_| REDACTED))
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for OwnerRotationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnerRotationRequest")
+            .field("new_client_secret", &REDACTED)
+            .field(
+                "secret_rotation_expiration_in_seconds",
+                &self.secret_rotation_expiration_in_seconds,
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let shown = format!(
+            "{:?} {:?} {:?}",
+            OauthAppRequest {
+                secret: Some("Plain-Secret-1!".into()),
+                ..Default::default()
+            },
+            ClientCredentials {
+                client_id: "c".into(),
+                client_secret: "Plain-Secret-1!".into()
+            },
+            OwnerRotationRequest {
+                new_client_secret: "Plain-Secret-1!".into(),
+                secret_rotation_expiration_in_seconds: None
+            }
+        );
+        assert!(!shown.contains("Plain-Secret"), "{shown}");
+        assert_eq!(shown.matches(REDACTED).count(), 3, "{shown}");
+    }
 }

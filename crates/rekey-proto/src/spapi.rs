@@ -50,7 +50,7 @@ pub struct NewSecretPayload {
     pub new_secret: NewClientSecret,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewClientSecret {
     pub client_id: String,
@@ -73,4 +73,21 @@ pub struct ClientSecretExpiry {
     pub client_id: String,
     pub client_secret_expiry_time: String,
     pub client_secret_expiry_reason: String,
+}
+
+impl std::fmt::Debug for NewClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewClientSecret")
+            .field("client_id", &self.client_id)
+            .field("new_client_secret", &"<redacted>")
+            .field(
+                "new_client_secret_expiry_time",
+                &self.new_client_secret_expiry_time,
+            )
+            .field(
+                "old_client_secret_expiry_time",
+                &self.old_client_secret_expiry_time,
+            )
+            .finish()
+    }
 }

@@ -16,8 +16,8 @@ use rekey_core::model::{
 use rekey_core::model::{DeliveryId, DestinationId};
 use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
 use rekey_core::store::{
-    AuditFilter, ClientRecord, MembershipChanges, MembershipPlan, Page, SecretChanges, SecretPlan,
-    Store,
+    AuditFilter, ClientRecord, LockedApp, MembershipChanges, MembershipPlan, Page, SecretChanges,
+    SecretPlan, Store,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
@@ -244,7 +244,8 @@ impl SqlStore {
         .map_err(db_err)?;
         match client {
             Some(client) => self.announce_client_change(tx, &client).await,
-            None => Ok(()),
+            // The app is gone (deleted meanwhile, or of another org): no membership for it.
+            None => Err(CoreError::NotFound),
         }
     }
 
@@ -946,6 +947,28 @@ impl Store for SqlStore {
         .iter()
         .map(rows::secret)
         .collect::<CoreResult<_>>()?;
+        // The app row is locked, and setting an app's role writes that row: the role read
+        // here holds until the commit.
+        let service_account_role = if app.service_account {
+            sqlx::query(
+                "SELECT org_id, principal_kind, principal_id, role, created_at FROM memberships \
+                 WHERE org_id = $1 AND principal_kind = 'app' AND principal_id = $2",
+            )
+            .bind(app.org_id.to_string())
+            .bind(app_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::membership(&r))
+            .transpose()?
+            .map(|m| m.role)
+        } else {
+            None
+        };
+        let app = LockedApp {
+            app,
+            service_account_role,
+        };
         let changes = plan(&app, &secrets)?;
         self.announce_client_change(&mut tx, &app.client_id).await?;
         // Updates first: a demoted current must leave its slot before the new one takes it.

@@ -11,7 +11,9 @@ use rekey_core::clock::Timestamp;
 use rekey_core::crypto::ServerKey;
 use rekey_core::error::{CoreError, OpError};
 use rekey_core::model::*;
-use rekey_core::store::{AuditFilter, ClientRecord, MembershipChanges, Page, SecretChanges, Store};
+use rekey_core::store::{
+    AuditFilter, ClientRecord, LockedApp, MembershipChanges, Page, SecretChanges, Store,
+};
 use rekey_core::token::generate_signing_key;
 use rekey_store::testing::TestDb;
 use rekey_store::SqlStore;
@@ -423,7 +425,9 @@ async fn cached_read(s: &SqlStore, client_id: &str) -> Arc<ClientRecord> {
 }
 
 /// A plan that revokes the current secret and makes `new` current.
-fn replacing_current(new: Secret) -> impl Fn(&App, &[Secret]) -> Result<SecretChanges, OpError> {
+fn replacing_current(
+    new: Secret,
+) -> impl Fn(&LockedApp, &[Secret]) -> Result<SecretChanges, OpError> {
     move |_, secrets| {
         let mut old = secrets
             .iter()
@@ -798,5 +802,57 @@ async fn a_membership_change_writes_users_members_tokens_and_audit_together_or_n
                 .await,
             Err(OpError::NotFound)
         ));
+    }
+}
+
+#[tokio::test]
+async fn a_secret_plan_sees_the_apps_service_account_role_as_it_is_under_the_lock() {
+    for db in TestDb::all().await {
+        let s = &db.store;
+        let o = with_org(s).await;
+        let a = app(o.id, 1);
+        s.create_app(&a, &secret(a.id, SecretState::Current, 1), None, &[])
+            .await
+            .unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let record = |locked: &LockedApp, _: &[Secret]| {
+            seen.lock().unwrap().push(locked.service_account_role);
+            Ok(SecretChanges::default())
+        };
+        s.change_secrets(a.id, &record).await.unwrap();
+        s.put_membership(
+            &Membership {
+                org_id: o.id,
+                principal: Principal::App(a.id),
+                role: Role::OrgAdmin,
+                created_at: T0,
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+        s.change_secrets(a.id, &record).await.unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [None, Some(Role::OrgAdmin)],
+            "{}",
+            s.backend()
+        );
+        // A membership for an app that is not there is refused, not left behind.
+        let ghost = s
+            .change_membership(o.id, &|_| {
+                Ok(MembershipChanges {
+                    put: vec![Membership {
+                        org_id: o.id,
+                        principal: Principal::App(AppId::new()),
+                        role: Role::Developer,
+                        created_at: T0,
+                    }],
+                    ..Default::default()
+                })
+            })
+            .await;
+        assert!(matches!(ghost, Err(OpError::NotFound)), "{}", s.backend());
+        assert_eq!(s.list_memberships(o.id).await.unwrap().len(), 1);
     }
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use crate::cli::Command;
 
-pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => server::serve(&args).await,
         Command::Migrate(args) => server::migrate(&args).await,

@@ -8,7 +8,7 @@ use anyhow::bail;
 use rekey_core::clock::{Clock, SystemClock};
 use rekey_core::model::{AuditContext, Membership, Org, OrgId, Principal, Role, User, UserId};
 use rekey_core::ops::api_tokens::new_api_token;
-use rekey_core::store::Store;
+use rekey_core::store::{MembershipChanges, Store};
 use rekey_core::token::generate_signing_key;
 use rekey_server::startup::{load_or_create_server_key, open_store};
 use rekey_server::{telemetry, Application, Config};
@@ -77,6 +77,10 @@ pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     if store.count_orgs().await? > 0 {
         bail!("this database already has an organization; `rekey init` only sets up a new one");
     }
+    let email = args.email.trim().to_string();
+    if email.len() > 320 || !email.contains('@') {
+        bail!("--email must be an email address");
+    }
     let now = SystemClock.now();
     let ctx = AuditContext {
         actor: "cli:init".into(),
@@ -90,34 +94,37 @@ pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     store
         .create_org(&org, &[ctx.event(now, "org.created").org(org.id)])
         .await?;
-    let email = args.email.trim().to_string();
-    if !email.contains('@') {
-        bail!("--email must be an email address");
-    }
     let user = User {
         id: UserId::new(),
         display_name: args.display_name.clone().unwrap_or_else(|| email.clone()),
         email,
         created_at: now,
     };
-    store.create_user(&user).await?;
-    let m = Membership {
+    let owner = Membership {
         org_id: org.id,
         principal: Principal::User(user.id),
         role: Role::OrgOwner,
         created_at: now,
     };
-    store
-        .put_membership(
-            &m,
-            &[ctx.event(now, "member.role_set").org(org.id).details(
-                serde_json::json!({"member": m.principal.to_string(), "role": "org_owner"}),
-            )],
-        )
-        .await?;
     let (token, plain) = new_api_token(user.id, org.id, "init", None, &key.api_token_hasher(), now);
+    // The owner, the membership and the token in one transaction: never an org without an
+    // owner who can sign in.
+    let changes = MembershipChanges {
+        new_users: vec![user.clone()],
+        audit: vec![
+            ctx.event(now, "member.role_set").org(org.id).details(
+                serde_json::json!({"member": owner.principal.to_string(), "role": "org_owner"}),
+            ),
+            ctx.event(now, "api_token.created").org(org.id).details(
+                serde_json::json!({"tokenId": token.id.to_string(), "user": user.id.to_string()}),
+            ),
+        ],
+        put: vec![owner],
+        new_api_tokens: vec![token],
+        ..Default::default()
+    };
     store
-        .create_api_token(&token, &[ctx.event(now, "api_token.created").org(org.id)])
+        .change_membership(org.id, &|_| Ok(changes.clone()))
         .await?;
     match args.output {
         OutputFormat::Json => println!(

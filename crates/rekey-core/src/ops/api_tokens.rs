@@ -8,10 +8,9 @@ use super::{Actor, Rekey};
 use crate::clock::Timestamp;
 use crate::crypto::KeyedHasher;
 use crate::error::OpError;
-use crate::model::{ApiToken, ApiTokenId, Membership, Org, OrgId, Principal, Role, User, UserId};
+use crate::model::{ApiToken, ApiTokenId, OrgId, Principal, UserId};
 use crate::policy::{self, Action, Denied};
 use crate::secret::{generate_api_token, hint};
-use crate::store::MembershipChanges;
 
 /// The longest lifetime a caller may give an API token (ten years).
 pub const MAX_API_TOKEN_LIFETIME_SECS: i64 = 10 * 365 * 86_400;
@@ -39,13 +38,6 @@ pub fn new_api_token(
         revoked_at: None,
     };
     (record, plain)
-}
-
-/// A new org with its first owner, as `rekey init` makes it.
-pub struct FoundedOrg {
-    pub org: Org,
-    pub owner: User,
-    pub api_token: SecretString,
 }
 
 impl Rekey {
@@ -132,72 +124,5 @@ impl Rekey {
             }));
         self.store.revoke_api_token(id, now, &[ev]).await?;
         self.store.get_api_token(id).await?.ok_or(OpError::NotFound)
-    }
-
-    /// `rekey init`: a new org, its first owner and the owner's API token. The org is
-    /// written first, then its owner and token in one membership change.
-    pub async fn found_org(
-        &self,
-        actor: &Actor,
-        org_name: &str,
-        email: &str,
-        display_name: Option<&str>,
-    ) -> Result<FoundedOrg, OpError> {
-        let email = email.trim();
-        if email.len() > 320 || !email.contains('@') {
-            return Err(OpError::Invalid("email must be an email address".into()));
-        }
-        let now = self.now();
-        let org = Org {
-            id: OrgId::new(),
-            name: org_name.to_string(),
-            created_at: now,
-        };
-        let ctx = &actor.audit;
-        self.store
-            .create_org(&org, &[ctx.event(now, "org.created").org(org.id)])
-            .await?;
-        let owner = User {
-            id: UserId::new(),
-            display_name: display_name.unwrap_or(email).to_string(),
-            email: email.to_string(),
-            created_at: now,
-        };
-        let (token, plain) =
-            new_api_token(owner.id, org.id, "init", None, &self.api_token_hasher, now);
-        let membership = Membership {
-            org_id: org.id,
-            principal: Principal::User(owner.id),
-            role: Role::OrgOwner,
-            created_at: now,
-        };
-        let changes = MembershipChanges {
-            new_users: vec![owner.clone()],
-            audit: vec![
-                ctx.event(now, "member.role_set")
-                    .org(org.id)
-                    .details(serde_json::json!({
-                        "member": membership.principal.to_string(),
-                        "role": Role::OrgOwner.as_str(),
-                    })),
-                ctx.event(now, "api_token.created")
-                    .org(org.id)
-                    .details(serde_json::json!({
-                        "tokenId": token.id.to_string(),
-                        "user": owner.id.to_string(),
-                    })),
-            ],
-            put: vec![membership],
-            new_api_tokens: vec![token],
-            ..Default::default()
-        };
-        self.store
-            .change_membership(org.id, &|_| Ok(changes.clone()))
-            .await?;
-        Ok(FoundedOrg {
-            org,
-            owner,
-            api_token: plain,
-        })
     }
 }

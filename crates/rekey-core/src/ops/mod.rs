@@ -9,7 +9,7 @@
 //! - [`destinations`]: set, remove, test a destination; retry a dead delivery;
 //! - [`secrets`]: rotate, regenerate, finish, revoke;
 //! - [`members`]: add a member, set a role, remove a member (atomic, an owner always remains);
-//! - [`api_tokens`]: create, list, revoke; found an org with its first owner;
+//! - [`api_tokens`]: create, list, revoke;
 //! - [`sweep`]: expiry of secrets and expiry warnings (a worker's periodic task).
 
 pub mod api_tokens;
@@ -200,6 +200,18 @@ impl Rekey {
         app: &AppRef,
         action: fn(AppTarget) -> Action,
     ) -> Result<App, OpError> {
+        Ok(self.authorize_app_as(actor, org, app, action).await?.1)
+    }
+
+    /// As [`Self::authorize_app`], with the caller as the policy saw it (for a use case that
+    /// asks again inside its transaction).
+    pub(crate) async fn authorize_app_as(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        app: &AppRef,
+        action: fn(AppTarget) -> Action,
+    ) -> Result<(Subject, App), OpError> {
         let subject = self.subject(actor, org).await?;
         let app = self.app_in(org, app).await;
         let app = match app {
@@ -218,13 +230,17 @@ impl Rekey {
         };
         let target = self.app_target(&app).await?;
         policy::authorize(subject, action(target))?;
-        Ok(app)
+        Ok((subject, app))
     }
 
     /// The app `app` if it belongs to `org`.
     pub async fn app_in(&self, org: OrgId, app: &AppRef) -> Result<App, OpError> {
         let found = match app {
-            AppRef::Id(id) => self.store.get_app(*id).await?,
+            // An app made before client ids could not be UUIDs may still have one.
+            AppRef::Id(id) => match self.store.get_app(*id).await? {
+                Some(a) => Some(a),
+                None => self.store.find_app_by_client_id(&id.to_string()).await?,
+            },
             AppRef::ClientId(c) => self.store.find_app_by_client_id(c).await?,
         };
         match found {

@@ -11,10 +11,10 @@ use crate::clock::Timestamp;
 use crate::error::OpError;
 use crate::model::{App, NotificationId, OrgId, Secret, SecretId, SecretState};
 use crate::notify::{envelope, new_secret_payload, Delivery, NotificationType};
-use crate::policy::Action;
+use crate::policy::{self, Action, AppTarget, Subject};
 use crate::rotation::{plan_finish, plan_regenerate, plan_rotate};
 use crate::secret::generate_client_secret;
-use crate::store::SecretChanges;
+use crate::store::{LockedApp, SecretChanges};
 
 /// A new current secret, shown once to whoever asked for it.
 pub struct NewSecret {
@@ -39,9 +39,8 @@ pub struct RotateInput {
 }
 
 impl Rekey {
-    /// Rotates a secret for a manager of the app, or for the app itself (CSP owner client,
-    /// unless `ownerOnlySecretRotation`): the new one becomes current, the old one stays valid
-    /// for the grace period.
+    /// Rotates a secret for a manager of the app (native API): the new one becomes current,
+    /// the old one stays valid for the grace period.
     pub async fn rotate(
         &self,
         actor: &Actor,
@@ -49,10 +48,27 @@ impl Rekey {
         app: &AppRef,
         input: RotateInput,
     ) -> Result<NewSecret, OpError> {
-        let app = self
-            .authorize_app(actor, org, app, Action::RotateSecret)
+        let (subject, app) = self
+            .authorize_app_as(actor, org, app, Action::ChangeApp)
             .await?;
-        self.rotate_app(actor, app, input).await
+        self.rotate_app(actor, subject, app, input, Action::ChangeApp)
+            .await
+    }
+
+    /// CSP's owner-client rotation: as [`Self::rotate`], or by the app itself unless its
+    /// `ownerOnlySecretRotation` is set.
+    pub async fn rotate_as_owner_client(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        app: &AppRef,
+        input: RotateInput,
+    ) -> Result<NewSecret, OpError> {
+        let (subject, app) = self
+            .authorize_app_as(actor, org, app, Action::RotateSecret)
+            .await?;
+        self.rotate_app(actor, subject, app, input, Action::RotateSecret)
+            .await
     }
 
     /// The SP-API rotation: the caller is the app itself, whose token the dialect has
@@ -66,14 +82,17 @@ impl Rekey {
         let subject = self.subject(actor, app.org_id).await?;
         let target = self.app_target(&app).await?;
         crate::policy::authorize(subject, Action::RotateOwnSecretWithScope(target))?;
-        self.rotate_app(actor, app, input).await
+        self.rotate_app(actor, subject, app, input, Action::RotateOwnSecretWithScope)
+            .await
     }
 
     async fn rotate_app(
         &self,
         actor: &Actor,
+        subject: Subject,
         app: App,
         input: RotateInput,
+        action: fn(AppTarget) -> Action,
     ) -> Result<NewSecret, OpError> {
         let grace_secs = input.grace_secs.unwrap_or(app.rotation_grace_secs);
         if !(0..=MAX_DURATION_SECS).contains(&grace_secs) {
@@ -96,6 +115,7 @@ impl Rekey {
         let changes = self
             .store
             .change_secrets(app.id, &|app, secrets| {
+                still_allowed(subject, action, app)?;
                 // A supplied secret must be new: the same one twice is no rotation.
                 if secrets
                     .iter()
@@ -177,8 +197,8 @@ impl Rekey {
         org: OrgId,
         app: &AppRef,
     ) -> Result<NewSecret, OpError> {
-        let app = self
-            .authorize_app(actor, org, app, Action::ChangeApp)
+        let (subject, app) = self
+            .authorize_app_as(actor, org, app, Action::ChangeApp)
             .await?;
         let now = self.now();
         let ctx = &actor.audit;
@@ -186,6 +206,7 @@ impl Rekey {
         let new = secret_record(&app, &plain, &self.secret_hasher, &ctx.actor, now);
         self.store
             .change_secrets(app.id, &|app, secrets| {
+                still_allowed(subject, Action::ChangeApp, app)?;
                 let mut changes = plan_regenerate(secrets, new.clone(), now);
                 changes.audit.push(
                     ctx.event(now, "secret.regenerated")
@@ -206,22 +227,50 @@ impl Rekey {
         })
     }
 
-    /// Finishes a rotation: the previous secret is revoked now. Idempotent: returns what was
-    /// revoked (nothing when there was no previous secret).
+    /// Finishes a rotation for a manager of the app (native API): the previous secret is
+    /// revoked now. Idempotent: returns what was revoked (nothing when there was no previous
+    /// secret).
     pub async fn finish(
         &self,
         actor: &Actor,
         org: OrgId,
         app: &AppRef,
     ) -> Result<Vec<Secret>, OpError> {
-        let app = self
-            .authorize_app(actor, org, app, Action::RotateSecret)
+        let (subject, app) = self
+            .authorize_app_as(actor, org, app, Action::ChangeApp)
             .await?;
+        self.finish_app(actor, subject, app, Action::ChangeApp)
+            .await
+    }
+
+    /// CSP's `DELETE .../secret`: as [`Self::finish`], or by the app itself unless its
+    /// `ownerOnlySecretRotation` is set.
+    pub async fn finish_as_owner_client(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        app: &AppRef,
+    ) -> Result<Vec<Secret>, OpError> {
+        let (subject, app) = self
+            .authorize_app_as(actor, org, app, Action::RotateSecret)
+            .await?;
+        self.finish_app(actor, subject, app, Action::RotateSecret)
+            .await
+    }
+
+    async fn finish_app(
+        &self,
+        actor: &Actor,
+        subject: Subject,
+        app: App,
+        action: fn(AppTarget) -> Action,
+    ) -> Result<Vec<Secret>, OpError> {
         let now = self.now();
         let ctx = &actor.audit;
         let changes = self
             .store
             .change_secrets(app.id, &|app, secrets| {
+                still_allowed(subject, action, app)?;
                 let mut changes = plan_finish(secrets, now)?;
                 changes.audit = changes
                     .update
@@ -248,8 +297,8 @@ impl Rekey {
         app: &AppRef,
         secret: SecretId,
     ) -> Result<Secret, OpError> {
-        let app = self
-            .authorize_app(actor, org, app, Action::ChangeApp)
+        let (subject, app) = self
+            .authorize_app_as(actor, org, app, Action::ChangeApp)
             .await?;
         let now = self.now();
         let ctx = &actor.audit;
@@ -257,6 +306,7 @@ impl Rekey {
         let changes = self
             .store
             .change_secrets(app.id, &|app, secrets| {
+                still_allowed(subject, Action::ChangeApp, app)?;
                 let mut s = secrets
                     .iter()
                     .find(|s| s.id == secret)
@@ -284,6 +334,22 @@ impl Rekey {
             .await?;
         changes.update.into_iter().next().ok_or(OpError::NotFound)
     }
+}
+
+/// The policy asked again inside the transaction, over the app's role as it is with the app
+/// row locked: a role given to the app after the first check (say, `org_admin` while a
+/// developer regenerates its secret) is seen here, and the change is refused.
+fn still_allowed(
+    subject: Subject,
+    action: fn(AppTarget) -> Action,
+    app: &LockedApp,
+) -> Result<(), OpError> {
+    let target = AppTarget {
+        id: app.id,
+        service_account: app.service_account_role,
+        owner_only_secret_rotation: app.owner_only_secret_rotation,
+    };
+    Ok(policy::authorize(subject, action(target))?)
 }
 
 /// When the secret a plan demotes to previous stops working.

@@ -201,7 +201,7 @@ async fn role_of(state: &SharedState, app: &App) -> Result<Option<Role>, CspErro
 }
 
 /// `POST .../oauth-apps`: 200 `{clientId, clientSecret}`.
-pub async fn create(
+pub(super) async fn create(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path(org): Path<String>,
@@ -292,7 +292,7 @@ impl ListQuery {
 }
 
 /// `GET .../oauth-apps?pageStart&pageLimit&searchTerm`: `pageStart` is 1-based.
-pub async fn list(
+pub(super) async fn list(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path(org): Path<String>,
@@ -331,7 +331,7 @@ pub async fn list(
 }
 
 /// `GET .../oauth-apps/{id}`
-pub async fn get(
+pub(super) async fn get(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path((org, id)): Path<(String, String)>,
@@ -344,7 +344,7 @@ pub async fn get(
 }
 
 /// `PATCH .../oauth-apps/{id}`: changes the given fields; 200 with the app.
-pub async fn patch(
+pub(super) async fn patch(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path((org, id)): Path<(String, String)>,
@@ -382,7 +382,7 @@ pub async fn patch(
 
 /// `DELETE .../oauth-apps` `{"clientIdsToDelete": [...]}` (1 to 15):
 /// 200 `{"succeeded": [...], "failed": [...]}`.
-pub async fn bulk_delete(
+pub(super) async fn bulk_delete(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path(org): Path<String>,
@@ -424,7 +424,7 @@ pub async fn bulk_delete(
 }
 
 /// `PUT .../oauth-apps/{id}/secret` `{}`: regenerate; 200 `{clientId, clientSecret}`.
-pub async fn regenerate_secret(
+pub(super) async fn regenerate_secret(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path((org, id)): Path<(String, String)>,
@@ -440,7 +440,7 @@ pub async fn regenerate_secret(
 
 /// `POST .../oauth-apps/{id}/secret` `{newClientSecret, secretRotationExpirationInSeconds?}`:
 /// owner-client rotation with a caller-supplied secret; 200, no body.
-pub async fn rotate_secret(
+pub(super) async fn rotate_secret(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path((org, id)): Path<(String, String)>,
@@ -454,18 +454,21 @@ pub async fn rotate_secret(
     };
     state
         .ops
-        .rotate(&caller.0.actor(), org, &app, input)
+        .rotate_as_owner_client(&caller.0.actor(), org, &app, input)
         .await?;
     Ok(StatusCode::OK)
 }
 
 /// `DELETE .../oauth-apps/{id}/secret`: finish the rotation (idempotent); 200, no body.
-pub async fn finish_rotation(
+pub(super) async fn finish_rotation(
     State(state): State<SharedState>,
     caller: CspCaller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<StatusCode, CspError> {
     let (org, app) = secret_request(&state, &caller, &org, &id, Action::RotateSecret).await?;
-    state.ops.finish(&caller.0.actor(), org, &app).await?;
+    state
+        .ops
+        .finish_as_owner_client(&caller.0.actor(), org, &app)
+        .await?;
     Ok(StatusCode::OK)
 }

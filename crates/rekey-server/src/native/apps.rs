@@ -59,7 +59,7 @@ pub(super) async fn load_app(
     ),
     security(("bearer" = []))
 )]
-pub async fn create_app(
+pub(super) async fn create_app(
     State(state): State<SharedState>,
     caller: Caller,
     Path(org_id): Path<String>,
@@ -132,7 +132,7 @@ pub async fn create_app(
     ),
     security(("bearer" = []))
 )]
-pub async fn list_apps(
+pub(super) async fn list_apps(
     State(state): State<SharedState>,
     caller: Caller,
     Path(org_id): Path<String>,
@@ -167,7 +167,7 @@ pub async fn list_apps(
     ),
     security(("bearer" = []))
 )]
-pub async fn get_app(
+pub(super) async fn get_app(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
@@ -197,7 +197,7 @@ pub async fn get_app(
     ),
     security(("bearer" = []))
 )]
-pub async fn update_app(
+pub(super) async fn update_app(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
@@ -257,7 +257,7 @@ pub async fn update_app(
     ),
     security(("bearer" = []))
 )]
-pub async fn delete_app(
+pub(super) async fn delete_app(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
@@ -287,7 +287,7 @@ pub async fn delete_app(
     ),
     security(("bearer" = []))
 )]
-pub async fn list_secrets(
+pub(super) async fn list_secrets(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
@@ -320,7 +320,7 @@ pub async fn list_secrets(
     ),
     security(("bearer" = []))
 )]
-pub async fn revoke_secret(
+pub(super) async fn revoke_secret(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id, secret_id)): Path<(String, String, String)>,

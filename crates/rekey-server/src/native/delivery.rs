@@ -72,7 +72,7 @@ fn target_from(req: DestinationRequest) -> Result<Target, ApiError> {
     ),
     security(("bearer" = []))
 )]
-pub async fn put_destination(
+pub(super) async fn put_destination(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
@@ -112,7 +112,7 @@ pub async fn put_destination(
     ),
     security(("bearer" = []))
 )]
-pub async fn list_destinations(
+pub(super) async fn list_destinations(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
@@ -143,7 +143,7 @@ pub async fn list_destinations(
     ),
     security(("bearer" = []))
 )]
-pub async fn get_destination(
+pub(super) async fn get_destination(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
@@ -176,7 +176,7 @@ pub async fn get_destination(
     ),
     security(("bearer" = []))
 )]
-pub async fn delete_destination(
+pub(super) async fn delete_destination(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
@@ -223,7 +223,7 @@ fn no_destination(e: OpError) -> ApiError {
     ),
     security(("bearer" = []))
 )]
-pub async fn test_destination(
+pub(super) async fn test_destination(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id, kind)): Path<(String, String, String)>,
@@ -267,7 +267,7 @@ pub async fn test_destination(
     ),
     security(("bearer" = []))
 )]
-pub async fn list_deliveries(
+pub(super) async fn list_deliveries(
     State(state): State<SharedState>,
     caller: Caller,
     Path(org_id): Path<String>,
@@ -325,7 +325,7 @@ async fn load_delivery(
     ),
     security(("bearer" = []))
 )]
-pub async fn get_delivery(
+pub(super) async fn get_delivery(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, id)): Path<(String, String)>,
@@ -356,7 +356,7 @@ pub async fn get_delivery(
     ),
     security(("bearer" = []))
 )]
-pub async fn retry_delivery(
+pub(super) async fn retry_delivery(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, id)): Path<(String, String)>,

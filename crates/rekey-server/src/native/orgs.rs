@@ -78,7 +78,7 @@ pub(super) fn page_from_query(q: Option<&str>) -> Result<Page, ApiError> {
     ),
     security(("bearer" = []))
 )]
-pub async fn get_org(
+pub(super) async fn get_org(
     State(state): State<SharedState>,
     caller: Caller,
     Path(org_id): Path<String>,
@@ -109,7 +109,7 @@ pub async fn get_org(
     ),
     security(("bearer" = []))
 )]
-pub async fn list_members(
+pub(super) async fn list_members(
     State(state): State<SharedState>,
     caller: Caller,
     Path(org_id): Path<String>,
@@ -141,7 +141,7 @@ pub async fn list_members(
     ),
     security(("bearer" = []))
 )]
-pub async fn add_member(
+pub(super) async fn add_member(
     State(state): State<SharedState>,
     caller: Caller,
     Path(org_id): Path<String>,
@@ -199,7 +199,7 @@ fn parse_role(s: &str) -> Result<Role, ApiError> {
     ),
     security(("bearer" = []))
 )]
-pub async fn list_audit(
+pub(super) async fn list_audit(
     State(state): State<SharedState>,
     caller: Caller,
     Path(org_id): Path<String>,
@@ -271,7 +271,7 @@ fn parse_member(kind: &str, id: &str) -> Result<Principal, ApiError> {
     ),
     security(("bearer" = []))
 )]
-pub async fn set_member_role(
+pub(super) async fn set_member_role(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, kind, id)): Path<(String, String, String)>,
@@ -312,7 +312,7 @@ pub async fn set_member_role(
     ),
     security(("bearer" = []))
 )]
-pub async fn remove_member(
+pub(super) async fn remove_member(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, kind, id)): Path<(String, String, String)>,
@@ -338,7 +338,7 @@ pub async fn remove_member(
     ),
     security(("bearer" = []))
 )]
-pub async fn list_signing_keys(
+pub(super) async fn list_signing_keys(
     State(state): State<SharedState>,
     _caller: Caller,
 ) -> Result<Json<rekey_proto::native::SigningKeyList>, ApiError> {

@@ -4,6 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
+use rekey_core::apps::MAX_DURATION_SECS;
 use rekey_core::ops::secrets::{NewSecret, RotateInput};
 use rekey_proto::native::{FinishedRotation, NewSecretView, RotateRequest};
 use secrecy::ExposeSecret;
@@ -47,12 +48,20 @@ fn new_secret_view(n: NewSecret) -> NewSecretView {
     ),
     security(("bearer" = []))
 )]
-pub async fn rotate(
+pub(super) async fn rotate(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
     ApiJson(req): ApiJson<RotateRequest>,
 ) -> Result<Json<NewSecretView>, ApiError> {
+    if req
+        .grace_seconds
+        .is_some_and(|g| !(0..=MAX_DURATION_SECS).contains(&g))
+    {
+        return Err(ApiError::bad_request(format!(
+            "graceSeconds must be between 0 and {MAX_DURATION_SECS}"
+        )));
+    }
     let input = RotateInput {
         grace_secs: req.grace_seconds,
         supplied: None,
@@ -88,7 +97,7 @@ pub async fn rotate(
     ),
     security(("bearer" = []))
 )]
-pub async fn regenerate(
+pub(super) async fn regenerate(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,
@@ -119,7 +128,7 @@ pub async fn regenerate(
     ),
     security(("bearer" = []))
 )]
-pub async fn finish(
+pub(super) async fn finish(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, app_id)): Path<(String, String)>,

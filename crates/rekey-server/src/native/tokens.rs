@@ -44,7 +44,7 @@ fn view(t: &ApiToken) -> ApiTokenView {
     ),
     security(("bearer" = []))
 )]
-pub async fn create(
+pub(super) async fn create(
     State(state): State<SharedState>,
     caller: Caller,
     Path(org_id): Path<String>,
@@ -81,7 +81,7 @@ pub async fn create(
     ),
     security(("bearer" = []))
 )]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<SharedState>,
     caller: Caller,
     Path(org_id): Path<String>,
@@ -112,7 +112,7 @@ pub async fn list(
     ),
     security(("bearer" = []))
 )]
-pub async fn revoke(
+pub(super) async fn revoke(
     State(state): State<SharedState>,
     caller: Caller,
     Path((org_id, id)): Path<(String, String)>,

@@ -3,7 +3,7 @@
 use rekey_core::model::{App, AuditEvent, Membership, Org, Outcome, Secret};
 use rekey_proto::native::{AppView, AuditEventView, MemberView, OrgView, SecretView};
 
-pub fn org(o: &Org) -> OrgView {
+pub(super) fn org(o: &Org) -> OrgView {
     OrgView {
         id: o.id.0,
         name: o.name.clone(),
@@ -11,7 +11,7 @@ pub fn org(o: &Org) -> OrgView {
     }
 }
 
-pub fn member(m: &Membership) -> MemberView {
+pub(super) fn member(m: &Membership) -> MemberView {
     MemberView {
         kind: m.principal.kind().to_string(),
         id: m.principal.uuid(),
@@ -20,7 +20,7 @@ pub fn member(m: &Membership) -> MemberView {
     }
 }
 
-pub fn app(a: &App) -> AppView {
+pub(super) fn app(a: &App) -> AppView {
     AppView {
         id: a.id.0,
         org_id: a.org_id.0,
@@ -39,7 +39,7 @@ pub fn app(a: &App) -> AppView {
     }
 }
 
-pub fn secret(s: &Secret) -> SecretView {
+pub(super) fn secret(s: &Secret) -> SecretView {
     SecretView {
         id: s.id.0,
         state: s.state.as_str().to_string(),
@@ -53,7 +53,7 @@ pub fn secret(s: &Secret) -> SecretView {
     }
 }
 
-pub fn audit_event(e: &AuditEvent) -> AuditEventView {
+pub(super) fn audit_event(e: &AuditEvent) -> AuditEventView {
     AuditEventView {
         id: e.id.0,
         time: e.time.to_rfc3339(),
@@ -78,7 +78,7 @@ pub fn audit_event(e: &AuditEvent) -> AuditEventView {
     }
 }
 
-pub fn destination(
+pub(super) fn destination(
     d: &rekey_core::notify::Destination,
     signing_secret: Option<String>,
 ) -> rekey_proto::native::DestinationView {
@@ -112,7 +112,7 @@ pub fn destination(
     v
 }
 
-pub fn delivery(d: &rekey_core::notify::Delivery) -> rekey_proto::native::DeliveryView {
+pub(super) fn delivery(d: &rekey_core::notify::Delivery) -> rekey_proto::native::DeliveryView {
     rekey_proto::native::DeliveryView {
         id: d.id.0,
         notification_id: d.notification_id.0,

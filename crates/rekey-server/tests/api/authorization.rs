@@ -124,6 +124,17 @@ async fn act_on_app(
             ),
         ),
         (
+            "csp rotate",
+            status(
+                h.post(format!("{csp}/secret"))
+                    .bearer_auth(token)
+                    .json(&json!({"newClientSecret": "Chosen-Secret-42!"}))
+                    .send()
+                    .await
+                    .unwrap(),
+            ),
+        ),
+        (
             "csp patch",
             status(
                 h.patch(&csp)
@@ -133,6 +144,35 @@ async fn act_on_app(
                     .await
                     .unwrap(),
             ),
+        ),
+        (
+            "native destination test",
+            status(
+                h.post(format!(
+                    "{native}/destinations/APPLICATION_OAUTH_CLIENT_NEW_SECRET/test"
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap(),
+            ),
+        ),
+        (
+            "native destination remove",
+            status(
+                h.delete(format!(
+                    "{native}/destinations/APPLICATION_OAUTH_CLIENT_NEW_SECRET"
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap(),
+            ),
+        ),
+        // Last: it ends the app.
+        (
+            "native delete",
+            status(h.delete(&native).bearer_auth(token).send().await.unwrap()),
         ),
     ]
 }
@@ -329,4 +369,103 @@ async fn two_concurrent_demotions_of_the_last_two_owners_leave_exactly_one_owner
             assert_eq!(owners(&app).await, 1, "{backend} round {round}");
         }
     }
+}
+
+/// An app acting on itself: CSP's owner client may rotate and finish its own secret unless
+/// `ownerOnlySecretRotation` is set; the native API and CSP's regenerate are for managers.
+#[tokio::test]
+async fn an_app_rotates_its_own_secret_only_where_the_owner_client_rule_allows() {
+    let app = spawn_app_on(rekey_store::testing::TestDb::sqlite().await, test_config()).await;
+    for owner_only in [false, true] {
+        let c = app
+            .create_app(json!({ "ownerOnlySecretRotation": owner_only }))
+            .await;
+        let res = app
+            .token_basic(
+                "/csp/gateway/am/api/auth/token",
+                &c.app.client_id,
+                &c.client_secret,
+                &crate::helpers::CC,
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let token = res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let csp = app.url(&format!(
+            "/csp/gateway/am/api/orgs/{}/oauth-apps/{}/secret",
+            app.org_id, c.app.client_id
+        ));
+        let native = app.url(&format!(
+            "/api/v1/orgs/{}/apps/{}/secrets",
+            app.org_id, c.app.id
+        ));
+        let h = &app.http;
+        // First what the app may not do (its token dies with its old secret at the finish).
+        for path in ["rotate", "finish", "regenerate"] {
+            let res = h
+                .post(format!("{native}/{path}"))
+                .bearer_auth(&token)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 403, "native {path} by the app itself");
+        }
+        let res = h
+            .put(&csp)
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "CSP regenerate by the app itself");
+        let csp_rotate = h
+            .post(&csp)
+            .bearer_auth(&token)
+            .json(&json!({"newClientSecret": "Own-Choice-Secret-7!"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        let csp_finish = h
+            .delete(&csp)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        let expected = if owner_only { 403 } else { 200 };
+        assert_eq!(csp_rotate, expected, "owner only: {owner_only}");
+        assert_eq!(csp_finish, expected, "owner only: {owner_only}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_id_may_not_be_a_uuid_so_that_it_never_reads_as_another_apps_id() {
+    let app = spawn_app_on(rekey_store::testing::TestDb::sqlite().await, test_config()).await;
+    let admin_sa = target_app(&app, Some(Role::OrgAdmin)).await.0;
+    let token = app.owner_access_token().await;
+    let native = app
+        .http
+        .post(app.url(&format!("/api/v1/orgs/{}/apps", app.org_id)))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "look-alike", "clientId": admin_sa.to_string() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(native.status(), 400);
+    let csp = app
+        .http
+        .post(app.url(&format!(
+            "/csp/gateway/am/api/orgs/{}/oauth-apps",
+            app.org_id
+        )))
+        .bearer_auth(&token)
+        .json(&json!({ "id": uuid::Uuid::new_v4().to_string() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csp.status(), 400);
 }

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub state: SharedState,
@@ -36,7 +36,7 @@ pub struct TestApp {
     handle: Option<JoinHandle<()>>,
 }
 
-pub fn test_config() -> Config {
+pub(crate) fn test_config() -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         // Tests flush last-use data, drain the outbox and sweep themselves: no background
@@ -49,15 +49,19 @@ pub fn test_config() -> Config {
     }
 }
 
-pub async fn spawn_app() -> TestApp {
+pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_on(TestDb::sqlite().await, test_config()).await
 }
 
-pub async fn spawn_app_on(db: TestDb, config: Config) -> TestApp {
+pub(crate) async fn spawn_app_on(db: TestDb, config: Config) -> TestApp {
     spawn_app_with_key(db, config, ServerKey::generate()).await
 }
 
-pub async fn spawn_app_with_key(mut db: TestDb, mut config: Config, key: ServerKey) -> TestApp {
+pub(crate) async fn spawn_app_with_key(
+    mut db: TestDb,
+    mut config: Config,
+    key: ServerKey,
+) -> TestApp {
     // As in production: every handle on the store shares the client cache.
     db.store = cache_clients(db.store.clone(), &config)
         .await
@@ -121,7 +125,7 @@ async fn seed_org(
 }
 
 /// A user with `role` in `org` and an API token.
-pub async fn add_user(
+pub(crate) async fn add_user(
     store: &dyn Store,
     key: &ServerKey,
     org: OrgId,
@@ -164,16 +168,16 @@ pub async fn add_user(
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    pub fn store(&self) -> &dyn Store {
+    pub(crate) fn store(&self) -> &dyn Store {
         &self.db.store
     }
 
     /// Exchanges an API token for an access token on the CSP path.
-    pub async fn user_access_token(&self, api_token: &str) -> String {
+    pub(crate) async fn user_access_token(&self, api_token: &str) -> String {
         let res = self
             .http
             .post(self.url("/csp/gateway/am/api/auth/api-tokens/authorize"))
@@ -188,19 +192,19 @@ impl TestApp {
             .to_string()
     }
 
-    pub async fn owner_access_token(&self) -> String {
+    pub(crate) async fn owner_access_token(&self) -> String {
         self.user_access_token(&self.owner_api_token.clone()).await
     }
 
     /// A new user with `role` in the org, as an access token.
-    pub async fn token_for_role(&self, role: Role) -> String {
+    pub(crate) async fn token_for_role(&self, role: Role) -> String {
         let (_, api_token) =
             add_user(self.store(), &self.key, self.org_id, role, self.state.now()).await;
         self.user_access_token(&api_token).await
     }
 
     /// The user who owned the org first (the one `owner_access_token` acts for).
-    pub async fn first_owner(&self) -> UserId {
+    pub(crate) async fn first_owner(&self) -> UserId {
         self.store()
             .list_memberships(self.org_id)
             .await
@@ -214,7 +218,7 @@ impl TestApp {
     }
 
     /// Creates an app as the owner; `extra` fields are merged into the request.
-    pub async fn create_app(&self, extra: Value) -> CreatedApp {
+    pub(crate) async fn create_app(&self, extra: Value) -> CreatedApp {
         let mut body = json!({ "name": "test app", "scopes": ["a", "b", "sellingpartnerapi::client_credential:rotation"] });
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
@@ -240,7 +244,7 @@ impl TestApp {
     }
 
     /// `POST path` with Basic credentials and a form body.
-    pub async fn token_basic(
+    pub(crate) async fn token_basic(
         &self,
         path: &str,
         id: &str,
@@ -257,7 +261,7 @@ impl TestApp {
     }
 
     /// `POST path` with credentials in the form body.
-    pub async fn token_post(
+    pub(crate) async fn token_post(
         &self,
         path: &str,
         id: &str,
@@ -274,7 +278,7 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn flush_last_use(&self) {
+    pub(crate) async fn flush_last_use(&self) {
         self.state
             .ops
             .last_use
@@ -284,7 +288,7 @@ impl TestApp {
     }
 
     /// Stops the server gracefully (drains, flushes last-use data).
-    pub async fn shutdown(mut self) -> TestDb {
+    pub(crate) async fn shutdown(mut self) -> TestDb {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -295,7 +299,7 @@ impl TestApp {
     }
 
     /// Stops the server as a crash would: no drain, no flush.
-    pub fn crash(mut self) -> TestDb {
+    pub(crate) fn crash(mut self) -> TestDb {
         if let Some(h) = self.handle.take() {
             h.abort();
         }
@@ -304,18 +308,18 @@ impl TestApp {
     }
 }
 
-pub const TOKEN_PATHS: [&str; 4] = [
+pub(crate) const TOKEN_PATHS: [&str; 4] = [
     "/auth/o2/token",
     "/oauth2/token",
     "/csp/gateway/am/api/auth/authorize",
     "/csp/gateway/am/api/auth/token",
 ];
 
-pub const CC: [(&str, &str); 1] = [("grant_type", "client_credentials")];
+pub(crate) const CC: [(&str, &str); 1] = [("grant_type", "client_credentials")];
 
 impl TestApp {
     /// An LWA token for the app (scope as given, all allowed scopes when `None`).
-    pub async fn lwa_token(&self, id: &str, secret: &str, scope: Option<&str>) -> String {
+    pub(crate) async fn lwa_token(&self, id: &str, secret: &str, scope: Option<&str>) -> String {
         let mut form = vec![("grant_type", "client_credentials")];
         if let Some(s) = scope {
             form.push(("scope", s));
@@ -329,7 +333,7 @@ impl TestApp {
     }
 
     /// `POST /applications/2023-11-30/clientSecret` with `x-amz-access-token`.
-    pub async fn spapi_rotate(&self, token: &str) -> reqwest::Response {
+    pub(crate) async fn spapi_rotate(&self, token: &str) -> reqwest::Response {
         self.http
             .post(self.url("/applications/2023-11-30/clientSecret"))
             .header("x-amz-access-token", token)
@@ -339,7 +343,7 @@ impl TestApp {
     }
 
     /// Sets a destination as the owner; returns the view (with a webhook's signing secret).
-    pub async fn set_destination(
+    pub(crate) async fn set_destination(
         &self,
         app_id: uuid::Uuid,
         notification_type: &str,
@@ -367,7 +371,7 @@ impl TestApp {
     }
 
     /// How many of the app's secrets are valid now, read from the store.
-    pub async fn valid_secrets(&self, app_id: uuid::Uuid) -> usize {
+    pub(crate) async fn valid_secrets(&self, app_id: uuid::Uuid) -> usize {
         let now = self.clock.now();
         self.store()
             .list_secrets(rekey_core::model::AppId(app_id))
@@ -379,11 +383,11 @@ impl TestApp {
     }
 
     /// Delivers everything due now.
-    pub async fn drain(&self) -> usize {
+    pub(crate) async fn drain(&self) -> usize {
         self.state.dispatcher.drain().await.unwrap()
     }
 
-    pub async fn status_of(&self, id: &str, secret: &str) -> u16 {
+    pub(crate) async fn status_of(&self, id: &str, secret: &str) -> u16 {
         self.token_post("/oauth2/token", id, secret, &CC)
             .await
             .status()
