@@ -183,7 +183,8 @@ rotation_scenarios() { # throughput apps, latency rotations, fault rotations, fa
   "${py[@]}" outage --seconds "$6"
 }
 if $QUICK; then
-  rotation_scenarios 1500 10 150 10 0.4 3
+  # Enough apps for 2 s at well over 1,000 rotations/s: each app rotates once.
+  rotation_scenarios 4000 10 150 10 0.4 3
   finish
 fi
 

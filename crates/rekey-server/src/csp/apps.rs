@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{CspCaller, CspError, CspJson};
+use crate::config::Config;
 use crate::state::SharedState;
 use rekey_core::error::OpError;
 use rekey_core::ops::apps::NewApp;
@@ -211,10 +212,19 @@ pub(super) async fn create(
     if let Some(id) = &req.id {
         check_client_id(id)?;
     }
+    let input = new_app_input(req, &state.config)?;
+    let created = state.ops.create_app(&caller.0.actor(), org, input).await?;
+    Ok(Json(ClientCredentials {
+        client_id: created.app.client_id,
+        client_secret: created.plain.expose_secret().to_string(),
+    }))
+}
+
+/// The use case's input from `OrgOauthAppRequest`, with the server's defaults.
+fn new_app_input(req: OauthAppRequest, c: &Config) -> Result<NewApp, CspError> {
     let scopes = req.allowed_scopes.unwrap_or_default();
     let role = org_role(&scopes)?;
     let supplied = req.secret.as_deref().map(supplied_secret).transpose()?;
-    let c = &state.config;
     let settings = AppSettings {
         name: req
             .display_name
@@ -233,18 +243,13 @@ pub(super) async fn create(
             .unwrap_or(c.default_rotation_grace_seconds),
         owner_only_secret_rotation: req.owner_only_secret_rotation.unwrap_or(false),
     };
-    let input = NewApp {
+    Ok(NewApp {
         settings,
         client_id: req.id,
         service_account: role,
         secret: supplied,
         dialect: "csp",
-    };
-    let created = state.ops.create_app(&caller.0.actor(), org, input).await?;
-    Ok(Json(ClientCredentials {
-        client_id: created.app.client_id,
-        client_secret: created.plain.expose_secret().to_string(),
-    }))
+    })
 }
 
 /// The list's query: `pageStart` (1-based, default 1), `pageLimit` (1 to 200, default 20),

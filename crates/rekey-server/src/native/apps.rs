@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 
 use super::orgs::{page_from_query, parse_org};
 use super::views;
+use crate::config::Config;
 use crate::errors::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::state::SharedState;
@@ -66,7 +67,20 @@ pub(super) async fn create_app(
     ApiJson(req): ApiJson<CreateAppRequest>,
 ) -> Result<(StatusCode, Json<CreatedApp>), ApiError> {
     let org_id = parse_org(&org_id)?;
-    let c = &state.config;
+    let input = new_app_input(req, &state.config)?;
+    let created = state.ops.create_app(&caller.actor(), org_id, input).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApp {
+            app: views::app(&created.app),
+            client_secret: created.plain.expose_secret().to_string(),
+            secret: views::secret(&created.secret),
+        }),
+    ))
+}
+
+/// The use case's input from the request, with the server's defaults.
+fn new_app_input(req: CreateAppRequest, c: &Config) -> Result<NewApp, ApiError> {
     let service_account = req
         .service_account_role
         .as_deref()
@@ -96,22 +110,13 @@ pub(super) async fn create_app(
             .unwrap_or(c.default_rotation_grace_seconds),
         owner_only_secret_rotation: req.owner_only_secret_rotation.unwrap_or(false),
     };
-    let input = NewApp {
+    Ok(NewApp {
         settings,
         client_id: req.client_id,
         service_account,
         secret: None,
         dialect: "native",
-    };
-    let created = state.ops.create_app(&caller.actor(), org_id, input).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedApp {
-            app: views::app(&created.app),
-            client_secret: created.plain.expose_secret().to_string(),
-            secret: views::secret(&created.secret),
-        }),
-    ))
+    })
 }
 
 /// `GET /api/v1/orgs/{org_id}/apps`

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rekey_core::ops::tokens::{ClientTokenRequest, CspContext, TokenRefusal};
+use rekey_core::ops::tokens::{ClientTokenRequest, CspContext, IssuedToken, TokenRefusal};
 use rekey_proto::oauth::{IdToken, TokenResponse};
 
 use crate::errors::OAuthError;
@@ -261,19 +261,7 @@ async fn issue_client_token(
     let body = read_body(state, body).await?;
     let params = parse_params(dialect, headers, &body)?;
     let creds = client_credentials_from(dialect, headers, &params)?;
-    match params.get("grant_type").map(String::as_str) {
-        None => {
-            return Err(OAuthError::invalid_request(
-                "The grant_type parameter is missing",
-            ))
-        }
-        Some("client_credentials") => {}
-        Some(_) => {
-            return Err(OAuthError::unsupported_grant_type(
-                "Only the client_credentials grant is supported",
-            ))
-        }
-    }
+    check_grant_type(&params)?;
     let source = peer.ip().to_string();
     let request = ClientTokenRequest {
         client_id: &creds.client_id,
@@ -290,7 +278,26 @@ async fn issue_client_token(
         }
         refusal(e, dialect, creds.basic)
     })?;
-    Ok(Issued {
+    Ok(issued_body(issued, dialect, None))
+}
+
+/// Only the client-credentials grant is served.
+fn check_grant_type(params: &HashMap<String, String>) -> Result<(), OAuthError> {
+    match params.get("grant_type").map(String::as_str) {
+        None => Err(OAuthError::invalid_request(
+            "The grant_type parameter is missing",
+        )),
+        Some("client_credentials") => Ok(()),
+        Some(_) => Err(OAuthError::unsupported_grant_type(
+            "Only the client_credentials grant is supported",
+        )),
+    }
+}
+
+/// The token response: CSP paths carry `id_token: null` (and the API-token exchange its
+/// `refresh_token`).
+fn issued_body(issued: IssuedToken, dialect: Dialect, refresh_token: Option<String>) -> Issued {
+    Issued {
         body: TokenResponse {
             access_token: issued.access_token,
             token_type: "bearer".into(),
@@ -301,9 +308,9 @@ async fn issue_client_token(
             } else {
                 IdToken::Absent
             },
-            refresh_token: None,
+            refresh_token,
         },
-    })
+    }
 }
 
 fn token_response(issued: Issued) -> Response {
@@ -361,16 +368,7 @@ async fn exchange_api_token(
             }
             refusal(e, Dialect::Csp, false)
         })?;
-    Ok(Issued {
-        body: TokenResponse {
-            access_token: issued.access_token,
-            token_type: "bearer".into(),
-            expires_in: issued.expires_in,
-            scope: issued.scope,
-            id_token: IdToken::Null,
-            refresh_token: Some(token),
-        },
-    })
+    Ok(issued_body(issued, Dialect::Csp, Some(token)))
 }
 
 #[cfg(test)]
