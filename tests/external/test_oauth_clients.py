@@ -98,10 +98,27 @@ def test_the_server_log_never_holds_a_secret(server, client_app):
         server.base + "/csp/gateway/am/api/auth/api-tokens/authorize?refresh_token=" + server.api_token,
         timeout=5,
     )
+    # Credentials in the wrong fields, and a client id that would forge a log line.
+    token_url = metadata(server)["token_endpoint"]
+    for cid, secret in [(client_secret, client_id), ("x\nFORGED-LINE level=error", "y")]:
+        res = requests.post(token_url, data={
+            "grant_type": "client_credentials", "client_id": cid, "client_secret": secret,
+        }, timeout=5)
+        assert res.status_code in (400, 401), res.text
+    # A caller's request id is not taken as Rekey's: it gets its own, and the caller's (when
+    # short and printable) is logged apart from it.
+    res = requests.get(server.base + "/healthz", headers={"x-request-id": "caller-id-1234"}, timeout=5)
+    assert res.headers["x-request-id"] != "caller-id-1234"
+    res = requests.get(server.base + "/healthz", headers={"x-request-id": "x" * 5000}, timeout=5)
+    assert len(res.headers["x-request-id"]) == 36
     log = open(server.log_path, encoding="utf-8", errors="replace").read()
     assert "rekey is serving" in log
     assert client_secret not in log
     assert server.api_token not in log
+    assert "FORGED" not in log
+    assert "unknown_client_id_sha256" in log
+    assert "client_request_id=caller-id-1234" in log
+    assert "x" * 200 not in log
 
 
 def test_healthcheck_reports_a_running_server(server):

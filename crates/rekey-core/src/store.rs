@@ -122,7 +122,7 @@ pub trait Store: Send + Sync + 'static {
     /// Short name of the backend, for logs and metrics ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
 
-    /// Whether the store can be reached (readiness).
+    /// Whether the store can be reached and takes writes (readiness).
     async fn ping(&self) -> CoreResult<()>;
 
     // Orgs, users and members.

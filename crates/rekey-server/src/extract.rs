@@ -18,6 +18,8 @@ use crate::errors::ApiError;
 use crate::state::SharedState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Where a caller's own `x-request-id` goes (see `startup::keep_caller_request_id_apart`).
+pub const CLIENT_REQUEST_ID_HEADER: &str = "x-client-request-id";
 
 /// The bearer token of a request: `Authorization: Bearer` or CSP's `csp-auth-token`.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {

@@ -25,17 +25,18 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, NodeRole};
 use crate::errors::FillRequestId;
-use crate::extract::REQUEST_ID_HEADER;
+use crate::extract::{CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
 use crate::state::{AppState, SharedState};
 use crate::{csp, native, oauth, spapi, telemetry};
 
-/// Opens (and, if configured, migrates) the store named by the config.
+/// Opens (and, if configured, migrates) the store named by the config. The embedded SQLite
+/// database lives in a private data directory (0700) in files only the server's user reads
+/// (0600): they hold every secret's hash and the sealed signing keys.
 pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     let url = config.effective_database_url();
     if config.database_url.is_empty() {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("cannot create data directory {}", config.data_dir.display())
-        })?;
+        make_private_dir(&config.data_dir)?;
+        make_private_files(&config.data_dir)?;
     }
     let store = SqlStore::connect(&url, config.database_max_connections).await?;
     if config.auto_migrate {
@@ -68,11 +69,90 @@ pub fn load_or_create_server_key(config: &Config) -> anyhow::Result<ServerKey> {
         return ServerKey::from_base64(&text)
             .with_context(|| format!("{} does not hold a valid server key", path.display()));
     }
-    std::fs::create_dir_all(&config.data_dir)?;
+    make_private_dir(&config.data_dir)?;
     let key = ServerKey::generate();
     write_private_file(&path, key.to_base64().as_bytes())?;
     tracing::info!(path = %path.display(), "created a new server key; back it up with the database");
     Ok(key)
+}
+
+/// Creates `dir` (and its parents) if missing and makes it 0700.
+pub fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The SQLite files (created empty if missing, so that SQLite's WAL and shared-memory files,
+/// which copy the database file's mode, are private from the start) and the server key: 0600.
+fn make_private_files(data_dir: &Path) -> anyhow::Result<()> {
+    let db = data_dir.join("rekey.db");
+    if !db.exists() {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            opts.mode(0o600);
+        }
+        opts.open(&db)
+            .with_context(|| format!("cannot create {}", db.display()))?;
+    }
+    #[cfg(unix)]
+    for name in [
+        "rekey.db",
+        "rekey.db-wal",
+        "rekey.db-shm",
+        "server.key",
+        SQLITE_LOCK_FILE,
+    ] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = data_dir.join(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot make {} private (0600)", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The file whose lock marks the one process serving an SQLite database.
+const SQLITE_LOCK_FILE: &str = "rekey.db.lock";
+
+/// Takes the serving lock of the SQLite database in `data_dir`, held as long as the returned
+/// file is open: a second `rekey serve` on the same database refuses to start (SQLite allows
+/// one serving process per database file, see the docs). The lock goes with the process, even
+/// after `kill -9`.
+pub fn lock_sqlite_for_serving(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join(SQLITE_LOCK_FILE);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let file = opts
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `rekey serve` is serving the SQLite database in {} (it holds {}); one \
+             serving process per SQLite database: stop it first, or use PostgreSQL for several nodes",
+            data_dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// Creates `path` with mode 0600 (fails if it exists, so a key is never overwritten).
@@ -97,14 +177,24 @@ fn write_private_file(path: &Path, content: &[u8]) -> anyhow::Result<()> {
 pub struct Application {
     listener: TcpListener,
     state: SharedState,
+    /// The SQLite serving lock (see [`lock_sqlite_for_serving`]), held until the server ends.
+    _serving_lock: Option<std::fs::File>,
 }
 
 impl Application {
     /// Opens the configured store and key, binds `config.listen`.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let serving_lock = if config.database_url.is_empty() {
+            make_private_dir(&config.data_dir)?;
+            Some(lock_sqlite_for_serving(&config.data_dir)?)
+        } else {
+            None
+        };
         let store = cache_clients(open_store(&config).await?, &config).await?;
         let key = load_or_create_server_key(&config)?;
-        Self::build_with(config, Arc::new(store), clock, &key).await
+        let mut app = Self::build_with(config, Arc::new(store), clock, &key).await?;
+        app._serving_lock = serving_lock;
+        Ok(app)
     }
 
     /// Builds on a given store and key (tests use this with a fresh database).
@@ -123,7 +213,11 @@ impl Application {
             config.public_url = format!("http://{}", listener.local_addr()?);
         }
         let state = Arc::new(AppState::new(config, store, clock, key).await?);
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            _serving_lock: None,
+        })
     }
 
     #[allow(
@@ -252,7 +346,25 @@ pub fn router(state: SharedState) -> Router {
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::from_fn(keep_caller_request_id_apart))
         .with_state(state)
+}
+
+/// The request id is always Rekey's own (a UUID, set next). A caller's `x-request-id` is
+/// untrusted input: it moves to `x-client-request-id`, kept only when it is at most 128
+/// printable ASCII characters, and is logged as that, never as the request id nor in audit
+/// events or error bodies.
+async fn keep_caller_request_id_apart(mut req: Request, next: Next) -> Response {
+    if let Some(theirs) = req.headers_mut().remove(REQUEST_ID_HEADER) {
+        let printable = theirs
+            .to_str()
+            .is_ok_and(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
+        if printable {
+            req.headers_mut()
+                .insert(HeaderName::from_static(CLIENT_REQUEST_ID_HEADER), theirs);
+        }
+    }
+    next.run(req).await
 }
 
 async fn readyz(State(state): State<SharedState>) -> Response {
@@ -263,7 +375,8 @@ async fn readyz(State(state): State<SharedState>) -> Response {
                 error = &e as &dyn std::error::Error,
                 "readiness check failed"
             );
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+            let body = "not ready: the database cannot be reached or does not take writes (see the server log)";
+            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
         }
     }
 }

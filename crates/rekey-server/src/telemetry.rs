@@ -6,7 +6,7 @@ use tracing::Span;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-use crate::extract::REQUEST_ID_HEADER;
+use crate::extract::{CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
 
 /// Installs the global subscriber (once per process; later calls are ignored).
 pub fn init(format: LogFormat) {
@@ -33,5 +33,17 @@ pub fn request_span<B>(req: &Request<B>) -> Span {
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!("request", method = %req.method(), route = %route, request_id = %request_id)
+    // A caller's own id, already checked to be short and printable.
+    let client_request_id = req
+        .headers()
+        .get(CLIENT_REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = %route,
+        request_id = %request_id,
+        client_request_id = %client_request_id
+    )
 }

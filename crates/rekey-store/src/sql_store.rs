@@ -485,11 +485,17 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> CoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        // A real write, in a write transaction: a database that answers reads but refuses
+        // writes (read-only files, a full disk, a standby) is not ready to rotate anything.
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO rate_limits (bucket, tokens, updated_at) VALUES ('rekey:readiness', 0, 0) \
+             ON CONFLICT (bucket) DO UPDATE SET tokens = 0",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        self.commit(tx).await
     }
 
     async fn create_org(&self, org: &Org, audit: &[AuditEvent]) -> CoreResult<()> {

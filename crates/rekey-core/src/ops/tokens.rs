@@ -45,8 +45,10 @@ pub enum TokenRefusal {
     /// Too many failures from this client and address, or from this address.
     #[error("throttled for {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
+    /// Wrong credentials. `known_client`: the client id names an app (so it may be logged);
+    /// otherwise it may be anything, even a secret sent in the wrong field.
     #[error("client authentication failed")]
-    InvalidClient,
+    InvalidClient { known_client: bool },
     #[error("the client may not use the client_credentials grant")]
     GrantNotAllowed,
     #[error("the scope {0} is not allowed for this client")]
@@ -113,28 +115,28 @@ impl Rekey {
                 retry_after_secs: wait,
             });
         }
-        let failed = || {
+        let failed = |known_client: bool| {
             self.throttle.record_failure(client_id, source, now);
-            TokenRefusal::InvalidClient
+            TokenRefusal::InvalidClient { known_client }
         };
         // Ids Rekey never issues (wrong length or characters) fail without a lookup.
         if !is_valid_client_id(req.client_id) {
-            return Err(failed());
+            return Err(failed(false));
         }
         let Some(client) = self.store.load_client(req.client_id).await? else {
-            return Err(failed());
+            return Err(failed(false));
         };
         let matched = req.secrets.iter().find_map(|candidate| {
             match_secret(&client.secrets, &self.secret_hasher.hash(candidate), now)
         });
         let Some(secret) = matched else {
-            return Err(failed());
+            return Err(failed(true));
         };
         let app = &client.app;
         let scopes = grant_scopes(app, req.scope).map_err(|e| match e {
             ClientAuthError::GrantNotAllowed => TokenRefusal::GrantNotAllowed,
             ClientAuthError::ScopeNotAllowed(s) => TokenRefusal::ScopeNotAllowed(s),
-            ClientAuthError::BadCredentials => failed(),
+            ClientAuthError::BadCredentials => failed(true),
         })?;
         let (context_name, perms) = match &req.csp {
             Some(csp) => {

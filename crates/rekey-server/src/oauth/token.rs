@@ -227,7 +227,7 @@ pub(crate) struct Issued {
 fn refusal(e: TokenRefusal, dialect: Dialect, basic: bool) -> OAuthError {
     match e {
         TokenRefusal::Throttled { retry_after_secs } => OAuthError::throttled(retry_after_secs),
-        TokenRefusal::InvalidClient => {
+        TokenRefusal::InvalidClient { .. } => {
             let status = if basic || dialect == Dialect::Lwa {
                 StatusCode::UNAUTHORIZED
             } else {
@@ -273,8 +273,16 @@ async fn issue_client_token(
         }),
     };
     let issued = state.ops.issue_client_token(request).await.map_err(|e| {
-        if matches!(e, TokenRefusal::InvalidClient) {
-            tracing::info!(client_id = %creds.client_id, source = %source, "client authentication failed");
+        match e {
+            TokenRefusal::InvalidClient { known_client: true } => {
+                tracing::info!(client_id = %creds.client_id, source = %source, "client authentication failed");
+            }
+            // An unknown id may be a secret in the wrong field, or carry a forged log line.
+            TokenRefusal::InvalidClient { known_client: false } => {
+                let fingerprint = rekey_core::crypto::log_fingerprint(&creds.client_id);
+                tracing::info!(unknown_client_id_sha256 = %fingerprint, source = %source, "client authentication failed");
+            }
+            _ => {}
         }
         refusal(e, dialect, creds.basic)
     })?;

@@ -966,3 +966,49 @@ async fn an_app_is_named_by_its_id_or_its_client_id_in_every_native_path() {
         200
     );
 }
+
+#[tokio::test]
+async fn readiness_says_no_when_the_database_refuses_writes() {
+    use std::sync::Arc;
+
+    use rekey_core::clock::SystemClock;
+    use rekey_core::crypto::ServerKey;
+    use rekey_server::Application;
+
+    let db = TestDb::sqlite().await;
+    let key = ServerKey::generate();
+    let clock = Arc::new(SystemClock);
+    // A first start on the writable database makes the signing key, so that a start on a
+    // read-only handle needs no write.
+    let writable = Application::build_with(
+        test_config(),
+        Arc::new(db.store.clone()),
+        clock.clone(),
+        &key,
+    )
+    .await
+    .unwrap();
+    let path = db.sqlite_path.clone().unwrap();
+    let read_only =
+        rekey_store::SqlStore::connect(&format!("sqlite://{}?mode=ro", path.display()), 2)
+            .await
+            .unwrap();
+    let refusing = Application::build_with(test_config(), Arc::new(read_only), clock, &key)
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    for app in [writable, refusing] {
+        let url = format!("http://{}/readyz", app.local_addr());
+        let server = tokio::spawn(app.run_until(std::future::pending()));
+        let res = reqwest::get(&url).await.unwrap();
+        answers.push((res.status().as_u16(), res.text().await.unwrap()));
+        server.abort();
+    }
+    assert_eq!(answers[0].0, 200);
+    assert_eq!(answers[1].0, 503);
+    assert!(
+        answers[1].1.contains("does not take writes"),
+        "{}",
+        answers[1].1
+    );
+}

@@ -1,0 +1,73 @@
+"""The binary as an operator meets it: private files, one serving process per SQLite
+database, and quiet pipes."""
+
+import os
+import stat
+import subprocess
+
+import requests
+
+from conftest import REKEY_BIN, free_port, new_server
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_the_data_directory_and_its_files_are_private(tmp_path):
+    srv = new_server(tmp_path)
+    data = srv.data_dir
+    # A database left world-readable by an earlier version is tightened at start.
+    os.chmod(os.path.join(data, "rekey.db"), 0o644)
+    os.chmod(data, 0o755)
+    srv.start()
+    try:
+        requests.get(srv.base + "/readyz", timeout=5)
+        assert mode(data) == 0o700
+        for name in ("rekey.db", "rekey.db-wal", "rekey.db-shm", "server.key", "rekey.db.lock"):
+            path = os.path.join(data, name)
+            assert os.path.exists(path), name
+            assert mode(path) == 0o600, f"{name}: {oct(mode(path))}"
+    finally:
+        srv.stop()
+
+
+def test_a_fresh_database_is_private_from_the_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REKEY_")}
+    env["REKEY_DATA_DIR"] = str(tmp_path / "fresh")
+    out = subprocess.run([REKEY_BIN, "init", "--email", "o@example.com"], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert mode(tmp_path / "fresh") == 0o700
+    for name in os.listdir(tmp_path / "fresh"):
+        assert mode(tmp_path / "fresh" / name) == 0o600, name
+
+
+def test_a_second_serve_on_the_same_sqlite_database_refuses_to_start(tmp_path):
+    srv = new_server(tmp_path)
+    srv.start()
+    try:
+        env = dict(os.environ, REKEY_DATA_DIR=srv.data_dir, REKEY_LISTEN=f"127.0.0.1:{free_port()}")
+        second = subprocess.run([REKEY_BIN, "serve"], capture_output=True, text=True, env=env, timeout=30)
+        assert second.returncode != 0
+        assert "another `rekey serve`" in second.stderr and "rekey.db.lock" in second.stderr
+        # The first one serves on.
+        assert requests.get(srv.base + "/readyz", timeout=5).status_code == 200
+    finally:
+        srv.stop()
+    # Once it has stopped, the database can be served again.
+    srv.start()
+    srv.stop()
+
+
+def test_a_closed_pipe_ends_a_command_quietly():
+    # A pipe whose reading end is closed before the command writes (as after `| head -1`).
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = subprocess.run([REKEY_BIN, "default-config"], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True, timeout=30)
+    finally:
+        os.close(write_end)
+    assert "panicked" not in out.stderr and "Broken pipe" not in out.stderr, out.stderr
+    assert out.returncode in (0, -13), out.returncode  # done, or ended by SIGPIPE
