@@ -71,3 +71,48 @@ def test_a_closed_pipe_ends_a_command_quietly():
         os.close(write_end)
     assert "panicked" not in out.stderr and "Broken pipe" not in out.stderr, out.stderr
     assert out.returncode in (0, -13), out.returncode  # done, or ended by SIGPIPE
+
+
+def test_sigterm_drains_no_request_sent_before_the_listener_closes_fails(tmp_path):
+    import signal
+    import threading
+    import time
+
+    srv = new_server(tmp_path)
+    srv.start(REKEY_SHUTDOWN_DRAIN_SECONDS="2")
+    created = srv.create_app()
+    cid, secret = created["app"]["clientId"], created["clientSecret"]
+    results = []  # (sent at, status or the exception's name)
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            sent = time.monotonic()
+            try:
+                # A new connection per request, as a client behind a load balancer would see.
+                res = requests.post(srv.base + "/oauth2/token", auth=(cid, secret),
+                                    data={"grant_type": "client_credentials"}, timeout=5)
+                results.append((sent, res.status_code))
+            except requests.RequestException as e:
+                results.append((sent, type(e).__name__))
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    term_at = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    ready_during_drain = requests.get(srv.base + "/readyz", timeout=5).status_code
+    srv.proc.wait(timeout=30)
+    closed_at = time.monotonic()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert ready_during_drain == 503
+    assert closed_at - term_at >= 2, "the listener stayed open for the drain"
+    during = [r for s, r in results if term_at <= s < term_at + 1.9]
+    assert during and all(r == 200 for r in during), during
+    before_close = [r for s, r in results if s < term_at + 1.9]
+    assert all(r == 200 for r in before_close), [r for r in before_close if r != 200]

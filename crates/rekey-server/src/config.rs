@@ -31,6 +31,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub body_limit_bytes: usize,
     pub request_timeout_seconds: u64,
+    /// After SIGTERM: how long `/readyz` answers 503 while requests are still served, so that
+    /// a load balancer stops sending before the listener closes.
+    pub shutdown_drain_seconds: u64,
     pub user_token_ttl_seconds: i64,
     pub default_access_token_ttl_seconds: i64,
     pub default_secret_lifetime_seconds: i64,
@@ -87,6 +90,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             body_limit_bytes: 64 * 1024,
             request_timeout_seconds: 30,
+            shutdown_drain_seconds: 5,
             user_token_ttl_seconds: 1800,
             default_access_token_ttl_seconds: 3600,
             default_secret_lifetime_seconds: 180 * 86400,

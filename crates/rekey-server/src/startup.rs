@@ -235,7 +235,9 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` completes, then drains requests and flushes last-use data.
+    /// Serves until `shutdown` completes; then `/readyz` answers 503 for
+    /// `shutdown_drain_seconds` while requests are still served, then the listener closes,
+    /// in-flight requests finish and last-use data is flushed.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -255,7 +257,7 @@ impl Application {
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(drain_after(shutdown, state.clone()))
         .await?;
         let _ = stop_tx.send(true);
         let _ = reloader.await;
@@ -272,6 +274,22 @@ impl Application {
         tracing::info!("rekey stopped");
         Ok(())
     }
+}
+
+/// Completes `shutdown_drain_seconds` after `shutdown`, with the node marked draining
+/// meanwhile (see [`readyz`]).
+async fn drain_after(shutdown: impl Future<Output = ()>, state: SharedState) {
+    shutdown.await;
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let drain = Duration::from_secs(state.config.shutdown_drain_seconds);
+    tracing::info!(
+        seconds = drain.as_secs(),
+        "draining: /readyz answers 503, requests are still served"
+    );
+    tokio::time::sleep(drain).await;
+    tracing::info!("closing the listener; in-flight requests finish");
 }
 
 async fn flush_last_use_periodically(state: SharedState, mut stop: watch::Receiver<bool>) {
@@ -368,6 +386,9 @@ async fn keep_caller_request_id_apart(mut req: Request, next: Next) -> Response 
 }
 
 async fn readyz(State(state): State<SharedState>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down").into_response();
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {

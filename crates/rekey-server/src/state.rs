@@ -29,6 +29,8 @@ pub struct AppState {
     pub delivery_wake: Arc<Notify>,
     /// This node's dispatcher (also what tests drain).
     pub dispatcher: Arc<Dispatcher>,
+    /// Set when shutdown began: `/readyz` answers 503 from then on.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -98,6 +100,7 @@ impl AppState {
             ops,
             delivery_wake,
             dispatcher,
+            draining: std::sync::atomic::AtomicBool::new(false),
             config,
             store,
             clock,

@@ -45,6 +45,8 @@ pub(crate) fn test_config() -> Config {
         role: rekey_server::config::NodeRole::Api,
         // Local webhook receivers and moto are plain http on loopback.
         allow_insecure_destinations: true,
+        // Tests stop their servers at once.
+        shutdown_drain_seconds: 0,
         ..Config::default()
     }
 }
