@@ -1,7 +1,12 @@
-//! Throttling of failed client authentications, per client id and per source address.
+//! Throttling of failed client authentications, per client id (from any address) and per
+//! source address.
 //!
-//! Fixed windows kept in memory on each node: it slows guessing without a database write per
-//! failure. (The SP-API rotation limit, which must hold across nodes, lives in the database.)
+//! Fixed windows kept in memory on each node, with no database write per failure. Once a
+//! client id or an address is over its budget, further *failed* attempts get 429 with
+//! `Retry-After`; a request with a valid secret is never refused, so nobody can lock a client
+//! out by failing in its name, and clients behind one proxy address do not suffer for each
+//! other. (Secrets are 256 random bits: the throttle is about noise and abuse, not guessing
+//! odds.) The SP-API rotation limit, which must hold across nodes, lives in the database.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,14 +40,12 @@ impl FailureThrottle {
         }
     }
 
-    /// The per-client window is per client *and* address, so that someone who knows a
-    /// client id cannot lock the real client out from its own address.
+    /// One window per client id, whatever the address (guessing one client's secret from many
+    /// addresses counts as one), and one per address. Neither ever refuses a valid secret: the
+    /// use case asks only after a failed authentication (so nobody can lock a client out).
     fn keys(client_id: Option<&str>, address: Option<&str>) -> [(Option<String>, bool); 2] {
         [
-            (
-                client_id.map(|c| format!("c:{c}|{}", address.unwrap_or(""))),
-                true,
-            ),
+            (client_id.map(|c| format!("c:{c}")), true),
             (address.map(|a| format!("a:{a}")), false),
         ]
     }
@@ -121,12 +124,12 @@ mod tests {
     }
 
     #[test]
-    fn failures_from_one_address_do_not_block_the_client_elsewhere() {
+    fn failures_for_one_client_from_many_addresses_count_together() {
         let t = FailureThrottle::new(60, 2, 100);
         t.record_failure(Some("c1"), Some("6.6.6.6"), T0);
-        t.record_failure(Some("c1"), Some("6.6.6.6"), T0);
-        assert!(t.blocked_for(Some("c1"), Some("6.6.6.6"), T0).is_some());
-        assert!(t.blocked_for(Some("c1"), Some("1.1.1.1"), T0).is_none());
+        t.record_failure(Some("c1"), Some("7.7.7.7"), T0);
+        assert!(t.blocked_for(Some("c1"), Some("8.8.8.8"), T0).is_some());
+        assert!(t.blocked_for(Some("c2"), Some("8.8.8.8"), T0).is_none());
     }
 
     #[test]

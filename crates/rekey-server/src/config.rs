@@ -44,6 +44,9 @@ pub struct Config {
     pub auth_failure_window_seconds: u64,
     pub auth_failures_per_client: u32,
     pub auth_failures_per_address: u32,
+    /// Proxies (CIDRs, e.g. `10.0.0.0/8`) whose `Forwarded` / `X-Forwarded-For` name the
+    /// client's address; from any other peer these headers are ignored.
+    pub trusted_proxies: Vec<String>,
     pub file_destination_root: PathBuf,
     pub allow_insecure_destinations: bool,
     pub delivery_max_attempts: u32,
@@ -101,6 +104,7 @@ impl Default for Config {
             auth_failure_window_seconds: 60,
             auth_failures_per_client: 10,
             auth_failures_per_address: 50,
+            trusted_proxies: Vec::new(),
             file_destination_root: PathBuf::new(),
             allow_insecure_destinations: false,
             delivery_max_attempts: 12,
@@ -269,7 +273,24 @@ impl Config {
                 "secret lifetime and rotation grace must not be negative".into(),
             ));
         }
+        self.trusted_proxy_nets()?;
         Ok(())
+    }
+
+    /// `trusted_proxies` parsed: CIDRs, or single addresses (a /32 or /128).
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "trusted_proxies: {p:?} is not an IP address or CIDR (e.g. 10.0.0.0/8)"
+                        ))
+                    })
+            })
+            .collect()
     }
 
     /// The token issuer and base URL of published endpoints, without a trailing slash.

@@ -1,7 +1,9 @@
 //! Request extractors of the native API: the authenticated caller, audit metadata, and a
 //! JSON body whose rejections render as problem details.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -91,7 +93,7 @@ impl Caller {
     pub async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Self, AuthFailure> {
         let token = bearer_token(&parts.headers).ok_or(AuthFailure::Missing)?;
         let authenticated = state.ops.authenticate(token).await?;
-        let meta = AuditMeta::from_parts(parts);
+        let meta = AuditMeta::from_parts(parts, &state.trusted_proxies);
         let actor = authenticated.actor(meta.request_id, meta.source);
         Ok(Caller {
             principal: actor.principal,
@@ -118,7 +120,7 @@ pub struct AuditMeta {
 }
 
 impl AuditMeta {
-    pub fn from_parts(parts: &Parts) -> Self {
+    pub fn from_parts(parts: &Parts, trusted_proxies: &[IpNet]) -> Self {
         Self {
             request_id: parts
                 .headers
@@ -128,9 +130,64 @@ impl AuditMeta {
             source: parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
+                .map(|c| client_address(c.0.ip(), &parts.headers, trusted_proxies).to_string()),
         }
     }
+}
+
+/// The client's address. From a trusted proxy it is the right-most address of `Forwarded`
+/// (`for=`), else of `X-Forwarded-For`, that is not itself a trusted proxy (the left-most
+/// entries are the client's own claims and can be forged); from any other peer, the peer.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = if let Some(forwarded) = header_values(headers, "forwarded") {
+        forwarded
+            .split(',')
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| forwarded_ip(v))?
+                })
+            })
+            .collect()
+    } else if let Some(xff) = header_values(headers, "x-forwarded-for") {
+        xff.split(',')
+            .filter_map(|v| v.trim().parse().ok())
+            .collect()
+    } else {
+        return peer;
+    };
+    hops.into_iter()
+        .rev()
+        .find(|ip| !trusted(ip))
+        .unwrap_or(peer)
+}
+
+/// Every value of a header joined with commas (a header may be sent several times).
+fn header_values(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+/// The address of a `Forwarded` `for=` value: `192.0.2.1`, `"[2001:db8::1]:4711"`,
+/// `"192.0.2.1:80"`; obfuscated identifiers (`_hidden`, `unknown`) name none.
+fn forwarded_ip(value: &str) -> Option<IpAddr> {
+    let v = value.trim().trim_matches('"');
+    if let Some(rest) = v.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    v.parse()
+        .ok()
+        .or_else(|| v.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
 }
 
 /// A JSON body; wrong content type (415), size (413) and shape (400) render as problems.

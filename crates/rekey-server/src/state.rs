@@ -31,6 +31,8 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// Set when shutdown began: `/readyz` answers 503 from then on.
     pub draining: std::sync::atomic::AtomicBool,
+    /// `trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl AppState {
@@ -42,6 +44,9 @@ impl AppState {
         server_key: &ServerKey,
     ) -> CoreResult<Self> {
         let issuer = config.issuer();
+        let trusted_proxies = config
+            .trusted_proxy_nets()
+            .map_err(|e| rekey_core::error::CoreError::Invalid(e.to_string()))?;
         let now = clock.now();
         let keys =
             load_or_create_keys(&*store, &issuer, &server_key.sealer("signing-keys"), now).await?;
@@ -101,6 +106,7 @@ impl AppState {
             delivery_wake,
             dispatcher,
             draining: std::sync::atomic::AtomicBool::new(false),
+            trusted_proxies,
             config,
             store,
             clock,

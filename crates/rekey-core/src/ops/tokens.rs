@@ -110,14 +110,16 @@ impl Rekey {
     ) -> Result<IssuedToken, TokenRefusal> {
         let now = self.now();
         let (client_id, source) = (Some(req.client_id), Some(req.source));
-        if let Some(wait) = self.throttle.blocked_for(client_id, source, now) {
-            return Err(TokenRefusal::Throttled {
-                retry_after_secs: wait,
-            });
-        }
+        // The throttle turns a failed authentication into 429 once the client id or the
+        // address is over its budget; a valid secret always passes (see `throttle`).
         let failed = |known_client: bool| {
             self.throttle.record_failure(client_id, source, now);
-            TokenRefusal::InvalidClient { known_client }
+            match self.throttle.blocked_for(client_id, source, now) {
+                Some(wait) => TokenRefusal::Throttled {
+                    retry_after_secs: wait,
+                },
+                None => TokenRefusal::InvalidClient { known_client },
+            }
         };
         // Ids Rekey never issues (wrong length or characters) fail without a lookup.
         if !is_valid_client_id(req.client_id) {
@@ -182,14 +184,14 @@ impl Rekey {
         source: &str,
     ) -> Result<IssuedToken, TokenRefusal> {
         let now = self.now();
-        if let Some(wait) = self.throttle.blocked_for(None, Some(source), now) {
-            return Err(TokenRefusal::Throttled {
-                retry_after_secs: wait,
-            });
-        }
         let invalid = || {
             self.throttle.record_failure(None, Some(source), now);
-            TokenRefusal::InvalidApiToken
+            match self.throttle.blocked_for(None, Some(source), now) {
+                Some(wait) => TokenRefusal::Throttled {
+                    retry_after_secs: wait,
+                },
+                None => TokenRefusal::InvalidApiToken,
+            }
         };
         let hash = self.api_token_hasher.hash(api_token);
         let Some(record) = self.store.find_api_token_by_hash(&hash).await? else {

@@ -19,6 +19,7 @@ use rekey_core::ops::tokens::{ClientTokenRequest, CspContext, IssuedToken, Token
 use rekey_proto::oauth::{IdToken, TokenResponse};
 
 use crate::errors::OAuthError;
+use crate::extract::client_address;
 use crate::state::{AppState, SharedState};
 
 /// Which public API family a token request arrived through; it decides error details.
@@ -262,7 +263,7 @@ async fn issue_client_token(
     let params = parse_params(dialect, headers, &body)?;
     let creds = client_credentials_from(dialect, headers, &params)?;
     check_grant_type(&params)?;
-    let source = peer.ip().to_string();
+    let source = client_address(peer.ip(), headers, &state.trusted_proxies).to_string();
     let request = ClientTokenRequest {
         client_id: &creds.client_id,
         secrets: &creds.secrets,
@@ -365,7 +366,7 @@ async fn exchange_api_token(
         .cloned()
         .or(from_query)
         .ok_or_else(|| OAuthError::invalid_request("The api_token parameter is missing"))?;
-    let source = peer.ip().to_string();
+    let source = client_address(peer.ip(), headers, &state.trusted_proxies).to_string();
     let issued = state
         .ops
         .exchange_api_token(&token, &source)

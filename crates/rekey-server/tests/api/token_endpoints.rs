@@ -396,7 +396,7 @@ async fn a_revoked_secret_is_refused_and_its_tokens_stop_working() {
 }
 
 #[tokio::test]
-async fn repeated_failures_are_throttled_per_client_and_per_address() {
+async fn repeated_failures_are_throttled_per_client_and_per_address_but_a_valid_secret_passes() {
     let mut config = test_config();
     config.auth_failures_per_client = 3;
     config.auth_failures_per_address = 5;
@@ -404,22 +404,27 @@ async fn repeated_failures_are_throttled_per_client_and_per_address() {
     let c = app.create_app(json!({})).await;
     let other = app.create_app(json!({})).await;
     let (id, secret) = (c.app.client_id.as_str(), c.client_secret.as_str());
-    for _ in 0..3 {
-        assert_eq!(
-            app.token_basic("/oauth2/token", id, "rks_guess", &CC)
-                .await
-                .status(),
-            401
-        );
+    for _ in 0..2 {
+        let res = app.token_basic("/oauth2/token", id, "rks_guess", &CC).await;
+        assert_eq!(res.status(), 401);
     }
-    // Even the right secret waits until the window ends: the throttle does not reveal it.
-    let res = app.token_basic("/oauth2/token", id, secret, &CC).await;
+    // The third failure reaches the client's budget: failures now get 429 with Retry-After.
+    let res = app.token_basic("/oauth2/token", id, "rks_guess", &CC).await;
     assert!(res.headers().contains_key("retry-after"));
     assert_oauth_error(res, 429, "slow_down").await;
+    // The real client is never locked out by failures in its name.
+    let res = app.token_basic("/oauth2/token", id, secret, &CC).await;
+    assert_eq!(res.status(), 200);
+    // The address's budget (5) is spent by failures for other ids...
     for _ in 0..2 {
         app.token_basic("/oauth2/token", "rkc_other", "x", &CC)
             .await;
     }
+    let res = app
+        .token_basic("/oauth2/token", "rkc_third", "x", &CC)
+        .await;
+    assert_oauth_error(res, 429, "slow_down").await;
+    // ...and another client with a valid secret from the same address still gets its token.
     let res = app
         .token_basic(
             "/oauth2/token",
@@ -428,14 +433,99 @@ async fn repeated_failures_are_throttled_per_client_and_per_address() {
             &CC,
         )
         .await;
-    assert_oauth_error(res, 429, "slow_down").await;
+    assert_eq!(res.status(), 200);
     app.clock.advance(Duration::from_secs(60));
-    assert_eq!(
-        app.token_basic("/oauth2/token", id, secret, &CC)
+    let res = app.token_basic("/oauth2/token", id, "rks_guess", &CC).await;
+    assert_eq!(res.status(), 401, "a new window");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_clients_and_guesses_count_per_client()
+{
+    let mut config = test_config();
+    config.auth_failures_per_client = 10;
+    config.auth_failures_per_address = 3;
+    config.trusted_proxies = vec!["127.0.0.1/32".into()];
+    let app = spawn_app_on(TestDb::sqlite().await, config).await;
+    let c = app.create_app(json!({})).await;
+    let id = c.app.client_id.as_str();
+    // Guesses for one client from nine addresses, each under its own budget (3)...
+    for n in 0..9 {
+        let res = app
+            .http
+            .post(app.url("/oauth2/token"))
+            .basic_auth(id, Some("rks_guess"))
+            .header("x-forwarded-for", format!("203.0.113.{n}"))
+            .form(&CC)
+            .send()
             .await
-            .status(),
-        200
-    );
+            .unwrap();
+        assert_eq!(res.status(), 401, "guess {n}");
+    }
+    let res = app
+        .http
+        .post(app.url("/oauth2/token"))
+        .basic_auth(id, Some("rks_guess"))
+        .header("x-forwarded-for", "203.0.113.99")
+        .form(&CC)
+        .send()
+        .await
+        .unwrap();
+    // ...and the tenth, from yet another, reaches the client's budget (10).
+    assert_oauth_error(res, 429, "slow_down").await;
+    // The audit trail names the client's address: the right-most untrusted hop (a client
+    // cannot choose it by sending its own X-Forwarded-For through the proxy).
+    let token = app.owner_access_token().await;
+    let res = app
+        .http
+        .delete(app.url(&format!("/api/v1/orgs/{}/apps/{}", app.org_id, c.app.id)))
+        .bearer_auth(&token)
+        .header("x-forwarded-for", "6.6.6.6, 198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let events = app
+        .store()
+        .list_audit(
+            &rekey_core::store::AuditFilter {
+                action: Some("app.deleted".into()),
+                ..rekey_core::store::AuditFilter::org(app.org_id)
+            },
+            rekey_core::store::Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events[0].source.as_deref(), Some("198.51.100.7"));
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    let app = spawn_app().await;
+    let c = app.create_app(json!({})).await;
+    let token = app.owner_access_token().await;
+    let res = app
+        .http
+        .delete(app.url(&format!("/api/v1/orgs/{}/apps/{}", app.org_id, c.app.id)))
+        .bearer_auth(&token)
+        .header("x-forwarded-for", "198.51.100.7")
+        .header("forwarded", "for=198.51.100.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let events = app
+        .store()
+        .list_audit(
+            &rekey_core::store::AuditFilter {
+                action: Some("app.deleted".into()),
+                ..rekey_core::store::AuditFilter::org(app.org_id)
+            },
+            rekey_core::store::Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events[0].source.as_deref(), Some("127.0.0.1"));
 }
 
 #[tokio::test]
