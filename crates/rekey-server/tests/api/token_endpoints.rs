@@ -475,16 +475,23 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_clients_and_guesses
     assert_oauth_error(res, 429, "slow_down").await;
     // The audit trail names the client's address: the right-most untrusted hop (a client
     // cannot choose it by sending its own X-Forwarded-For through the proxy).
+    let source =
+        audited_source_of_a_deletion(&app, &[("x-forwarded-for", "6.6.6.6, 198.51.100.7")]).await;
+    assert_eq!(source.as_deref(), Some("198.51.100.7"));
+}
+
+/// Deletes a new app with `headers` on the request; the audit event's `source`.
+async fn audited_source_of_a_deletion(app: &TestApp, headers: &[(&str, &str)]) -> Option<String> {
+    let c = app.create_app(json!({})).await;
     let token = app.owner_access_token().await;
-    let res = app
+    let mut req = app
         .http
         .delete(app.url(&format!("/api/v1/orgs/{}/apps/{}", app.org_id, c.app.id)))
-        .bearer_auth(&token)
-        .header("x-forwarded-for", "6.6.6.6, 198.51.100.7")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+        .bearer_auth(&token);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    assert_eq!(req.send().await.unwrap().status(), 204);
     let events = app
         .store()
         .list_audit(
@@ -496,36 +503,18 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_clients_and_guesses
         )
         .await
         .unwrap();
-    assert_eq!(events[0].source.as_deref(), Some("198.51.100.7"));
+    events[0].source.clone()
 }
 
 #[tokio::test]
 async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
     let app = spawn_app().await;
-    let c = app.create_app(json!({})).await;
-    let token = app.owner_access_token().await;
-    let res = app
-        .http
-        .delete(app.url(&format!("/api/v1/orgs/{}/apps/{}", app.org_id, c.app.id)))
-        .bearer_auth(&token)
-        .header("x-forwarded-for", "198.51.100.7")
-        .header("forwarded", "for=198.51.100.8")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    let events = app
-        .store()
-        .list_audit(
-            &rekey_core::store::AuditFilter {
-                action: Some("app.deleted".into()),
-                ..rekey_core::store::AuditFilter::org(app.org_id)
-            },
-            rekey_core::store::Page::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(events[0].source.as_deref(), Some("127.0.0.1"));
+    let headers = [
+        ("x-forwarded-for", "198.51.100.7"),
+        ("forwarded", "for=198.51.100.8"),
+    ];
+    let source = audited_source_of_a_deletion(&app, &headers).await;
+    assert_eq!(source.as_deref(), Some("127.0.0.1"));
 }
 
 #[tokio::test]
