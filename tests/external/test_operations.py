@@ -116,3 +116,24 @@ def test_sigterm_drains_no_request_sent_before_the_listener_closes_fails(tmp_pat
     assert during and all(r == 200 for r in during), during
     before_close = [r for s, r in results if s < term_at + 1.9]
     assert all(r == 200 for r in before_close), [r for r in before_close if r != 200]
+
+
+def test_at_the_default_level_the_log_has_an_access_line_and_a_line_per_change(tmp_path):
+    srv = new_server(tmp_path)
+    srv.start(RUST_LOG="info")
+    try:
+        created = srv.create_app()
+        cid, secret = created["app"]["clientId"], created["clientSecret"]
+        res = requests.post(srv.base + "/oauth2/token", auth=(cid, secret),
+                            data={"grant_type": "client_credentials"}, timeout=5)
+        assert res.status_code == 200
+    finally:
+        srv.stop()
+    log = open(srv.log_path, encoding="utf-8").read()
+    access = [l for l in log.splitlines() if "route=/oauth2/token" in l and "finished processing request" in l]
+    assert access, log[-2000:]
+    assert "status=200" in access[0] and "latency=" in access[0] and "client=127.0.0.1" in access[0]
+    assert "request_id=" in access[0]
+    changes = [l for l in log.splitlines() if " audit " in l and "action=app.created" in l]
+    assert changes and "actor=user:" in changes[0], log[-2000:]
+    assert secret not in log

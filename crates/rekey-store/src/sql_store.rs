@@ -73,6 +73,8 @@ pub(crate) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
     changed_clients: Vec<String>,
+    /// The audit events written, logged (one info line each) once the commit succeeded.
+    audited: Vec<AuditEvent>,
 }
 
 impl Deref for WriteTx {
@@ -166,6 +168,7 @@ impl SqlStore {
             tx,
             _turn: turn,
             changed_clients: Vec::new(),
+            audited: Vec::new(),
         })
     }
 
@@ -177,11 +180,17 @@ impl SqlStore {
             tx,
             _turn,
             changed_clients,
+            audited,
         } = tx;
         let committed = tx.commit().await.map_err(db_err);
         if let Some(cache) = &self.cache {
             for client in &changed_clients {
                 cache.invalidate(client);
+            }
+        }
+        if committed.is_ok() {
+            for e in &audited {
+                log_audit_event(e);
             }
         }
         committed
@@ -339,7 +348,30 @@ fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
     t.map(Timestamp::as_millis)
 }
 
-async fn insert_audit(conn: &mut AnyConnection, events: &[AuditEvent]) -> CoreResult<()> {
+/// One info line per audited change, for operators reading logs: who did what to what. The
+/// details stay in the audit trail (they are for the API, and may be long).
+fn log_audit_event(e: &AuditEvent) {
+    let outcome = match e.outcome {
+        Outcome::Success => "success",
+        Outcome::Failure => "failure",
+    };
+    let id = |v: Option<String>| v.unwrap_or_default();
+    tracing::info!(
+        action = %e.action,
+        actor = %e.actor,
+        org = %id(e.org_id.map(|v| v.to_string())),
+        app = %id(e.app_id.map(|v| v.to_string())),
+        secret = %id(e.secret_id.map(|v| v.to_string())),
+        request_id = %e.request_id.as_deref().unwrap_or(""),
+        source = %e.source.as_deref().unwrap_or(""),
+        outcome,
+        "audit"
+    );
+}
+
+async fn insert_audit(tx: &mut WriteTx, events: &[AuditEvent]) -> CoreResult<()> {
+    tx.audited.extend_from_slice(events);
+    let conn: &mut AnyConnection = tx;
     for e in events {
         sqlx::query(
             "INSERT INTO audit_events (id, time, action, actor, org_id, app_id, secret_id, \
