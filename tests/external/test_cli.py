@@ -122,3 +122,14 @@ def test_a_refused_init_leaves_nothing_behind_and_init_can_run_again(tmp_path):
                           capture_output=True, text=True, env=env, timeout=60)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["apiToken"].startswith("rkt_")
+
+
+def test_the_management_commands_find_the_server_in_its_config_file(server, tmp_path):
+    config = tmp_path / "rekey.toml"
+    config.write_text(f'listen = "0.0.0.0:{server.port}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "REKEY_URL"}
+    env["REKEY_API_TOKEN"] = server.api_token
+    out = subprocess.run([REKEY_BIN, "apps", "list", "--config", str(config), "--output", "json"],
+                         capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "items" in json.loads(out.stdout)

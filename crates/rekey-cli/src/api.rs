@@ -20,7 +20,7 @@ impl ApiClient {
         let Some(api_token) = args.api_token.as_deref() else {
             bail!("no API token: set REKEY_API_TOKEN (or --api-token)");
         };
-        let base = args.url.trim_end_matches('/').to_string();
+        let base = args.base_url()?;
         let tokens = Arc::new(TokenProvider::new(
             format!("{base}/csp/gateway/am/api/auth/api-tokens/authorize"),
             Credentials::CspApiToken {

@@ -121,14 +121,13 @@ pub(crate) enum OutputFormat {
 /// How to reach and authenticate to the management API.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ApiArgs {
-    /// Base URL of the server.
-    #[arg(
-        long,
-        env = "REKEY_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    pub url: String,
+    /// Base URL of the server; default: the `public_url` (else the `listen` address) of
+    /// --config, else http://127.0.0.1:8080.
+    #[arg(long, env = "REKEY_URL", global = true)]
+    pub url: Option<String>,
+    /// The server's configuration file, to find the server's URL in.
+    #[arg(long, global = true)]
+    pub config: Option<std::path::PathBuf>,
     /// A user API token (from `rekey init` or an admin). Prefer the environment variable.
     #[arg(long, env = "REKEY_API_TOKEN", hide_env_values = true, global = true)]
     pub api_token: Option<String>,
@@ -137,6 +136,28 @@ pub(crate) struct ApiArgs {
     pub org: Option<String>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Human, global = true)]
     pub output: OutputFormat,
+}
+
+impl ApiArgs {
+    /// The server's base URL: `--url`/`REKEY_URL`, else the config file's `public_url` or
+    /// `listen` (an unspecified listen address means this host), else the default port here.
+    pub(crate) fn base_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.url {
+            return Ok(url.trim_end_matches('/').to_string());
+        }
+        let Some(path) = &self.config else {
+            return Ok("http://127.0.0.1:8080".into());
+        };
+        let config = rekey_server::Config::load(Some(path), &Default::default())?;
+        if !config.public_url.is_empty() {
+            return Ok(config.public_url.trim_end_matches('/').to_string());
+        }
+        let mut listen = config.listen;
+        if listen.ip().is_unspecified() {
+            listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Ok(format!("http://{listen}"))
+    }
 }
 
 #[derive(Debug, Subcommand)]

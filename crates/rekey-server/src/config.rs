@@ -178,6 +178,12 @@ impl Config {
             let key = key.to_ascii_lowercase();
             if let Some(base) = key.strip_suffix("_file") {
                 if SECRET_KEYS.contains(&base) {
+                    let direct = format!("REKEY_{}", base.to_ascii_uppercase());
+                    if env.iter().any(|(n, _)| *n == direct) {
+                        return Err(ConfigError(format!(
+                            "{direct} and {name} are both set: give the value one way"
+                        )));
+                    }
                     let content = std::fs::read_to_string(value)
                         .map_err(|e| ConfigError(format!("cannot read {name} ({value}): {e}")))?;
                     from_env.insert(base.to_string(), content.trim_end().to_string().into());
@@ -185,7 +191,8 @@ impl Config {
             }
         }
         // Plain variables parse as figment values so numbers and booleans work as in TOML.
-        // Only known keys are read: other REKEY_* variables (test settings) are not config.
+        // Only known keys are read: other REKEY_* variables (the CLI's own, tests') are not
+        // config; `unknown_env_warnings` names the likely typos.
         let mut plain = figment::value::Dict::new();
         for (name, value) in &env {
             let Some(key) = name.strip_prefix("REKEY_") else {
@@ -199,10 +206,37 @@ impl Config {
                 plain.insert(key, parsed);
             }
         }
-        fig = fig.merge(Serialized::defaults(plain));
-        fig = fig.merge(Serialized::defaults(from_env));
+        // Where each key's value came from, to name it in errors (later layers win).
+        let source_of = |key: &str| -> String {
+            if overrides.contains_key(key) {
+                format!("the command-line flag for {key}")
+            } else if from_env.contains_key(key) {
+                format!("REKEY_{}_FILE", key.to_ascii_uppercase())
+            } else if plain.contains_key(key) {
+                format!("REKEY_{}", key.to_ascii_uppercase())
+            } else if let Some(path) = file {
+                format!("{key} in {}", path.display())
+            } else {
+                key.to_string()
+            }
+        };
+        fig = fig.merge(Serialized::defaults(plain.clone()));
+        fig = fig.merge(Serialized::defaults(from_env.clone()));
         fig = fig.merge(Serialized::defaults(overrides.clone()));
-        let config: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        let config: Config = fig.extract().map_err(|errors| {
+            ConfigError(
+                errors
+                    .into_iter()
+                    .map(|e| match e.path.last() {
+                        // The key's source and what is wrong with the value: no internal
+                        // paths or types.
+                        Some(key) => format!("{}: {}", source_of(key), e.kind),
+                        None => e.kind.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -274,6 +308,24 @@ impl Config {
             ));
         }
         self.trusted_proxy_nets()?;
+        let longest_ttl = self
+            .default_access_token_ttl_seconds
+            .max(self.user_token_ttl_seconds);
+        if self.signing_key_overlap_seconds < longest_ttl {
+            return Err(ConfigError(format!(
+                "signing_key_overlap_seconds ({}) must be at least the longest access-token \
+                 lifetime ({longest_ttl} s), or tokens signed with a retired key stop verifying \
+                 before they expire",
+                self.signing_key_overlap_seconds
+            )));
+        }
+        if !self.public_url.is_empty() && !is_absolute_http_url(&self.public_url) {
+            return Err(ConfigError(format!(
+                "public_url must be an absolute http(s) URL such as https://auth.example.com \
+                 (got {:?})",
+                self.public_url
+            )));
+        }
         Ok(())
     }
 
@@ -319,6 +371,57 @@ impl Config {
             self.database_url.clone()
         }
     }
+}
+
+/// `https://host[:port][/path]`: what an issuer and a base URL for links must be.
+fn is_absolute_http_url(s: &str) -> bool {
+    match s.parse::<axum::http::Uri>() {
+        Ok(uri) => {
+            matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some_and(|h| !h.is_empty())
+                && uri.query().is_none()
+        }
+        Err(_) => false,
+    }
+}
+
+/// `REKEY_*` variables the CLI reads itself (not server configuration).
+const CLI_VARIABLES: &[&str] = &[
+    "url",
+    "api_token",
+    "org",
+    "client_secret",
+    "client_secret_file",
+];
+
+/// Warnings for `REKEY_*` variables that are neither configuration nor the CLI's own: most
+/// are typos (`REKEY_LISTN`), which would otherwise be ignored without a word. Each names the
+/// nearest known key.
+pub fn unknown_env_warnings(env: impl Iterator<Item = (String, String)>) -> Vec<String> {
+    let known = known_keys();
+    env.filter_map(|(name, _)| {
+        let key = name.strip_prefix("REKEY_")?.to_ascii_lowercase();
+        let is_secret_file = key
+            .strip_suffix("_file")
+            .is_some_and(|base| SECRET_KEYS.contains(&base));
+        if known.contains(&key)
+            || is_secret_file
+            || CLI_VARIABLES.contains(&key.as_str())
+            || key.starts_with("test_")
+            || key.starts_with("bench_")
+        {
+            return None;
+        }
+        let nearest = known
+            .iter()
+            .min_by_key(|k| strsim::levenshtein(k, &key))
+            .map(|k| format!("; did you mean REKEY_{}?", k.to_ascii_uppercase()))
+            .unwrap_or_default();
+        Some(format!(
+            "{name} is not a configuration key and is ignored{nearest}"
+        ))
+    })
+    .collect()
 }
 
 /// The names of every config key, from the struct itself.
@@ -406,5 +509,82 @@ mod tests {
         let mut flags = serde_json::Map::new();
         flags.insert("request_timeout_seconds".into(), 0.into());
         assert!(Config::load_from_env(None, &flags, no_env()).is_err());
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_it_came_from_without_internals() {
+        let env = vec![("REKEY_AUTO_MIGRATE".to_string(), "yes".to_string())];
+        let e = Config::load_from_env(None, &Default::default(), env.into_iter()).unwrap_err();
+        assert!(e.0.contains("REKEY_AUTO_MIGRATE"), "{}", e.0);
+        assert!(
+            !e.0.contains("config.rs") && !e.0.contains("BTreeMap"),
+            "{}",
+            e.0
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "body_limit_bytes = \"big\"\n").unwrap();
+        let e = Config::load_from_env(Some(&p), &Default::default(), no_env()).unwrap_err();
+        assert!(
+            e.0.contains("body_limit_bytes in") && e.0.contains("c.toml"),
+            "{}",
+            e.0
+        );
+    }
+
+    #[test]
+    fn a_secret_given_directly_and_through_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "c2VjcmV0\n").unwrap();
+        let env = vec![
+            ("REKEY_SERVER_KEY".to_string(), "b3RoZXI=".to_string()),
+            (
+                "REKEY_SERVER_KEY_FILE".to_string(),
+                key_file.display().to_string(),
+            ),
+        ];
+        let e = Config::load_from_env(None, &Default::default(), env.into_iter()).unwrap_err();
+        assert!(e.0.contains("both set"), "{}", e.0);
+    }
+
+    #[test]
+    fn fields_that_depend_on_each_other_are_checked_together() {
+        let mut flags = serde_json::Map::new();
+        flags.insert("signing_key_overlap_seconds".into(), 10.into());
+        let e = Config::load_from_env(None, &flags, no_env()).unwrap_err();
+        assert!(e.0.contains("signing_key_overlap_seconds"), "{}", e.0);
+        for bad in [
+            "auth example",
+            "ftp://auth.example",
+            "/relative",
+            "https://",
+        ] {
+            let mut flags = serde_json::Map::new();
+            flags.insert("public_url".into(), bad.into());
+            let e = Config::load_from_env(None, &flags, no_env()).unwrap_err();
+            assert!(e.0.contains("public_url"), "{bad}: {}", e.0);
+        }
+        let mut flags = serde_json::Map::new();
+        flags.insert("public_url".into(), "https://auth.example.com/rekey".into());
+        assert!(Config::load_from_env(None, &flags, no_env()).is_ok());
+    }
+
+    #[test]
+    fn unknown_rekey_variables_are_named_with_the_nearest_key() {
+        let env = [
+            ("REKEY_LISTN", "x"),
+            ("REKEY_LISTEN_FILE", "x"),
+            ("REKEY_LISTEN", "x"),
+            ("REKEY_URL", "x"),
+            ("REKEY_API_TOKEN", "x"),
+            ("REKEY_SERVER_KEY_FILE", "x"),
+            ("HOME", "x"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let warnings = unknown_env_warnings(env.into_iter());
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("REKEY_LISTN ") && warnings[0].contains("REKEY_LISTEN?"));
+        assert!(warnings[1].starts_with("REKEY_LISTEN_FILE "));
     }
 }

@@ -110,6 +110,15 @@ impl SqlStore {
     pub async fn connect(url: &str, max_connections: u32) -> CoreResult<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
+        if backend == Backend::Postgres {
+            // One direct connection first: the pool would retry for its whole acquire
+            // timeout and then say only "pool timed out", hiding "connection refused".
+            use sqlx::Connection as _;
+            let probe = sqlx::AnyConnection::connect(url)
+                .await
+                .map_err(|e| CoreError::storage("cannot connect to the database", e))?;
+            let _ = probe.close().await;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))

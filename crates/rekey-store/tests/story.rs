@@ -856,3 +856,28 @@ async fn a_secret_plan_sees_the_apps_service_account_role_as_it_is_under_the_loc
         assert_eq!(s.list_memberships(o.id).await.unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_reported_as_refused_at_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let e = SqlStore::connect(&format!("postgres://postgres@127.0.0.1:{port}/test"), 2)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut chain = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        chain.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert!(chain.to_lowercase().contains("refused"), "{chain}");
+}

@@ -42,6 +42,9 @@ pub(super) async fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args)?;
     telemetry::init(config.log_format);
     tracing::info!(config = ?config, "starting");
+    for warning in rekey_server::config::unknown_env_warnings(std::env::vars()) {
+        tracing::warn!("{warning}");
+    }
     let app = Application::build(config, Arc::new(SystemClock)).await?;
     app.run_until(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
