@@ -137,3 +137,40 @@ def test_at_the_default_level_the_log_has_an_access_line_and_a_line_per_change(t
     changes = [l for l in log.splitlines() if " audit " in l and "action=app.created" in l]
     assert changes and "actor=user:" in changes[0], log[-2000:]
     assert secret not in log
+
+
+def test_slow_clients_are_cut_off_and_open_connections_are_capped(tmp_path):
+    import socket
+    import time
+
+    srv = new_server(tmp_path)
+    srv.start(REKEY_HEADER_READ_TIMEOUT_SECONDS="1", REKEY_MAX_CONNECTIONS="5")
+    try:
+        def half_sent():
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            s.sendall(b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\n")  # never finishes
+            return s
+
+        def closed_by_server(s, wait):
+            s.settimeout(wait)
+            try:
+                return s.recv(1024) == b""
+            except ConnectionResetError:
+                return True
+            except socket.timeout:
+                return False
+
+        socks = [half_sent() for _ in range(8)]
+        time.sleep(0.3)
+        # Over the cap of 5: the extra ones are closed at once.
+        closed_at_once = sum(closed_by_server(s, 0.2) for s in socks)
+        assert closed_at_once >= 3, closed_at_once
+        # The header-read timeout closes the rest.
+        time.sleep(1.5)
+        assert all(closed_by_server(s, 1.0) for s in socks)
+        for s in socks:
+            s.close()
+        # The server still serves.
+        assert requests.get(srv.base + "/readyz", timeout=5).status_code == 200
+    finally:
+        srv.stop()

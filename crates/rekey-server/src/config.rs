@@ -31,6 +31,11 @@ pub struct Config {
     pub log_format: LogFormat,
     pub body_limit_bytes: usize,
     pub request_timeout_seconds: u64,
+    /// A connection must send a request's whole header within this many seconds.
+    pub header_read_timeout_seconds: u64,
+    /// Open connections at most; more are closed at once (a slow-client flood cannot exhaust
+    /// the process).
+    pub max_connections: usize,
     /// After SIGTERM: how long `/readyz` answers 503 while requests are still served, so that
     /// a load balancer stops sending before the listener closes.
     pub shutdown_drain_seconds: u64,
@@ -94,6 +99,8 @@ impl Default for Config {
             body_limit_bytes: 64 * 1024,
             request_timeout_seconds: 30,
             shutdown_drain_seconds: 5,
+            header_read_timeout_seconds: 10,
+            max_connections: 10_000,
             user_token_ttl_seconds: 1800,
             default_access_token_ttl_seconds: 3600,
             default_secret_lifetime_seconds: 180 * 86400,
@@ -252,6 +259,11 @@ impl Config {
                 "request_timeout_seconds",
                 self.request_timeout_seconds as i64,
             ),
+            (
+                "header_read_timeout_seconds",
+                self.header_read_timeout_seconds as i64,
+            ),
+            ("max_connections", self.max_connections as i64),
             ("user_token_ttl_seconds", self.user_token_ttl_seconds),
             (
                 "default_access_token_ttl_seconds",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -254,12 +254,13 @@ impl Application {
         }
         let app = router(state.clone());
         tracing::info!(address = %self.local_addr(), backend = state.store.backend(), "rekey is serving");
-        axum::serve(
+        serve(
             self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            state.clone(),
+            drain_after(shutdown, state.clone()),
         )
-        .with_graceful_shutdown(drain_after(shutdown, state.clone()))
-        .await?;
+        .await;
         let _ = stop_tx.send(true);
         let _ = reloader.await;
         for w in workers {
@@ -275,6 +276,68 @@ impl Application {
         tracing::info!("rekey stopped");
         Ok(())
     }
+}
+
+/// The accept loop: each connection is served by hyper's HTTP/1 server with a header-read
+/// timeout, at most `max_connections` at once (more are closed at once), and the client's
+/// address in the request's `ConnectInfo`. When `shutdown` completes the listener closes and
+/// open connections finish their requests.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    state: SharedState,
+    shutdown: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let config = &state.config;
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let header_timeout = Duration::from_secs(config.header_read_timeout_seconds);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment, then go on.
+                    tracing::warn!(error = &e as &dyn std::error::Error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max_connections = config.max_connections,
+                "connection refused: too many open connections"
+            );
+            continue;
+        };
+        let service = app
+            .clone()
+            .map_request(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(
+                TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Errors here are the client's (a reset, a header too slow): nothing to log.
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Completes `shutdown_drain_seconds` after `shutdown`, with the node marked draining
