@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Paired rounds: the token endpoint of two builds (say, a git worktree of an earlier
 # commit and the working tree), on one seeded SQLite database (copied for each run), server on
-# core 0, wrk on core 1. ROUNDS and DURATION (s) set the rounds.
+# core 0, wrk on core 1. ROUNDS and DURATION (s) set the rounds; BENCH_RUST_LOG the log level
+# (default warn; info adds the access log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Usage: bench/compare-token.sh BEFORE_BIN_DIR AFTER_BIN_DIR (each with rekey, rekey-bench-seed)
@@ -19,7 +20,7 @@ AUTH=$(printf '%s:%s' "$ID" "$SECRET" | base64 -w0)
 run() { # bin label
   rm -rf "$WORK/d"; cp -r "$WORK/seed" "$WORK/d"
   local p; p=$(port)
-  REKEY_DATA_DIR="$WORK/d" REKEY_LISTEN="127.0.0.1:$p" REKEY_ROLE=api REKEY_SHUTDOWN_DRAIN_SECONDS=0 REKEY_AUTH_FAILURES_PER_ADDRESS=1000000 RUST_LOG=warn \
+  REKEY_DATA_DIR="$WORK/d" REKEY_LISTEN="127.0.0.1:$p" REKEY_ROLE=api REKEY_SHUTDOWN_DRAIN_SECONDS=0 REKEY_AUTH_FAILURES_PER_ADDRESS=1000000 RUST_LOG="${BENCH_RUST_LOG:-warn}" \
     taskset -c 0 "$1/rekey" serve > "$WORK/$2.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$p/readyz" && break; sleep 0.1; done
