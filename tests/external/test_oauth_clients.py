@@ -111,11 +111,13 @@ def test_the_server_log_never_holds_a_secret(server, client_app):
     assert res.headers["x-request-id"] != "caller-id-1234"
     res = requests.get(server.base + "/healthz", headers={"x-request-id": "x" * 5000}, timeout=5)
     assert len(res.headers["x-request-id"]) == 36
+    # Rekey writes x-client-request-id itself; a client's own copy is dropped.
+    requests.get(server.base + "/healthz", headers={"x-client-request-id": "SPOOFED status=200"}, timeout=5)
     log = open(server.log_path, encoding="utf-8", errors="replace").read()
     assert "rekey is serving" in log
     assert client_secret not in log
     assert server.api_token not in log
-    assert "FORGED" not in log
+    assert "FORGED" not in log and "SPOOFED" not in log
     assert "unknown_client_id_sha256" in log
     assert "client_request_id=caller-id-1234" in log
     assert "x" * 200 not in log

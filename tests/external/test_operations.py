@@ -60,6 +60,28 @@ def test_a_second_serve_on_the_same_sqlite_database_refuses_to_start(tmp_path):
     srv.stop()
 
 
+def test_an_explicit_sqlite_url_is_locked_and_private_too(tmp_path):
+    db = tmp_path / "elsewhere" / "mine.db"
+    db.parent.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REKEY_")}
+    env.update(REKEY_DATA_DIR=str(tmp_path / "data"), REKEY_DATABASE_URL=f"sqlite://{db}?mode=rwc",
+               REKEY_LISTEN=f"127.0.0.1:{free_port()}", REKEY_SHUTDOWN_DRAIN_SECONDS="0")
+    first = subprocess.Popen([REKEY_BIN, "serve"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        import time
+        deadline = time.monotonic() + 30
+        while not os.path.exists(str(db) + ".lock") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        env2 = dict(env, REKEY_LISTEN=f"127.0.0.1:{free_port()}")
+        second = subprocess.run([REKEY_BIN, "serve"], capture_output=True, text=True, env=env2, timeout=30)
+        assert second.returncode != 0 and "mine.db.lock" in second.stderr, second.stderr
+        assert mode(db) == 0o600
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+
+
 def test_a_closed_pipe_ends_a_command_quietly():
     # A pipe whose reading end is closed before the command writes (as after `| head -1`).
     read_end, write_end = os.pipe()

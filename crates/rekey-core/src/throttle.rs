@@ -18,7 +18,14 @@ pub struct FailureThrottle {
     window_ms: i64,
     max_per_client: u32,
     max_per_address: u32,
-    windows: Mutex<HashMap<String, Window>>,
+    windows: Mutex<Windows>,
+}
+
+#[derive(Debug, Default)]
+struct Windows {
+    by_key: HashMap<String, Window>,
+    /// When expired windows were last swept (at most once a second).
+    last_sweep: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -27,8 +34,11 @@ struct Window {
     failures: u32,
 }
 
-/// Entries kept before expired windows are swept.
+/// Entries kept before expired windows are swept (at most once a second).
 const SWEEP_ABOVE: usize = 10_000;
+/// Entries at most: past this, failures only count against keys that exist already, so that
+/// a flood of new keys cannot grow the map (the address key of a flood exists already).
+const MAX_ENTRIES: usize = 100_000;
 
 impl FailureThrottle {
     pub fn new(window_secs: u64, max_per_client: u32, max_per_address: u32) -> Self {
@@ -36,7 +46,7 @@ impl FailureThrottle {
             window_ms: i64::try_from(window_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             max_per_client,
             max_per_address,
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::new(Windows::default()),
         }
     }
 
@@ -61,7 +71,7 @@ impl FailureThrottle {
         Self::keys(client_id, address)
             .into_iter()
             .filter_map(|(key, is_client)| {
-                let w = windows.get(key.as_ref()?)?;
+                let w = windows.by_key.get(key.as_ref()?)?;
                 let max = if is_client {
                     self.max_per_client
                 } else {
@@ -76,13 +86,23 @@ impl FailureThrottle {
 
     pub fn record_failure(&self, client_id: Option<&str>, address: Option<&str>, now: Timestamp) {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() > SWEEP_ABOVE {
+        let swept_lately = windows
+            .last_sweep
+            .is_some_and(|t| now.as_millis() < t.as_millis() + 1000);
+        if windows.by_key.len() > SWEEP_ABOVE && !swept_lately {
             let window_ms = self.window_ms;
-            windows.retain(|_, w| now.as_millis() < w.start.as_millis() + window_ms);
+            windows
+                .by_key
+                .retain(|_, w| now.as_millis() < w.start.as_millis() + window_ms);
+            windows.last_sweep = Some(now);
         }
+        let full = windows.by_key.len() >= MAX_ENTRIES;
         for (key, _) in Self::keys(client_id, address) {
             let Some(key) = key else { continue };
-            let w = windows.entry(key).or_insert(Window {
+            if full && !windows.by_key.contains_key(&key) {
+                continue;
+            }
+            let w = windows.by_key.entry(key).or_insert(Window {
                 start: now,
                 failures: 0,
             });
@@ -147,5 +167,18 @@ mod tests {
         t.record_failure(Some("c"), None, T0);
         t.record_failure(Some("c"), None, T0.plus_secs(11));
         assert!(t.blocked_for(Some("c"), None, T0.plus_secs(11)).is_none());
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_cannot_grow_the_map_past_its_bound() {
+        let t = FailureThrottle::new(60, 10, u32::MAX);
+        for n in 0..(MAX_ENTRIES + 500) {
+            t.record_failure(Some(&format!("c{n}")), Some("9.9.9.9"), T0);
+        }
+        let len = t.windows.lock().unwrap().by_key.len();
+        assert_eq!(len, MAX_ENTRIES);
+        // The flood's address still counts every failure.
+        let w = t.windows.lock().unwrap().by_key["a:9.9.9.9"];
+        assert_eq!(w.failures as usize, MAX_ENTRIES + 500);
     }
 }

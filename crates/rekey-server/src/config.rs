@@ -52,6 +52,9 @@ pub struct Config {
     /// Proxies (CIDRs, e.g. `10.0.0.0/8`) whose `Forwarded` / `X-Forwarded-For` name the
     /// client's address; from any other peer these headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// The header those proxies write: `x-forwarded-for` or `forwarded`. Only that one is
+    /// read: a proxy passes the other one through as the client sent it.
+    pub forwarded_header: crate::extract::ForwardedHeader,
     pub file_destination_root: PathBuf,
     pub allow_insecure_destinations: bool,
     pub delivery_max_attempts: u32,
@@ -112,6 +115,7 @@ impl Default for Config {
             auth_failures_per_client: 10,
             auth_failures_per_address: 50,
             trusted_proxies: Vec::new(),
+            forwarded_header: crate::extract::ForwardedHeader::XForwardedFor,
             file_destination_root: PathBuf::new(),
             allow_insecure_destinations: false,
             delivery_max_attempts: 12,
@@ -186,7 +190,7 @@ impl Config {
             if let Some(base) = key.strip_suffix("_file") {
                 if SECRET_KEYS.contains(&base) {
                     let direct = format!("REKEY_{}", base.to_ascii_uppercase());
-                    if env.iter().any(|(n, _)| *n == direct) {
+                    if env.iter().any(|(n, v)| *n == direct && !v.is_empty()) {
                         return Err(ConfigError(format!(
                             "{direct} and {name} are both set: give the value one way"
                         )));
@@ -320,8 +324,9 @@ impl Config {
             ));
         }
         self.trusted_proxy_nets()?;
-        let longest_ttl = self
-            .default_access_token_ttl_seconds
+        // Any app may ask for tokens up to the largest lifetime an app may have.
+        let longest_ttl = rekey_core::apps::MAX_TOKEN_TTL_SECS
+            .max(self.default_access_token_ttl_seconds)
             .max(self.user_token_ttl_seconds);
         if self.signing_key_overlap_seconds < longest_ttl {
             return Err(ConfigError(format!(
@@ -402,8 +407,9 @@ const CLI_VARIABLES: &[&str] = &[
     "url",
     "api_token",
     "org",
+    "client_id",
     "client_secret",
-    "client_secret_file",
+    "bin",
 ];
 
 /// Warnings for `REKEY_*` variables that are neither configuration nor the CLI's own: most

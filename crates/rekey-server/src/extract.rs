@@ -120,7 +120,7 @@ pub struct AuditMeta {
 }
 
 impl AuditMeta {
-    pub fn from_parts(parts: &Parts, trusted_proxies: &[IpNet]) -> Self {
+    pub fn from_parts(parts: &Parts, trusted_proxies: &TrustedProxies) -> Self {
         Self {
             request_id: parts
                 .headers
@@ -135,52 +135,84 @@ impl AuditMeta {
     }
 }
 
-/// The client's address. From a trusted proxy it is the right-most address of `Forwarded`
-/// (`for=`), else of `X-Forwarded-For`, that is not itself a trusted proxy (the left-most
-/// entries are the client's own claims and can be forged); from any other peer, the peer.
-pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
-    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|n| n.contains(ip));
-    if !trusted(&peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = if let Some(forwarded) = header_values(headers, "forwarded") {
-        forwarded
-            .split(',')
-            .filter_map(|element| {
-                element.split(';').find_map(|pair| {
-                    let (k, v) = pair.split_once('=')?;
-                    k.trim()
-                        .eq_ignore_ascii_case("for")
-                        .then(|| forwarded_ip(v))?
-                })
-            })
-            .collect()
-    } else if let Some(xff) = header_values(headers, "x-forwarded-for") {
-        xff.split(',')
-            .filter_map(|v| v.trim().parse().ok())
-            .collect()
-    } else {
-        return peer;
-    };
-    hops.into_iter()
-        .rev()
-        .find(|ip| !trusted(ip))
-        .unwrap_or(peer)
+/// The forwarding header a trusted proxy writes (`forwarded_header`): only that one is read,
+/// since a proxy passes the other through as the client sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (nginx, HAProxy, cloud load balancers).
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
 }
 
-/// Every value of a header joined with commas (a header may be sent several times).
+/// Which proxies to believe, and what they write.
+#[derive(Clone, Debug)]
+pub struct TrustedProxies {
+    pub nets: Vec<IpNet>,
+    pub header: ForwardedHeader,
+}
+
+impl TrustedProxies {
+    pub fn none() -> Self {
+        Self {
+            nets: Vec::new(),
+            header: ForwardedHeader::XForwardedFor,
+        }
+    }
+
+    fn trusts(&self, ip: &IpAddr) -> bool {
+        self.nets.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// The client's address. From a trusted proxy, the hops of the configured forwarding header
+/// are walked from the right (the entries a proxy appended) past every trusted proxy: the
+/// first one that is not is the client. An entry that cannot be read ends the walk at the
+/// last trusted hop, since whatever lies left of it was written by the client. From any other
+/// peer, the peer.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    if !trusted.trusts(&peer) {
+        return peer;
+    }
+    let name = match trusted.header {
+        ForwardedHeader::XForwardedFor => "x-forwarded-for",
+        ForwardedHeader::Forwarded => "forwarded",
+    };
+    let Some(values) = header_values(headers, name) else {
+        return peer;
+    };
+    let mut last_trusted = peer;
+    for hop in values.split(',').rev() {
+        let ip = match trusted.header {
+            ForwardedHeader::XForwardedFor => hop_ip(hop),
+            ForwardedHeader::Forwarded => hop.split(';').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("for").then(|| hop_ip(v))?
+            }),
+        };
+        match ip {
+            Some(ip) if trusted.trusts(&ip) => last_trusted = ip,
+            Some(ip) => return ip,
+            None => return last_trusted,
+        }
+    }
+    last_trusted
+}
+
+/// Every value of a header joined with commas (a header may be sent several times), or
+/// `None` when absent or not ASCII (then nothing in it is believed).
 fn header_values(headers: &HeaderMap, name: &str) -> Option<String> {
-    let values: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
+    let mut values = Vec::new();
+    for v in headers.get_all(name) {
+        values.push(v.to_str().ok()?);
+    }
     (!values.is_empty()).then(|| values.join(","))
 }
 
-/// The address of a `Forwarded` `for=` value: `192.0.2.1`, `"[2001:db8::1]:4711"`,
-/// `"192.0.2.1:80"`; obfuscated identifiers (`_hidden`, `unknown`) name none.
-fn forwarded_ip(value: &str) -> Option<IpAddr> {
+/// The address of one hop: `192.0.2.1`, `192.0.2.1:80`, `2001:db8::1`, `[2001:db8::1]:4711`,
+/// optionally quoted; obfuscated identifiers (`_hidden`, `unknown`) name none.
+fn hop_ip(value: &str) -> Option<IpAddr> {
     let v = value.trim().trim_matches('"');
     if let Some(rest) = v.strip_prefix('[') {
         return rest.split(']').next()?.parse().ok();
@@ -188,6 +220,72 @@ fn forwarded_ip(value: &str) -> Option<IpAddr> {
     v.parse()
         .ok()
         .or_else(|| v.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok()))
+}
+
+#[cfg(test)]
+mod client_address_tests {
+    use super::*;
+
+    fn proxies(header: ForwardedHeader) -> TrustedProxies {
+        TrustedProxies {
+            nets: vec!["10.0.0.0/8".parse().unwrap()],
+            header,
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    const PROXY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+
+    #[test]
+    fn the_right_most_untrusted_hop_is_the_client() {
+        let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.1.2.3")]);
+        let ip = client_address(PROXY, &h, &proxies(ForwardedHeader::XForwardedFor));
+        assert_eq!(ip.to_string(), "198.51.100.7");
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        // A client's own Forwarded, passed through by a proxy that writes X-Forwarded-For.
+        let h = headers(&[
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        let xff = client_address(PROXY, &h, &proxies(ForwardedHeader::XForwardedFor));
+        assert_eq!(xff.to_string(), "198.51.100.7");
+        let h = headers(&[(
+            "forwarded",
+            "for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.2",
+        )]);
+        let fwd = client_address(PROXY, &h, &proxies(ForwardedHeader::Forwarded));
+        assert_eq!(fwd.to_string(), "2001:db8::1");
+    }
+
+    #[test]
+    fn an_unreadable_hop_ends_the_walk_at_the_last_trusted_one() {
+        let h = headers(&[("x-forwarded-for", "1.2.3.4, garbage, 10.0.0.9")]);
+        let ip = client_address(PROXY, &h, &proxies(ForwardedHeader::XForwardedFor));
+        assert_eq!(ip.to_string(), "10.0.0.9");
+        let h = headers(&[("forwarded", "for=1.2.3.4, for=_hidden")]);
+        let ip = client_address(PROXY, &h, &proxies(ForwardedHeader::Forwarded));
+        assert_eq!(ip, PROXY);
+    }
+
+    #[test]
+    fn ports_are_dropped_and_an_untrusted_peer_is_the_client() {
+        let h = headers(&[("x-forwarded-for", "198.51.100.7:5555")]);
+        let ip = client_address(PROXY, &h, &proxies(ForwardedHeader::XForwardedFor));
+        assert_eq!(ip.to_string(), "198.51.100.7");
+        let stranger: IpAddr = "203.0.113.5".parse().unwrap();
+        let ip = client_address(stranger, &h, &proxies(ForwardedHeader::XForwardedFor));
+        assert_eq!(ip, stranger);
+    }
 }
 
 /// A JSON body; wrong content type (415), size (413) and shape (400) render as problems.

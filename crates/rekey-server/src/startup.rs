@@ -37,13 +37,26 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     let url = config.effective_database_url();
     if config.database_url.is_empty() {
         make_private_dir(&config.data_dir)?;
-        make_private_files(&config.data_dir)?;
     }
+    if let Some(db) = sqlite_file(&url) {
+        make_private_sqlite_files(&db)?;
+    }
+    make_private_key_file(&config.data_dir)?;
     let store = SqlStore::connect(&url, config.database_max_connections).await?;
     if config.auto_migrate {
         store.migrate().await?;
     }
     Ok(store)
+}
+
+/// The database file of an SQLite URL (`sqlite://path?mode=rwc`, `sqlite:path`), if it names
+/// one.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
 /// Gives a serving store its client cache (unless `client_cache_capacity` is 0). Clone the
@@ -77,23 +90,45 @@ pub fn load_or_create_server_key(config: &Config) -> anyhow::Result<ServerKey> {
     Ok(key)
 }
 
-/// Creates `dir` (and its parents) if missing and makes it 0700.
+/// Creates `dir` (and its parents) if missing, 0700 from the start. An existing directory is
+/// made 0700 only when it already holds Rekey's files (its data directory); any other (`.`, a
+/// home directory) is left as it is, with a warning when others may read it.
 pub fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+            return Ok(());
+        }
+        let ours = ["rekey.db", "server.key"]
+            .iter()
+            .any(|f| dir.join(f).exists());
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if ours && mode != 0o700 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make {} private (0700)", dir.display()))?;
+        } else if !ours && mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the data directory can be read by others; make it 0700"
+            );
+        }
     }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     Ok(())
 }
 
 /// The SQLite files (created empty if missing, so that SQLite's WAL and shared-memory files,
-/// which copy the database file's mode, are private from the start) and the server key: 0600.
-fn make_private_files(data_dir: &Path) -> anyhow::Result<()> {
-    let db = data_dir.join("rekey.db");
+/// which copy the database file's mode, are private from the start) and the serving lock:
+/// 0600.
+fn make_private_sqlite_files(db: &Path) -> anyhow::Result<()> {
     if !db.exists() {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(false);
@@ -102,36 +137,43 @@ fn make_private_files(data_dir: &Path) -> anyhow::Result<()> {
             use std::os::unix::fs::OpenOptionsExt as _;
             opts.mode(0o600);
         }
-        opts.open(&db)
+        opts.open(db)
             .with_context(|| format!("cannot create {}", db.display()))?;
     }
-    #[cfg(unix)]
-    for name in [
-        "rekey.db",
-        "rekey.db-wal",
-        "rekey.db-shm",
-        "server.key",
-        SQLITE_LOCK_FILE,
-    ] {
-        use std::os::unix::fs::PermissionsExt as _;
-        let path = data_dir.join(name);
-        if path.exists() {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("cannot make {} private (0600)", path.display()))?;
-        }
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        make_private_file(&with_suffix(db, suffix))?;
     }
     Ok(())
 }
 
-/// The file whose lock marks the one process serving an SQLite database.
-const SQLITE_LOCK_FILE: &str = "rekey.db.lock";
+fn make_private_key_file(data_dir: &Path) -> anyhow::Result<()> {
+    make_private_file(&data_dir.join("server.key"))
+}
 
-/// Takes the serving lock of the SQLite database in `data_dir`, held as long as the returned
-/// file is open: a second `rekey serve` on the same database refuses to start (SQLite allows
-/// one serving process per database file, see the docs). The lock goes with the process, even
-/// after `kill -9`.
-pub fn lock_sqlite_for_serving(data_dir: &Path) -> anyhow::Result<std::fs::File> {
-    let path = data_dir.join(SQLITE_LOCK_FILE);
+/// Makes an existing file 0600.
+fn make_private_file(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    if path.exists() {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private (0600)", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `path` with `suffix` appended to its file name (`rekey.db` + `-wal`).
+fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// Takes the serving lock of the SQLite database `db` (`<db>.lock`), held as long as the
+/// returned file is open: a second `rekey serve` on the same database refuses to start
+/// (SQLite allows one serving process per database file, see the docs). The lock goes with
+/// the process, even after `kill -9`.
+pub fn lock_sqlite_for_serving(db: &Path) -> anyhow::Result<std::fs::File> {
+    let path = with_suffix(db, ".lock");
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -145,9 +187,9 @@ pub fn lock_sqlite_for_serving(data_dir: &Path) -> anyhow::Result<std::fs::File>
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another `rekey serve` is serving the SQLite database in {} (it holds {}); one \
+            "another `rekey serve` is serving the SQLite database {} (it holds {}); one \
              serving process per SQLite database: stop it first, or use PostgreSQL for several nodes",
-            data_dir.display(),
+            db.display(),
             path.display()
         ),
         Err(std::fs::TryLockError::Error(e)) => {
@@ -185,11 +227,12 @@ pub struct Application {
 impl Application {
     /// Opens the configured store and key, binds `config.listen`.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let serving_lock = if config.database_url.is_empty() {
+        if config.database_url.is_empty() {
             make_private_dir(&config.data_dir)?;
-            Some(lock_sqlite_for_serving(&config.data_dir)?)
-        } else {
-            None
+        }
+        let serving_lock = match sqlite_file(&config.effective_database_url()) {
+            Some(db) => Some(lock_sqlite_for_serving(&db)?),
+            None => None,
         };
         let store = cache_clients(open_store(&config).await?, &config).await?;
         let key = load_or_create_server_key(&config)?;
@@ -296,6 +339,7 @@ async fn serve(
     let header_timeout = Duration::from_secs(config.header_read_timeout_seconds);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let (mut refused, mut last_refusal_log) = (0u64, None);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -310,10 +354,19 @@ async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(
-                max_connections = config.max_connections,
-                "connection refused: too many open connections"
-            );
+            refused += 1;
+            // One line a second at most, with the count: a flood must not flood the log.
+            if last_refusal_log
+                .is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1))
+            {
+                tracing::warn!(
+                    max_connections = config.max_connections,
+                    refused,
+                    "connections refused: too many open connections"
+                );
+                last_refusal_log = Some(std::time::Instant::now());
+                refused = 0;
+            }
             continue;
         };
         let service = app
@@ -337,7 +390,18 @@ async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Open connections finish their requests, within the request timeout: a client that
+    // stops reading must not hold the process forever.
+    let limit = Duration::from_secs(config.request_timeout_seconds);
+    if tokio::time::timeout(limit, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            seconds = limit.as_secs(),
+            "connections still open after the request timeout were dropped"
+        );
+    }
 }
 
 /// Completes `shutdown_drain_seconds` after `shutdown`, with the node marked draining
@@ -421,6 +485,11 @@ pub fn router(state: SharedState) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(add_request_id_to_errors))
+        // Inside the trace layer, so that a request that times out still gets its access line.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(telemetry::RequestSpan::new(state.trusted_proxies.clone()))
@@ -432,10 +501,6 @@ pub fn router(state: SharedState) -> Router {
                         .latency_unit(LatencyUnit::Micros),
                 ),
         )
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(middleware::from_fn(keep_caller_request_id_apart))
@@ -447,6 +512,8 @@ pub fn router(state: SharedState) -> Router {
 /// printable ASCII characters, and is logged as that, never as the request id nor in audit
 /// events or error bodies.
 async fn keep_caller_request_id_apart(mut req: Request, next: Next) -> Response {
+    // Only this function writes the header: a client's own copy is dropped.
+    req.headers_mut().remove(CLIENT_REQUEST_ID_HEADER);
     if let Some(theirs) = req.headers_mut().remove(REQUEST_ID_HEADER) {
         let printable = theirs
             .to_str()
@@ -463,16 +530,30 @@ async fn readyz(State(state): State<SharedState>) -> Response {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down").into_response();
     }
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => {
-            tracing::warn!(
-                error = &e as &dyn std::error::Error,
-                "readiness check failed"
-            );
-            let body = "not ready: the database cannot be reached or does not take writes (see the server log)";
-            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    let recent = *state.readiness.lock().unwrap_or_else(|e| e.into_inner());
+    let ready = match recent {
+        Some((at, ready)) if at.elapsed() < Duration::from_secs(2) => ready,
+        _ => {
+            let ready = match state.store.ping().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "readiness check failed"
+                    );
+                    false
+                }
+            };
+            *state.readiness.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((std::time::Instant::now(), ready));
+            ready
         }
+    };
+    if ready {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        let body = "not ready: the database cannot be reached or does not take writes (see the server log)";
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
 }
 

@@ -31,8 +31,11 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// Set when shutdown began: `/readyz` answers 503 from then on.
     pub draining: std::sync::atomic::AtomicBool,
-    /// `trusted_proxies`, parsed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The last readiness probe (when, and whether the database took the write): probes
+    /// more often than every 2 s answer from it, so `/readyz` cannot be used to make writes.
+    pub readiness: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    /// `trusted_proxies` and `forwarded_header`, parsed.
+    pub trusted_proxies: crate::extract::TrustedProxies,
 }
 
 impl AppState {
@@ -44,9 +47,12 @@ impl AppState {
         server_key: &ServerKey,
     ) -> CoreResult<Self> {
         let issuer = config.issuer();
-        let trusted_proxies = config
-            .trusted_proxy_nets()
-            .map_err(|e| rekey_core::error::CoreError::Invalid(e.to_string()))?;
+        let trusted_proxies = crate::extract::TrustedProxies {
+            nets: config
+                .trusted_proxy_nets()
+                .map_err(|e| rekey_core::error::CoreError::Invalid(e.to_string()))?,
+            header: config.forwarded_header,
+        };
         let now = clock.now();
         let keys =
             load_or_create_keys(&*store, &issuer, &server_key.sealer("signing-keys"), now).await?;
@@ -106,6 +112,7 @@ impl AppState {
             delivery_wake,
             dispatcher,
             draining: std::sync::atomic::AtomicBool::new(false),
+            readiness: std::sync::Mutex::new(None),
             trusted_proxies,
             config,
             store,

@@ -6,7 +6,7 @@ use tracing::Span;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-use crate::extract::{client_address, CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
+use crate::extract::{client_address, TrustedProxies, CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
 
 /// Installs the global subscriber (once per process; later calls are ignored).
 pub fn init(format: LogFormat) {
@@ -25,11 +25,11 @@ pub fn init(format: LogFormat) {
 /// through the trusted proxies.
 #[derive(Clone, Debug)]
 pub struct RequestSpan {
-    trusted_proxies: Vec<ipnet::IpNet>,
+    trusted_proxies: TrustedProxies,
 }
 
 impl RequestSpan {
-    pub fn new(trusted_proxies: Vec<ipnet::IpNet>) -> Self {
+    pub fn new(trusted_proxies: TrustedProxies) -> Self {
         Self { trusted_proxies }
     }
 }

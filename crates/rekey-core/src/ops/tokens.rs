@@ -113,6 +113,9 @@ impl Rekey {
         // The throttle turns a failed authentication into 429 once the client id or the
         // address is over its budget; a valid secret always passes (see `throttle`).
         let failed = |known_client: bool| {
+            // Only a client id that names an app gets a window of its own: any other string
+            // counts against the address alone (a flood of made-up ids adds no keys).
+            let client_id = client_id.filter(|_| known_client);
             self.throttle.record_failure(client_id, source, now);
             match self.throttle.blocked_for(client_id, source, now) {
                 Some(wait) => TokenRefusal::Throttled {
