@@ -20,7 +20,7 @@ use crate::errors::ApiError;
 use crate::state::SharedState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Where a caller's own `x-request-id` goes (see `startup::keep_caller_request_id_apart`).
+/// Where a caller's own `x-request-id` goes (see `startup::prepare_request`).
 pub const CLIENT_REQUEST_ID_HEADER: &str = "x-client-request-id";
 
 /// The bearer token of a request: `Authorization: Bearer` or CSP's `csp-auth-token`.
@@ -93,7 +93,7 @@ impl Caller {
     pub async fn authenticate(parts: &Parts, state: &SharedState) -> Result<Self, AuthFailure> {
         let token = bearer_token(&parts.headers).ok_or(AuthFailure::Missing)?;
         let authenticated = state.ops.authenticate(token).await?;
-        let meta = AuditMeta::from_parts(parts, &state.trusted_proxies);
+        let meta = AuditMeta::from_parts(parts);
         let actor = authenticated.actor(meta.request_id, meta.source);
         Ok(Caller {
             principal: actor.principal,
@@ -120,7 +120,7 @@ pub struct AuditMeta {
 }
 
 impl AuditMeta {
-    pub fn from_parts(parts: &Parts, trusted_proxies: &TrustedProxies) -> Self {
+    pub fn from_parts(parts: &Parts) -> Self {
         Self {
             request_id: parts
                 .headers
@@ -129,9 +129,23 @@ impl AuditMeta {
                 .map(str::to_string),
             source: parts
                 .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| client_address(c.0.ip(), &parts.headers, trusted_proxies).to_string()),
+                .get::<ClientAddr>()
+                .map(|c| c.0.to_string()),
         }
+    }
+}
+
+/// The client's address, worked out once per request (through the trusted proxies, see
+/// [`client_address`]) by the outermost middleware, for the throttle, audit and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    /// The request's client address from its connection and headers.
+    pub fn of<B>(req: &axum::http::Request<B>, trusted: &TrustedProxies) -> Option<Self> {
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| ClientAddr(client_address(c.0.ip(), req.headers(), trusted)))
     }
 }
 

@@ -26,7 +26,7 @@ use tower_http::LatencyUnit;
 
 use crate::config::{Config, NodeRole};
 use crate::errors::FillRequestId;
-use crate::extract::{CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
+use crate::extract::{ClientAddr, CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
 use crate::state::{AppState, SharedState};
 use crate::{csp, native, oauth, spapi, telemetry};
 
@@ -492,7 +492,7 @@ pub fn router(state: SharedState) -> Router {
         ))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(telemetry::RequestSpan::new(state.trusted_proxies.clone()))
+                .make_span_with(telemetry::request_span)
                 // The access log: one info line per response, in the request's span (method,
                 // route, request id, client address), with status and latency.
                 .on_response(
@@ -503,15 +503,26 @@ pub fn router(state: SharedState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .layer(middleware::from_fn(keep_caller_request_id_apart))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            prepare_request,
+        ))
         .with_state(state)
 }
 
-/// The request id is always Rekey's own (a UUID, set next). A caller's `x-request-id` is
-/// untrusted input: it moves to `x-client-request-id`, kept only when it is at most 128
-/// printable ASCII characters, and is logged as that, never as the request id nor in audit
-/// events or error bodies.
-async fn keep_caller_request_id_apart(mut req: Request, next: Next) -> Response {
+/// The outermost step of every request. It works out the client's address once (through the
+/// trusted proxies; [`ClientAddr`]). And the request id is always Rekey's own (a UUID, set
+/// next): a caller's `x-request-id` is untrusted input, moved to `x-client-request-id`, kept
+/// only when it is at most 128 printable ASCII characters, and logged as that, never as the
+/// request id nor in audit events or error bodies.
+async fn prepare_request(
+    State(state): State<SharedState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if let Some(client) = ClientAddr::of(&req, &state.trusted_proxies) {
+        req.extensions_mut().insert(client);
+    }
     // Only this function writes the header: a client's own copy is dropped.
     req.headers_mut().remove(CLIENT_REQUEST_ID_HEADER);
     if let Some(theirs) = req.headers_mut().remove(REQUEST_ID_HEADER) {

@@ -6,7 +6,7 @@ use tracing::Span;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-use crate::extract::{client_address, TrustedProxies, CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
+use crate::extract::{ClientAddr, CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
 
 /// Installs the global subscriber (once per process; later calls are ignored).
 pub fn init(format: LogFormat) {
@@ -21,33 +21,7 @@ pub fn init(format: LogFormat) {
     };
 }
 
-/// Makes the span of each request (see [`request_span`]), with the client's address read
-/// through the trusted proxies.
-#[derive(Clone, Debug)]
-pub struct RequestSpan {
-    trusted_proxies: TrustedProxies,
-}
-
-impl RequestSpan {
-    pub fn new(trusted_proxies: TrustedProxies) -> Self {
-        Self { trusted_proxies }
-    }
-}
-
-impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
-    fn make_span(&mut self, req: &Request<B>) -> Span {
-        let client = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| client_address(c.0.ip(), req.headers(), &self.trusted_proxies).to_string())
-            .unwrap_or_default();
-        let span = request_span(req);
-        span.record("client", tracing::field::display(&client));
-        span
-    }
-}
-
-/// The span of one request (`client` is recorded by [`RequestSpan`]).
+/// The span of one request.
 pub fn request_span<B>(req: &Request<B>) -> Span {
     let route = req
         .extensions()
@@ -59,6 +33,11 @@ pub fn request_span<B>(req: &Request<B>) -> Span {
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let client = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
     // A caller's own id, already checked to be short and printable.
     let client_request_id = req
         .headers()
@@ -71,6 +50,6 @@ pub fn request_span<B>(req: &Request<B>) -> Span {
         route = %route,
         request_id = %request_id,
         client_request_id = %client_request_id,
-        client = tracing::field::Empty
+        client = %client
     )
 }

@@ -3,11 +3,12 @@
 
 use secrecy::SecretString;
 
+use super::members::{current_role, plan_role};
 use super::{Actor, AppRef, Rekey};
 use crate::apps::{new_app, secret_record, AppSettings};
 use crate::error::OpError;
 use crate::model::{App, Membership, OrgId, Principal, Role, Secret};
-use crate::policy::{self, Action};
+use crate::policy::Action;
 use crate::store::MembershipChanges;
 
 /// What creating an app needs beyond its settings.
@@ -116,10 +117,6 @@ impl Rekey {
         settings.apply_to(&mut app, now)?;
         let ctx = &actor.audit;
         let updated = ctx.event(now, "app.updated").org(org).app(app.id);
-        let role = match role {
-            Some(new) if new == self.app_target(&app).await?.service_account => None,
-            role => role,
-        };
         let Some(new) = role else {
             if !self.store.update_app(&app, &[updated]).await? {
                 return Err(OpError::NotFound);
@@ -133,26 +130,16 @@ impl Rekey {
         }
         let subject = self.subject(actor, org).await?;
         let member = Principal::App(app.id);
+        // Settings and role in one transaction; whether the role changes is decided over the
+        // memberships as they are under the org lock.
         self.store
             .change_membership(org, &|members| {
-                let old = members
-                    .iter()
-                    .find(|m| m.principal == member)
-                    .map(|m| m.role);
-                let caller_role = members
-                    .iter()
-                    .find(|m| m.principal == subject.principal)
-                    .map(|m| m.role)
-                    .filter(|_| subject.role.is_some());
-                let now_subject = policy::Subject {
-                    role: caller_role,
-                    ..subject
-                };
-                policy::authorize(now_subject, Action::ChangeMember { old, new })?;
-                let mut changes = MembershipChanges {
-                    apps: vec![app.clone()],
-                    audit: vec![
-                        updated.clone(),
+                let old = current_role(members, member);
+                let mut changes = if old == new {
+                    MembershipChanges::default()
+                } else {
+                    let mut c = plan_role(org, subject, members, member, new, now)?;
+                    c.audit.push(
                         ctx.event(now, "member.role_set")
                             .org(org)
                             .app(app.id)
@@ -161,18 +148,11 @@ impl Rekey {
                                 "role": new.map(Role::as_str),
                                 "previous": old.map(Role::as_str),
                             })),
-                    ],
-                    ..Default::default()
+                    );
+                    c
                 };
-                match new {
-                    Some(role) => changes.put.push(Membership {
-                        org_id: org,
-                        principal: member,
-                        role,
-                        created_at: now,
-                    }),
-                    None => changes.remove.push(member),
-                }
+                changes.apps.push(app.clone());
+                changes.audit.insert(0, updated.clone());
                 Ok(changes)
             })
             .await?;

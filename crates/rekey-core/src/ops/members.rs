@@ -179,7 +179,7 @@ impl Rekey {
     }
 }
 
-fn current_role(members: &[Membership], principal: Principal) -> Option<Role> {
+pub(super) fn current_role(members: &[Membership], principal: Principal) -> Option<Role> {
     members
         .iter()
         .find(|m| m.principal == principal)
@@ -188,7 +188,7 @@ fn current_role(members: &[Membership], principal: Principal) -> Option<Role> {
 
 /// The pure rule: may `subject` move `principal` from its current role to `new` (`None`:
 /// removal), and does the org keep an owner? Plans the membership write.
-fn plan_role(
+pub(super) fn plan_role(
     org: OrgId,
     subject: Subject,
     members: &[Membership],

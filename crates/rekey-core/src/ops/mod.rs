@@ -251,18 +251,22 @@ impl Rekey {
 
     /// What the policy needs to know about `app`: its service-account role, if any.
     pub async fn app_target(&self, app: &App) -> Result<AppTarget, OpError> {
-        let service_account = if app.service_account {
-            self.store
-                .get_membership(app.org_id, Principal::App(app.id))
-                .await?
-                .map(|m| m.role)
-        } else {
-            None
-        };
         Ok(AppTarget {
             id: app.id,
-            service_account,
+            service_account: self.service_account_role(app).await?,
             owner_only_secret_rotation: app.owner_only_secret_rotation,
         })
+    }
+
+    /// The app's role in its org when it is a service account (one read, only then).
+    pub async fn service_account_role(&self, app: &App) -> CoreResult<Option<Role>> {
+        if !app.service_account {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .get_membership(app.org_id, Principal::App(app.id))
+            .await?
+            .map(|m| m.role))
     }
 }

@@ -148,14 +148,7 @@ impl Rekey {
                 if csp.org_id.is_some_and(|org| org != app.org_id.to_string()) {
                     return Err(TokenRefusal::WrongOrg);
                 }
-                let role = if app.service_account {
-                    self.store
-                        .get_membership(app.org_id, Principal::App(app.id))
-                        .await?
-                        .map(|m| m.role)
-                } else {
-                    None
-                };
+                let role = self.service_account_role(app).await?;
                 (
                     Some(app.org_id.to_string()),
                     Some(role.map(|r| vec![r.perm()]).unwrap_or_default()),

@@ -6,12 +6,12 @@
 //! which hold the hot path.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -19,7 +19,7 @@ use rekey_core::ops::tokens::{ClientTokenRequest, CspContext, IssuedToken, Token
 use rekey_proto::oauth::{IdToken, TokenResponse};
 
 use crate::errors::OAuthError;
-use crate::extract::client_address;
+use crate::extract::ClientAddr;
 use crate::state::{AppState, SharedState};
 
 /// Which public API family a token request arrived through; it decides error details.
@@ -36,41 +36,41 @@ pub enum Dialect {
 /// `POST /auth/o2/token`
 pub async fn lwa_token(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<ClientAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    client_credentials(&state, Dialect::Lwa, peer, &headers, body).await
+    client_credentials(&state, Dialect::Lwa, client, &headers, body).await
 }
 
 /// `POST /oauth2/token`
 pub async fn generic_token(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<ClientAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    client_credentials(&state, Dialect::Generic, peer, &headers, body).await
+    client_credentials(&state, Dialect::Generic, client, &headers, body).await
 }
 
 /// `POST /csp/gateway/am/api/auth/authorize` and `.../auth/token`
 pub async fn csp_token(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<ClientAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    client_credentials(&state, Dialect::Csp, peer, &headers, body).await
+    client_credentials(&state, Dialect::Csp, client, &headers, body).await
 }
 
 async fn client_credentials(
     state: &AppState,
     dialect: Dialect,
-    peer: SocketAddr,
+    client: ClientAddr,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    match issue_client_token(state, dialect, peer, headers, body).await {
+    match issue_client_token(state, dialect, client, headers, body).await {
         Ok(r) => token_response(r),
         Err(e) => e.into_response(),
     }
@@ -255,7 +255,7 @@ fn refusal(e: TokenRefusal, dialect: Dialect, basic: bool) -> OAuthError {
 async fn issue_client_token(
     state: &AppState,
     dialect: Dialect,
-    peer: SocketAddr,
+    client: ClientAddr,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Issued, OAuthError> {
@@ -263,7 +263,7 @@ async fn issue_client_token(
     let params = parse_params(dialect, headers, &body)?;
     let creds = client_credentials_from(dialect, headers, &params)?;
     check_grant_type(&params)?;
-    let source = client_address(peer.ip(), headers, &state.trusted_proxies).to_string();
+    let source = client.0.to_string();
     let request = ClientTokenRequest {
         client_id: &creds.client_id,
         secrets: &creds.secrets,
@@ -335,12 +335,12 @@ fn token_response(issued: Issued) -> Response {
 /// token's org. The response's `refresh_token` is the API token, as CSP answers.
 pub async fn csp_api_token(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<ClientAddr>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match exchange_api_token(&state, peer, query.as_deref(), &headers, body).await {
+    match exchange_api_token(&state, client, query.as_deref(), &headers, body).await {
         Ok(r) => token_response(r),
         Err(e) => e.into_response(),
     }
@@ -348,7 +348,7 @@ pub async fn csp_api_token(
 
 async fn exchange_api_token(
     state: &AppState,
-    peer: SocketAddr,
+    client: ClientAddr,
     query: Option<&str>,
     headers: &HeaderMap,
     body: Body,
@@ -366,7 +366,7 @@ async fn exchange_api_token(
         .cloned()
         .or(from_query)
         .ok_or_else(|| OAuthError::invalid_request("The api_token parameter is missing"))?;
-    let source = client_address(peer.ip(), headers, &state.trusted_proxies).to_string();
+    let source = client.0.to_string();
     let issued = state
         .ops
         .exchange_api_token(&token, &source)
