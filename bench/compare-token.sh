@@ -2,7 +2,8 @@
 # Paired rounds: the token endpoint of two builds (say, a git worktree of an earlier
 # commit and the working tree), on one seeded SQLite database (copied for each run), server on
 # core 0, wrk on core 1. ROUNDS and DURATION (s) set the rounds; BENCH_RUST_LOG the log level
-# (default warn; info adds the access log).
+# (default warn; info adds the access log). BEFORE_ENV and AFTER_ENV add settings to one side
+# (e.g. AFTER_ENV=REKEY_METRICS_LISTEN=127.0.0.1:0 with the same binary on both sides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Usage: bench/compare-token.sh BEFORE_BIN_DIR AFTER_BIN_DIR (each with rekey, rekey-bench-seed)
@@ -17,10 +18,10 @@ creds=$("$AFTER/rekey-bench-seed" "sqlite://$WORK/seed/rekey.db?mode=rwc" "$WORK
 ID=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])')
 SECRET=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])')
 AUTH=$(printf '%s:%s' "$ID" "$SECRET" | base64 -w0)
-run() { # bin label
+run() { # bin label env
   rm -rf "$WORK/d"; cp -r "$WORK/seed" "$WORK/d"
   local p; p=$(port)
-  REKEY_DATA_DIR="$WORK/d" REKEY_LISTEN="127.0.0.1:$p" REKEY_ROLE=api REKEY_SHUTDOWN_DRAIN_SECONDS=0 REKEY_AUTH_FAILURES_PER_ADDRESS=1000000 RUST_LOG="${BENCH_RUST_LOG:-warn}" \
+  env $3 REKEY_DATA_DIR="$WORK/d" REKEY_LISTEN="127.0.0.1:$p" REKEY_ROLE=api REKEY_SHUTDOWN_DRAIN_SECONDS=0 REKEY_AUTH_FAILURES_PER_ADDRESS=1000000 RUST_LOG="${BENCH_RUST_LOG:-warn}" \
     taskset -c 0 "$1/rekey" serve > "$WORK/$2.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$p/readyz" && break; sleep 0.1; done
@@ -34,6 +35,6 @@ run() { # bin label
       printf "%s rps=%.0f p99=%.2fms cpu/req=%.1fus errors=%d\n", name, (v["requests"]-v["errors"])/(v["duration_us"]/1e6), v["p99_us"]/1000, (cpu/hz)*1e6/v["requests"], v["errors"] }'
 }
 for r in $(seq 1 "$ROUNDS"); do
-  run "$BEFORE" "before"
-  run "$AFTER" "after"
+  run "$BEFORE" "before" "${BEFORE_ENV:-}"
+  run "$AFTER" "after" "${AFTER_ENV:-}"
 done

@@ -10,6 +10,13 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/external/requirements.txt
 
+# promtool (checks deploy/prometheus): Debian's prometheus package, unpacked under target/tools
+# without installing its server.
+if ! command -v promtool >/dev/null && [ ! -x target/tools/usr/bin/promtool ]; then
+  mkdir -p target/tools
+  (cd target/tools && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null; }; } && dpkg-deb -x prometheus_*.deb . && rm prometheus_*.deb)
+fi
+
 # AWS settings for everything started below: fake credentials for moto, and never the
 # instance metadata service (it is not on loopback).
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1

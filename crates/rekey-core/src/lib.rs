@@ -14,6 +14,7 @@
 //! - [`policy`]: who may do what, one table for every dialect;
 //! - [`ops`]: the application layer, one function per use case over the store;
 //! - [`store`]: the persistence trait both database backends implement;
+//! - [`metrics`]: the name of every exported metric, and the gauges read from the store;
 //! - [`throttle`], [`last_use`]: in-memory helpers of the token endpoint (failure throttle,
 //!   batched last-use times).
 
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod last_use;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod ops;

@@ -305,4 +305,7 @@ pub trait Store: Send + Sync + 'static {
         after: Option<(Timestamp, SecretId)>,
         limit: u32,
     ) -> CoreResult<Vec<Secret>>;
+
+    /// Outbox, delivery and secret counts for the metrics, as of `now`.
+    async fn gauges(&self, now: Timestamp) -> CoreResult<crate::metrics::StoreGauges>;
 }

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use rekey_core::clock::Clock;
 use rekey_core::crypto::Sealer;
-use rekey_core::error::CoreResult;
+use rekey_core::error::{CoreError, CoreResult};
+use rekey_core::metrics::DELIVERY_ATTEMPTS;
 use rekey_core::model::AuditContext;
-use rekey_core::notify::{backoff_ms, payload_context, Delivery};
+use rekey_core::notify::{backoff_ms, payload_context, Delivery, Destination};
 use rekey_core::store::Store;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{watch, Notify};
@@ -127,8 +128,11 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, d: &Delivery) -> CoreResult<()> {
-        let result = self.send(d).await;
+        let (sink, result) = self.send(d).await;
         let now = self.clock.now();
+        let counted = |outcome: &'static str| {
+            metrics::counter!(DELIVERY_ATTEMPTS, "sink" => sink, "outcome" => outcome).increment(1)
+        };
         let ctx = AuditContext {
             actor: format!("dispatcher:{}", self.settings.owner),
             ..Default::default()
@@ -146,6 +150,7 @@ impl Dispatcher {
         };
         match result {
             Ok(()) => {
+                counted("delivered");
                 tracing::info!(delivery = %d.id, notification = %d.notification_id, "notification delivered");
                 self.store
                     .complete_delivery(
@@ -157,6 +162,7 @@ impl Dispatcher {
                     .await
             }
             Err(e) if d.attempts >= self.settings.max_attempts => {
+                counted("dead");
                 tracing::warn!(delivery = %d.id, error = %e.0, attempts = d.attempts, "delivery is dead");
                 let ev = event("notification.dead").failed();
                 self.store
@@ -164,6 +170,7 @@ impl Dispatcher {
                     .await
             }
             Err(e) => {
+                counted("failed");
                 let wait = backoff_ms(
                     d.attempts,
                     ms(self.settings.backoff_base),
@@ -180,35 +187,50 @@ impl Dispatcher {
         }
     }
 
-    async fn send(&self, d: &Delivery) -> Result<(), SendError> {
-        let sealed = d
-            .sealed_payload
-            .as_ref()
-            .ok_or_else(|| SendError("the payload is missing".into()))?;
-        let body = self
-            .payload_sealer
-            .open(sealed, &payload_context(d.id))
-            .map_err(|_| SendError("the payload does not open with this server key".into()))?;
-        // The destination the notification was addressed to; if it was replaced since, the
-        // app's current one for the type (its Notification Preferences now).
-        let dest = match self.store.get_destination_by_id(d.destination_id).await {
-            Ok(Some(dest)) => Some(dest),
-            Ok(None) => self
+    /// Sends one delivery; returns the sink kind it went to (`none` when none was found),
+    /// for the metrics.
+    async fn send(&self, d: &Delivery) -> (&'static str, Result<(), SendError>) {
+        let dest = match self.destination_of(d).await {
+            Ok(dest) => dest,
+            Err(e) => return ("none", Err(e)),
+        };
+        let sink = dest.target.kind();
+        let sent = async {
+            let sealed = d
+                .sealed_payload
+                .as_ref()
+                .ok_or_else(|| SendError("the payload is missing".into()))?;
+            let body = self
+                .payload_sealer
+                .open(sealed, &payload_context(d.id))
+                .map_err(|_| SendError("the payload does not open with this server key".into()))?;
+            tokio::time::timeout(self.settings.send_timeout, self.sink.send(&dest, d, &body))
+                .await
+                .unwrap_or_else(|_| Err(SendError("the destination did not answer in time".into())))
+        };
+        (sink, sent.await)
+    }
+
+    /// The destination the notification was addressed to; if it was replaced since, the
+    /// app's current one for the type (its Notification Preferences now).
+    async fn destination_of(&self, d: &Delivery) -> Result<Destination, SendError> {
+        let storage = |e: CoreError| SendError(format!("storage error: {e}"));
+        let dest = match self
+            .store
+            .get_destination_by_id(d.destination_id)
+            .await
+            .map_err(storage)?
+        {
+            Some(dest) => Some(dest),
+            None => self
                 .store
                 .get_destination(d.app_id, d.notification_type)
                 .await
-                .map_err(|e| SendError(format!("storage error: {e}")))?,
-            Err(e) => return Err(SendError(format!("storage error: {e}"))),
+                .map_err(storage)?,
         };
-        let dest = dest.ok_or_else(|| {
+        dest.ok_or_else(|| {
             SendError("the app has no destination for this notification type".into())
-        })?;
-        match tokio::time::timeout(self.settings.send_timeout, self.sink.send(&dest, d, &body))
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(SendError("the destination did not answer in time".into())),
-        }
+        })
     }
 
     /// Delivers until `stop` turns true: a batch whenever woken or every poll interval.

@@ -39,6 +39,9 @@ pub struct Config {
     /// After SIGTERM: how long `/readyz` answers 503 while requests are still served, so that
     /// a load balancer stops sending before the listener closes.
     pub shutdown_drain_seconds: u64,
+    /// Where Prometheus scrapes `/metrics` (e.g. `127.0.0.1:9464`), a listener of its own so
+    /// that the public one never serves it. Empty: no metrics.
+    pub metrics_listen: String,
     pub user_token_ttl_seconds: i64,
     pub default_access_token_ttl_seconds: i64,
     pub default_secret_lifetime_seconds: i64,
@@ -102,6 +105,7 @@ impl Default for Config {
             body_limit_bytes: 64 * 1024,
             request_timeout_seconds: 30,
             shutdown_drain_seconds: 5,
+            metrics_listen: String::new(),
             header_read_timeout_seconds: 10,
             max_connections: 10_000,
             user_token_ttl_seconds: 1800,
@@ -324,6 +328,7 @@ impl Config {
             ));
         }
         self.trusted_proxy_nets()?;
+        self.metrics_addr()?;
         // Any app may ask for tokens up to the largest lifetime an app may have.
         let longest_ttl = rekey_core::apps::MAX_TOKEN_TTL_SECS
             .max(self.default_access_token_ttl_seconds)
@@ -344,6 +349,19 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// `metrics_listen` parsed; `None` when metrics are off.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.metrics_listen.is_empty() {
+            return Ok(None);
+        }
+        self.metrics_listen.parse().map(Some).map_err(|_| {
+            ConfigError(format!(
+                "metrics_listen must be an address and port such as 127.0.0.1:9464 (got {:?})",
+                self.metrics_listen
+            ))
+        })
     }
 
     /// `trusted_proxies` parsed: CIDRs, or single addresses (a /32 or /128).
@@ -586,6 +604,29 @@ mod tests {
         let mut flags = serde_json::Map::new();
         flags.insert("public_url".into(), "https://auth.example.com/rekey".into());
         assert!(Config::load_from_env(None, &flags, no_env()).is_ok());
+    }
+
+    #[test]
+    fn metrics_listen_is_off_when_empty_and_must_be_an_address() {
+        let c = Config::load_from_env(None, &Default::default(), no_env()).unwrap();
+        assert_eq!(c.metrics_addr().unwrap(), None);
+        let env = vec![(
+            "REKEY_METRICS_LISTEN".to_string(),
+            "127.0.0.1:9464".to_string(),
+        )];
+        let c = Config::load_from_env(None, &Default::default(), env.into_iter()).unwrap();
+        assert_eq!(
+            c.metrics_addr().unwrap(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        for (bad, named) in [
+            ("9464", "REKEY_METRICS_LISTEN"),
+            ("localhost", "metrics_listen"),
+        ] {
+            let env = vec![("REKEY_METRICS_LISTEN".to_string(), bad.to_string())];
+            let e = Config::load_from_env(None, &Default::default(), env.into_iter()).unwrap_err();
+            assert!(e.0.contains(named), "{}", e.0);
+        }
     }
 
     #[test]

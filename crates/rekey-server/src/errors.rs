@@ -5,6 +5,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rekey_core::error::{CoreError, OpError};
+use rekey_core::ops::Surface;
+use rekey_core::policy::Denied;
 use rekey_proto::native::Problem;
 use rekey_proto::oauth::OAuthErrorBody;
 
@@ -191,11 +193,22 @@ impl From<CoreError> for ApiError {
     }
 }
 
+/// Logs and counts a request the policy refused. The line is written inside the request's
+/// span, which carries the route, the request id, the client address and the caller.
+pub(crate) fn report_refusal(surface: Surface, denied: Denied) {
+    metrics::counter!(rekey_core::metrics::REFUSED_ACTIONS, "dialect" => surface.as_str())
+        .increment(1);
+    tracing::info!(dialect = surface.as_str(), reason = %denied, "refused by the policy");
+}
+
 impl From<OpError> for ApiError {
     #[track_caller]
     fn from(e: OpError) -> Self {
         match e {
-            OpError::Denied(d) => ApiError::forbidden(d.to_string()),
+            OpError::Denied(d) => {
+                report_refusal(Surface::Native, d);
+                ApiError::forbidden(d.to_string())
+            }
             OpError::NotFound => ApiError::not_found("No such app, secret or member in this organization"),
             OpError::Invalid(m) => ApiError::bad_request(m),
             OpError::Conflict(m) => ApiError::conflict(m),

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use rekey_core::model::{AuditContext, OrgId, Principal, Role};
 pub use rekey_core::ops::tokens::AuthFailure;
-use rekey_core::ops::Actor;
+use rekey_core::ops::{Actor, Surface};
 use rekey_core::policy::{Action, Denied};
 use rekey_core::token::AccessClaims;
 use serde::de::DeserializeOwned;
@@ -43,7 +43,19 @@ pub struct Caller {
     /// The org the token acts in (a user's API-token org, or an app's own org).
     pub org_id: OrgId,
     pub claims: AccessClaims,
+    pub surface: Surface,
     pub audit: AuditContext,
+}
+
+/// The API a request path belongs to.
+pub fn surface_of(path: &str) -> Surface {
+    if path.starts_with("/csp/") {
+        Surface::Csp
+    } else if path.starts_with("/applications/") {
+        Surface::SpApi
+    } else {
+        Surface::Native
+    }
 }
 
 impl Caller {
@@ -52,6 +64,7 @@ impl Caller {
         Actor {
             principal: self.principal,
             org_id: self.org_id,
+            surface: self.surface,
             audit: self.audit.clone(),
         }
     }
@@ -94,11 +107,14 @@ impl Caller {
         let token = bearer_token(&parts.headers).ok_or(AuthFailure::Missing)?;
         let authenticated = state.ops.authenticate(token).await?;
         let meta = AuditMeta::from_parts(parts);
-        let actor = authenticated.actor(meta.request_id, meta.source);
+        let surface = surface_of(parts.uri.path());
+        let actor = authenticated.actor(surface, meta.request_id, meta.source);
+        crate::telemetry::record_actor(&actor.audit.actor);
         Ok(Caller {
             principal: actor.principal,
             org_id: actor.org_id,
             claims: authenticated.claims,
+            surface,
             audit: actor.audit,
         })
     }

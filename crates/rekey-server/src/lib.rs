@@ -6,11 +6,13 @@
 //! - [`native`]: the management API under `/api/v1`;
 //! - [`errors`]: `OAuthError` (RFC 6749) and `ApiError` (RFC 9457 problems);
 //! - [`extract`]: the authenticated caller and JSON bodies with problem rejections;
+//! - [`metrics`]: the Prometheus endpoint on `metrics_listen`;
 
 pub mod config;
 pub mod csp;
 pub mod errors;
 pub mod extract;
+pub mod metrics;
 pub mod native;
 pub mod oauth;
 pub mod spapi;

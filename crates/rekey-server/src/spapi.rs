@@ -16,12 +16,13 @@ use rekey_core::error::CoreError;
 use rekey_core::model::{App, AuditContext};
 use rekey_core::ops::tokens::AuthFailure;
 
+use crate::errors::report_refusal;
 use crate::extract::{bearer_token, REQUEST_ID_HEADER};
 use crate::state::{AppState, SharedState};
 use rekey_core::error::OpError;
 use rekey_core::model::Principal;
 use rekey_core::ops::secrets::RotateInput;
-use rekey_core::ops::Actor;
+use rekey_core::ops::{Actor, Surface};
 use rekey_proto::spapi::ErrorList;
 
 /// The scope an LWA token needs for rotation.
@@ -212,12 +213,14 @@ async fn handle_rotate(
     let actor = Actor {
         principal: Principal::App(app.id),
         org_id: app.org_id,
+        surface: Surface::SpApi,
         audit: AuditContext {
             actor: format!("app:{}", app.id),
             request_id: Some(rid.to_string()),
             source: None,
         },
     };
+    crate::telemetry::record_actor(&actor.audit.actor);
     let input = RotateInput {
         grace_secs: Some(SPAPI_GRACE_SECS),
         supplied: None,
@@ -277,7 +280,8 @@ fn refusal(e: OpError) -> SpApiError {
             "NotFound",
             "The resource specified does not exist.",
         ),
-        OpError::Denied(_) => {
+        OpError::Denied(d) => {
+            report_refusal(Surface::SpApi, d);
             SpApiError::denied("The access token was not issued to this application.")
         }
         OpError::Store(e) => e.into(),

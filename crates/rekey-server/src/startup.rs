@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use rekey_core::clock::Clock;
 use rekey_core::crypto::ServerKey;
+use rekey_core::metrics::{HTTP_CONNECTIONS_OPEN, HTTP_CONNECTIONS_REFUSED};
 use rekey_core::store::Store;
 use rekey_store::SqlStore;
 use tokio::net::TcpListener;
@@ -27,6 +28,7 @@ use tower_http::LatencyUnit;
 use crate::config::{Config, NodeRole};
 use crate::errors::FillRequestId;
 use crate::extract::{ClientAddr, CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
+use crate::metrics::MetricsEndpoint;
 use crate::state::{AppState, SharedState};
 use crate::{csp, native, oauth, spapi, telemetry};
 
@@ -220,6 +222,8 @@ fn write_private_file(path: &Path, content: &[u8]) -> anyhow::Result<()> {
 pub struct Application {
     listener: TcpListener,
     state: SharedState,
+    /// The Prometheus endpoint, when `metrics_listen` is set.
+    metrics: Option<MetricsEndpoint>,
     /// The SQLite serving lock (see [`lock_sqlite_for_serving`]), held until the server ends.
     _serving_lock: Option<std::fs::File>,
 }
@@ -229,6 +233,10 @@ impl Application {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         if config.database_url.is_empty() {
             make_private_dir(&config.data_dir)?;
+        }
+        if config.metrics_addr()?.is_some() {
+            // Before the store opens: it reports its cache's state from the start.
+            crate::metrics::recorder()?;
         }
         let serving_lock = match sqlite_file(&config.effective_database_url()) {
             Some(db) => Some(lock_sqlite_for_serving(&db)?),
@@ -251,6 +259,10 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let metrics = match config.metrics_addr()? {
+            Some(addr) => Some(MetricsEndpoint::bind(addr).await?),
+            None => None,
+        };
         let mut config = config;
         if config.public_url.is_empty() {
             // With port 0 the issuer must name the port actually bound.
@@ -260,6 +272,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
+            metrics,
             _serving_lock: None,
         })
     }
@@ -273,6 +286,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref()?.local_addr().ok()
     }
 
     pub fn state(&self) -> SharedState {
@@ -293,10 +311,18 @@ impl Application {
         let mut workers = Vec::new();
         if state.config.role != NodeRole::Api {
             workers.push(tokio::spawn(state.dispatcher.clone().run(stop_rx.clone())));
-            workers.push(tokio::spawn(sweep_periodically(state.clone(), stop_rx)));
+            workers.push(tokio::spawn(sweep_periodically(
+                state.clone(),
+                stop_rx.clone(),
+            )));
         }
+        let address = self.local_addr();
+        let metrics = self.metrics.map(|m| {
+            tracing::info!(address = %m.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics");
+            tokio::spawn(m.run(state.clone(), stop_rx.clone()))
+        });
         let app = router(state.clone());
-        tracing::info!(address = %self.local_addr(), backend = state.store.backend(), "rekey is serving");
+        tracing::info!(%address, backend = state.store.backend(), "rekey is serving");
         serve(
             self.listener,
             app,
@@ -306,6 +332,9 @@ impl Application {
         .await;
         let _ = stop_tx.send(true);
         let _ = reloader.await;
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
         for w in workers {
             let _ = w.await;
         }
@@ -354,6 +383,7 @@ async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics::counter!(HTTP_CONNECTIONS_REFUSED).increment(1);
             refused += 1;
             // One line a second at most, with the count: a flood must not flood the log.
             if last_refusal_log
@@ -383,10 +413,13 @@ async fn serve(
                 hyper_util::service::TowerToHyperService::new(service),
             );
         let connection = graceful.watch(connection);
+        let open = metrics::gauge!(HTTP_CONNECTIONS_OPEN);
+        open.increment(1.0);
         tokio::spawn(async move {
             // Errors here are the client's (a reset, a header too slow): nothing to log.
             let _ = connection.await;
             drop(permit);
+            open.decrement(1.0);
         });
     }
     drop(listener);

@@ -50,6 +50,13 @@ pub fn request_span<B>(req: &Request<B>) -> Span {
         route = %route,
         request_id = %request_id,
         client_request_id = %client_request_id,
-        client = %client
+        client = %client,
+        actor = tracing::field::Empty,
     )
+}
+
+/// Names the authenticated caller (`user:<id>` or `app:<id>`) in the request's span, so the
+/// access line and any refusal say who it was.
+pub fn record_actor(actor: &str) {
+    Span::current().record("actor", tracing::field::display(actor));
 }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rekey_core::error::{CoreError, CoreResult};
+use rekey_core::metrics::{CLIENT_CACHE_IN_SERVICE, CLIENT_CACHE_LOOKUPS};
 use rekey_core::store::ClientRecord;
 use sqlx::postgres::PgListener;
 use sqlx::AnyPool;
@@ -56,6 +57,7 @@ impl ClientCache {
     /// Holds about `capacity` records (least useful ones are evicted), each for at most
     /// `max_age`.
     pub fn new(capacity: usize, max_age: Duration) -> Self {
+        metrics::gauge!(CLIENT_CACHE_IN_SERVICE).set(1.0);
         Self {
             entries: quick_cache::sync::Cache::new(capacity.max(1)),
             epoch: AtomicU64::new(0),
@@ -69,10 +71,16 @@ impl ClientCache {
     /// The cached record, if present, fresh enough and the cache is in service.
     pub fn get(&self, client_id: &str) -> Option<Arc<ClientRecord>> {
         if !self.enabled.load(Ordering::SeqCst) {
+            lookup("bypassed");
             return None;
         }
-        let entry = self.entries.get(client_id)?;
-        (entry.loaded.elapsed() < self.max_age).then_some(entry.record)
+        let fresh = self
+            .entries
+            .get(client_id)
+            .filter(|entry| entry.loaded.elapsed() < self.max_age)
+            .map(|entry| entry.record);
+        lookup(if fresh.is_some() { "hit" } else { "miss" });
+        fresh
     }
 
     /// Take this before reading the database; pass it to [`ClientCache::fill`].
@@ -113,6 +121,7 @@ impl ClientCache {
     /// Forgets everything and stops serving from the cache until [`ClientCache::resume`].
     pub fn suspend(&self) {
         self.enabled.store(false, Ordering::SeqCst);
+        metrics::gauge!(CLIENT_CACHE_IN_SERVICE).set(0.0);
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.entries.clear();
     }
@@ -122,6 +131,7 @@ impl ClientCache {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.entries.clear();
         self.enabled.store(true, Ordering::SeqCst);
+        metrics::gauge!(CLIENT_CACHE_IN_SERVICE).set(1.0);
     }
 
     /// Whether the cache is in service (false while the PostgreSQL listener is down).
@@ -133,6 +143,10 @@ impl ClientCache {
     fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+fn lookup(result: &'static str) {
+    metrics::counter!(CLIENT_CACHE_LOOKUPS, "result" => result).increment(1);
 }
 
 /// A listener subscribed to [`CHANNEL`].

@@ -3,6 +3,7 @@
 use rekey_core::clock::Timestamp;
 use rekey_core::crypto::SecretHash;
 use rekey_core::error::CoreError;
+use rekey_core::metrics::StoreGauges;
 use rekey_core::model::{
     ApiToken, ApiTokenId, App, AppId, AuditEvent, AuditId, DeliveryId, DestinationId, Membership,
     NotificationId, Org, OrgId, Outcome, Principal, Secret, SecretId, SecretState,
@@ -239,5 +240,20 @@ pub(crate) fn delivery(row: &AnyRow) -> Result<Delivery, CoreError> {
         dedupe_key: row.try_get("dedupe_key").map_err(db_err)?,
         created_at: ts(row, "created_at")?,
         delivered_at: opt_ts(row, "delivered_at")?,
+    })
+}
+
+pub(crate) fn store_gauges(row: &AnyRow) -> Result<StoreGauges, CoreError> {
+    let count = |col: &str| int(row, col).map(|n| u64::try_from(n).unwrap_or(0));
+    Ok(StoreGauges {
+        outbox_pending: count("pending")?,
+        oldest_pending_since: opt_ts(row, "oldest")?,
+        deliveries_dead: count("dead")?,
+        current_expiring_7d: count("expiring_7d")?,
+        current_expiring_30d: count("expiring_30d")?,
+        previous_used_1h: count("used_1h")?,
+        previous_used_24h: count("used_24h")?,
+        previous_used_older: count("used_older")?,
+        previous_never_used: count("never_used")?,
     })
 }

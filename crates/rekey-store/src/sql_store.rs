@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use rekey_core::clock::Timestamp;
 use rekey_core::crypto::SecretHash;
 use rekey_core::error::{CoreError, CoreResult, OpError};
+use rekey_core::metrics::StoreGauges;
 use rekey_core::model::{
     ApiToken, ApiTokenId, App, AppId, AuditEvent, Membership, Org, OrgId, Outcome, Principal,
     Secret, SecretId, StoredSigningKey, User, UserId,
@@ -348,6 +349,9 @@ impl SqlStore {
 fn flag(b: bool) -> i64 {
     i64::from(b)
 }
+
+const HOUR: i64 = 3600;
+const DAY: i64 = 24 * HOUR;
 
 fn ms(t: Timestamp) -> i64 {
     t.as_millis()
@@ -1433,5 +1437,38 @@ impl Store for SqlStore {
         .iter()
         .map(rows::secret)
         .collect()
+    }
+
+    async fn gauges(&self, now: Timestamp) -> CoreResult<StoreGauges> {
+        // One statement, one snapshot. Dead deliveries of deleted apps no longer matter.
+        let row = sqlx::query(
+            "SELECT \
+             (SELECT COUNT(*) FROM deliveries WHERE state = 'pending') AS pending, \
+             (SELECT MIN(created_at) FROM deliveries WHERE state = 'pending') AS oldest, \
+             (SELECT COUNT(*) FROM deliveries d WHERE d.state = 'dead' \
+                AND EXISTS (SELECT 1 FROM apps a WHERE a.id = d.app_id)) AS dead, \
+             (SELECT COUNT(*) FROM secrets WHERE state = 'current' \
+                AND expires_at > $1 AND expires_at <= $2) AS expiring_7d, \
+             (SELECT COUNT(*) FROM secrets WHERE state = 'current' \
+                AND expires_at > $1 AND expires_at <= $3) AS expiring_30d, \
+             (SELECT COUNT(*) FROM secrets WHERE state = 'previous' \
+                AND (expires_at IS NULL OR expires_at > $1) AND last_used_at >= $4) AS used_1h, \
+             (SELECT COUNT(*) FROM secrets WHERE state = 'previous' \
+                AND (expires_at IS NULL OR expires_at > $1) \
+                AND last_used_at >= $5 AND last_used_at < $4) AS used_24h, \
+             (SELECT COUNT(*) FROM secrets WHERE state = 'previous' \
+                AND (expires_at IS NULL OR expires_at > $1) AND last_used_at < $5) AS used_older, \
+             (SELECT COUNT(*) FROM secrets WHERE state = 'previous' \
+                AND (expires_at IS NULL OR expires_at > $1) AND last_used_at IS NULL) AS never_used",
+        )
+        .bind(ms(now))
+        .bind(ms(now.plus_secs(7 * DAY)))
+        .bind(ms(now.plus_secs(30 * DAY)))
+        .bind(ms(now.plus_secs(-HOUR)))
+        .bind(ms(now.plus_secs(-DAY)))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows::store_gauges(&row)
     }
 }

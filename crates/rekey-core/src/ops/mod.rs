@@ -38,7 +38,30 @@ pub struct Actor {
     pub principal: Principal,
     /// The org the caller's token acts in; every other org treats it as a stranger.
     pub org_id: OrgId,
+    /// The API the request came through (metrics and logs).
+    pub surface: Surface,
     pub audit: AuditContext,
+}
+
+/// The API a request came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// The native management API (and the `rekey` CLI, which speaks it).
+    Native,
+    /// VMware CSP's OAuth-app API.
+    Csp,
+    /// Amazon's Application Management API.
+    SpApi,
+}
+
+impl Surface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Native => "native",
+            Surface::Csp => "csp",
+            Surface::SpApi => "spapi",
+        }
+    }
 }
 
 /// How a request names an app: by its id (UUID) or its client id. A string that parses as a

@@ -180,6 +180,7 @@ impl Rekey {
         if notification_id.is_some() {
             (self.wake_dispatcher)();
         }
+        counted("rotate", actor);
         Ok(NewSecret {
             app,
             secret: new,
@@ -218,6 +219,7 @@ impl Rekey {
                 Ok(changes)
             })
             .await?;
+        counted("regenerate", actor);
         Ok(NewSecret {
             app,
             secret: new,
@@ -285,6 +287,9 @@ impl Rekey {
                 Ok(changes)
             })
             .await?;
+        if !changes.update.is_empty() {
+            counted("finish", actor);
+        }
         Ok(changes.update)
     }
 
@@ -332,8 +337,15 @@ impl Rekey {
                 })
             })
             .await?;
+        if !changes.audit.is_empty() {
+            counted("revoke", actor);
+        }
         changes.update.into_iter().next().ok_or(OpError::NotFound)
     }
+}
+
+fn counted(action: &'static str, actor: &Actor) {
+    crate::metrics::secret_changed(action, actor.surface.as_str(), actor.principal.kind());
 }
 
 /// The policy asked again inside the transaction, over the app's role as it is with the app

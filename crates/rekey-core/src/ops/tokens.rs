@@ -7,9 +7,11 @@
 
 use uuid::Uuid;
 
-use super::{Actor, Rekey};
+use super::{Actor, Rekey, Surface};
 use crate::auth::{grant_scopes, match_secret, ClientAuthError};
+use crate::clock::Timestamp;
 use crate::error::CoreError;
+use crate::metrics::THROTTLED_REQUESTS;
 use crate::model::{ApiTokenId, App, AuditContext, OrgId, Principal, SecretId, UserId};
 use crate::secret::is_valid_client_id;
 use crate::token::{AccessClaims, TokenError};
@@ -89,10 +91,16 @@ pub struct Authenticated {
 
 impl Authenticated {
     /// The caller as the use cases see it, with the request's audit details.
-    pub fn actor(&self, request_id: Option<String>, source: Option<String>) -> Actor {
+    pub fn actor(
+        &self,
+        surface: Surface,
+        request_id: Option<String>,
+        source: Option<String>,
+    ) -> Actor {
         Actor {
             principal: self.principal,
             org_id: self.org_id,
+            surface,
             audit: AuditContext {
                 actor: self.principal.to_string(),
                 request_id,
@@ -103,6 +111,27 @@ impl Authenticated {
 }
 
 impl Rekey {
+    /// Records a failed authentication: `refusal`, or 429 once the client id or the address
+    /// is over its failure budget.
+    fn failed_authentication(
+        &self,
+        client_id: Option<&str>,
+        source: Option<&str>,
+        now: Timestamp,
+        refusal: TokenRefusal,
+    ) -> TokenRefusal {
+        self.throttle.record_failure(client_id, source, now);
+        match self.throttle.blocked_for(client_id, source, now) {
+            Some(wait) => {
+                metrics::counter!(THROTTLED_REQUESTS).increment(1);
+                TokenRefusal::Throttled {
+                    retry_after_secs: wait,
+                }
+            }
+            None => refusal,
+        }
+    }
+
     /// The client-credentials grant.
     pub async fn issue_client_token(
         &self,
@@ -116,13 +145,12 @@ impl Rekey {
             // Only a client id that names an app gets a window of its own: any other string
             // counts against the address alone (a flood of made-up ids adds no keys).
             let client_id = client_id.filter(|_| known_client);
-            self.throttle.record_failure(client_id, source, now);
-            match self.throttle.blocked_for(client_id, source, now) {
-                Some(wait) => TokenRefusal::Throttled {
-                    retry_after_secs: wait,
-                },
-                None => TokenRefusal::InvalidClient { known_client },
-            }
+            self.failed_authentication(
+                client_id,
+                source,
+                now,
+                TokenRefusal::InvalidClient { known_client },
+            )
         };
         // Ids Rekey never issues (wrong length or characters) fail without a lookup.
         if !is_valid_client_id(req.client_id) {
@@ -180,15 +208,8 @@ impl Rekey {
         source: &str,
     ) -> Result<IssuedToken, TokenRefusal> {
         let now = self.now();
-        let invalid = || {
-            self.throttle.record_failure(None, Some(source), now);
-            match self.throttle.blocked_for(None, Some(source), now) {
-                Some(wait) => TokenRefusal::Throttled {
-                    retry_after_secs: wait,
-                },
-                None => TokenRefusal::InvalidApiToken,
-            }
-        };
+        let invalid =
+            || self.failed_authentication(None, Some(source), now, TokenRefusal::InvalidApiToken);
         let hash = self.api_token_hasher.hash(api_token);
         let Some(record) = self.store.find_api_token_by_hash(&hash).await? else {
             return Err(invalid());

@@ -13,11 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use rekey_core::error::{CoreError, OpError};
+use rekey_core::ops::Surface;
 use rekey_core::policy::Denied;
 use rekey_proto::csp::CspErrorResponse;
 use serde::de::DeserializeOwned;
 
-use crate::errors::FillRequestId;
+use crate::errors::{report_refusal, FillRequestId};
 use crate::extract::{read_json, AuthFailure, BodyRejection, Caller};
 use crate::state::SharedState;
 
@@ -120,10 +121,15 @@ impl From<CoreError> for CspError {
 impl From<OpError> for CspError {
     fn from(e: OpError) -> Self {
         match e {
-            OpError::Denied(Denied::NotAMember | Denied::NeedsAppManager) => {
-                CspError::forbidden("The user is forbidden to use the API")
+            OpError::Denied(d) => {
+                report_refusal(Surface::Csp, d);
+                match d {
+                    Denied::NotAMember | Denied::NeedsAppManager => {
+                        CspError::forbidden("The user is forbidden to use the API")
+                    }
+                    d => CspError::forbidden(d.to_string()),
+                }
             }
-            OpError::Denied(d) => CspError::forbidden(d.to_string()),
             OpError::NotFound => CspError::not_found("The requested resource could not be found"),
             OpError::Invalid(m) => CspError::bad_request(m),
             OpError::Conflict(m) => CspError::conflict(m),

@@ -6,6 +6,7 @@
 //! which hold the hot path.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -15,6 +16,7 @@ use axum::Extension;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use rekey_core::metrics::{TOKEN_REQUESTS, TOKEN_REQUEST_DURATION};
 use rekey_core::ops::tokens::{ClientTokenRequest, CspContext, IssuedToken, TokenRefusal};
 use rekey_proto::oauth::{IdToken, TokenResponse};
 
@@ -31,6 +33,17 @@ pub enum Dialect {
     Generic,
     /// VMware CSP: `id_token: null`, org context and perms in the token.
     Csp,
+}
+
+impl Dialect {
+    /// The `dialect` label of the token metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Lwa => "lwa",
+            Dialect::Generic => "oauth2",
+            Dialect::Csp => "csp",
+        }
+    }
 }
 
 /// `POST /auth/o2/token`
@@ -70,10 +83,25 @@ async fn client_credentials(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    match issue_client_token(state, dialect, client, headers, body).await {
+    let started = Instant::now();
+    let result = issue_client_token(state, dialect, client, headers, body).await;
+    counted(dialect.as_str(), started, &result);
+    match result {
         Ok(r) => token_response(r),
         Err(e) => e.into_response(),
     }
+}
+
+/// Counts a token request by its dialect and outcome, and times it.
+fn counted(dialect: &'static str, started: Instant, result: &Result<Issued, OAuthError>) {
+    let (outcome, error) = match result {
+        Ok(_) => ("issued", "none"),
+        Err(e) => ("refused", e.code),
+    };
+    metrics::counter!(TOKEN_REQUESTS, "dialect" => dialect, "outcome" => outcome, "error" => error)
+        .increment(1);
+    metrics::histogram!(TOKEN_REQUEST_DURATION, "dialect" => dialect)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// Reads the body within the configured limit (413 in the OAuth shape above it).
@@ -340,7 +368,10 @@ pub async fn csp_api_token(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match exchange_api_token(&state, client, query.as_deref(), &headers, body).await {
+    let started = Instant::now();
+    let result = exchange_api_token(&state, client, query.as_deref(), &headers, body).await;
+    counted("csp_api_token", started, &result);
+    match result {
         Ok(r) => token_response(r),
         Err(e) => e.into_response(),
     }
