@@ -24,6 +24,9 @@ pub(crate) enum Command {
     Migrate(ServerArgs),
     /// Create the first organization, its owner and an API token (printed once).
     Init(InitArgs),
+    /// Print a one-time link that signs a user in to the console (works once, for 15
+    /// minutes; works on the database directly, like `init`).
+    ConsoleLink(ConsoleLinkArgs),
     /// Exit 0 if the server answers /readyz, 1 otherwise (for container health checks).
     Healthcheck(HealthcheckArgs),
     /// Print the commented default configuration.
@@ -93,6 +96,20 @@ pub(crate) struct InitArgs {
     /// Display name of the owner user (default: the email).
     #[arg(long)]
     pub display_name: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsoleLinkArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Email of the user to sign in.
+    #[arg(long)]
+    pub email: String,
+    /// The organization to sign in to (needed when the user is a member of several).
+    #[arg(long)]
+    pub org: Option<String>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
 }

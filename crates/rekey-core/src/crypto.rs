@@ -75,6 +75,11 @@ impl ServerKey {
         KeyedHasher::new(&self.derive("api-token-hash"))
     }
 
+    /// Hasher for console sign-in links and session cookies.
+    pub fn console_hasher(&self) -> KeyedHasher {
+        KeyedHasher::new(&self.derive("console-hash"))
+    }
+
     /// Sealer for data at rest (signing keys, outbox payloads), bound to a purpose.
     pub fn sealer(&self, purpose: &str) -> Sealer {
         Sealer::new(&self.derive(&format!("seal/{purpose}")))

@@ -81,6 +81,10 @@ id_type!(
     /// The `notificationId` consumers deduplicate on.
     NotificationId
 );
+id_type!(
+    /// One console session.
+    ConsoleSessionId
+);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Org {
@@ -202,6 +206,32 @@ pub struct Membership {
     pub principal: Principal,
     pub role: Role,
     pub created_at: Timestamp,
+}
+
+/// A one-time console sign-in link (`rekey console-link`); only its keyed hash is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleLink {
+    pub hash: SecretHash,
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+}
+
+/// A signed-in console user: the cookie's keyed hash, kept server-side so that every node
+/// knows it and it can be revoked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub id: ConsoleSessionId,
+    pub hash: SecretHash,
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    /// The absolute end, however active the session is.
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// A user's long-lived API token; only its keyed hash is stored.

@@ -30,6 +30,11 @@ pub fn generate_api_token() -> SecretString {
     SecretString::from(generate_with_prefix(API_TOKEN_PREFIX))
 }
 
+/// A new console sign-in link token or session cookie value.
+pub fn generate_console_token() -> SecretString {
+    SecretString::from(random_base62(RANDOM_CHARS))
+}
+
 /// A new client id: the prefix and 24 random base62 characters (about 143 bits).
 pub fn generate_client_id() -> String {
     let mut id = String::from(CLIENT_ID_PREFIX);

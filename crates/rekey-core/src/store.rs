@@ -14,8 +14,9 @@ use crate::clock::Timestamp;
 use crate::crypto::SecretHash;
 use crate::error::{CoreResult, OpError};
 use crate::model::{
-    ApiToken, ApiTokenId, App, AppId, AuditEvent, DeliveryId, DestinationId, Membership, Org,
-    OrgId, Principal, Role, Secret, SecretId, StoredSigningKey, User, UserId,
+    ApiToken, ApiTokenId, App, AppId, AuditEvent, ConsoleLink, ConsoleSession, ConsoleSessionId,
+    DeliveryId, DestinationId, Membership, Org, OrgId, Principal, Role, Secret, SecretId,
+    StoredSigningKey, User, UserId,
 };
 use crate::notify::{Delivery, DeliveryState, Destination, NotificationType};
 
@@ -305,6 +306,32 @@ pub trait Store: Send + Sync + 'static {
         after: Option<(Timestamp, SecretId)>,
         limit: u32,
     ) -> CoreResult<Vec<Secret>>;
+
+    // The console.
+    async fn create_console_link(&self, link: &ConsoleLink, audit: &[AuditEvent])
+        -> CoreResult<()>;
+    /// Marks the link with this hash used, if it is unused and unexpired at `now`, and
+    /// returns it; `None` otherwise. Single use, however many requests race.
+    async fn use_console_link(
+        &self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> CoreResult<Option<ConsoleLink>>;
+    async fn create_console_session(
+        &self,
+        session: &ConsoleSession,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()>;
+    async fn find_console_session(&self, hash: &SecretHash) -> CoreResult<Option<ConsoleSession>>;
+    async fn touch_console_session(&self, id: ConsoleSessionId, now: Timestamp) -> CoreResult<()>;
+    async fn revoke_console_session(
+        &self,
+        id: ConsoleSessionId,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()>;
+    /// The orgs `principal` is a member of.
+    async fn list_memberships_of(&self, principal: Principal) -> CoreResult<Vec<Membership>>;
 
     /// Outbox, delivery and secret counts for the metrics, as of `now`.
     async fn gauges(&self, now: Timestamp) -> CoreResult<crate::metrics::StoreGauges>;

@@ -42,6 +42,10 @@ pub struct Config {
     /// Where Prometheus scrapes `/metrics` (e.g. `127.0.0.1:9464`), a listener of its own so
     /// that the public one never serves it. Empty: no metrics.
     pub metrics_listen: String,
+    /// A console session ends after this long without a request.
+    pub console_session_idle_seconds: i64,
+    /// ... and this long after sign-in, however active.
+    pub console_session_max_seconds: i64,
     pub user_token_ttl_seconds: i64,
     pub default_access_token_ttl_seconds: i64,
     pub default_secret_lifetime_seconds: i64,
@@ -106,6 +110,8 @@ impl Default for Config {
             request_timeout_seconds: 30,
             shutdown_drain_seconds: 5,
             metrics_listen: String::new(),
+            console_session_idle_seconds: 1800,
+            console_session_max_seconds: 12 * 3600,
             header_read_timeout_seconds: 10,
             max_connections: 10_000,
             user_token_ttl_seconds: 1800,
@@ -301,6 +307,14 @@ impl Config {
             ),
             ("dispatcher_poll_ms", self.dispatcher_poll_ms as i64),
             ("sweep_interval_seconds", self.sweep_interval_seconds as i64),
+            (
+                "console_session_idle_seconds",
+                self.console_session_idle_seconds,
+            ),
+            (
+                "console_session_max_seconds",
+                self.console_session_max_seconds,
+            ),
         ];
         if self.delivery_lease_seconds <= self.delivery_timeout_seconds {
             return Err(ConfigError(

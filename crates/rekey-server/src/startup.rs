@@ -30,7 +30,7 @@ use crate::errors::FillRequestId;
 use crate::extract::{ClientAddr, CLIENT_REQUEST_ID_HEADER, REQUEST_ID_HEADER};
 use crate::metrics::MetricsEndpoint;
 use crate::state::{AppState, SharedState};
-use crate::{csp, native, oauth, spapi, telemetry};
+use crate::{console, csp, native, oauth, spapi, telemetry};
 
 /// Opens (and, if configured, migrates) the store named by the config. The embedded SQLite
 /// database lives in a private data directory (0700) in files only the server's user reads
@@ -514,6 +514,11 @@ pub fn router(state: SharedState) -> Router {
             .merge(native::routes())
             .merge(spapi::routes())
             .merge(csp::routes())
+            .nest("/console", console::router(state.clone()))
+            .route(
+                "/",
+                get(|| async { axum::response::Redirect::to("/console") }),
+            )
     };
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -104,6 +104,10 @@ impl AppState {
                     config.auth_failures_per_address,
                 ),
                 allow_insecure_destinations: config.allow_insecure_destinations,
+                console_sessions: rekey_core::ops::console::SessionLimits {
+                    idle_secs: config.console_session_idle_seconds,
+                    max_secs: config.console_session_max_seconds,
+                },
             },
             Arc::new(move || wake.notify_one()),
         );

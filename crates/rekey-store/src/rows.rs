@@ -5,9 +5,9 @@ use rekey_core::crypto::SecretHash;
 use rekey_core::error::CoreError;
 use rekey_core::metrics::StoreGauges;
 use rekey_core::model::{
-    ApiToken, ApiTokenId, App, AppId, AuditEvent, AuditId, DeliveryId, DestinationId, Membership,
-    NotificationId, Org, OrgId, Outcome, Principal, Secret, SecretId, SecretState,
-    StoredSigningKey, User, UserId,
+    ApiToken, ApiTokenId, App, AppId, AuditEvent, AuditId, ConsoleLink, ConsoleSession,
+    ConsoleSessionId, DeliveryId, DestinationId, Membership, NotificationId, Org, OrgId, Outcome,
+    Principal, Secret, SecretId, SecretState, StoredSigningKey, User, UserId,
 };
 use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
 use sqlx::any::AnyRow;
@@ -255,5 +255,29 @@ pub(crate) fn store_gauges(row: &AnyRow) -> Result<StoreGauges, CoreError> {
         previous_used_24h: count("used_24h")?,
         previous_used_older: count("used_older")?,
         previous_never_used: count("never_used")?,
+    })
+}
+
+pub(crate) fn console_link(row: &AnyRow) -> Result<ConsoleLink, CoreError> {
+    Ok(ConsoleLink {
+        hash: hash(row, "hash")?,
+        user_id: UserId(uuid(row, "user_id")?),
+        org_id: OrgId(uuid(row, "org_id")?),
+        created_at: ts(row, "created_at")?,
+        expires_at: ts(row, "expires_at")?,
+        used_at: opt_ts(row, "used_at")?,
+    })
+}
+
+pub(crate) fn console_session(row: &AnyRow) -> Result<ConsoleSession, CoreError> {
+    Ok(ConsoleSession {
+        id: ConsoleSessionId(uuid(row, "id")?),
+        hash: hash(row, "hash")?,
+        user_id: UserId(uuid(row, "user_id")?),
+        org_id: OrgId(uuid(row, "org_id")?),
+        created_at: ts(row, "created_at")?,
+        last_seen_at: ts(row, "last_seen_at")?,
+        expires_at: ts(row, "expires_at")?,
+        revoked_at: opt_ts(row, "revoked_at")?,
     })
 }

@@ -11,8 +11,8 @@ use rekey_core::crypto::SecretHash;
 use rekey_core::error::{CoreError, CoreResult, OpError};
 use rekey_core::metrics::StoreGauges;
 use rekey_core::model::{
-    ApiToken, ApiTokenId, App, AppId, AuditEvent, Membership, Org, OrgId, Outcome, Principal,
-    Secret, SecretId, StoredSigningKey, User, UserId,
+    ApiToken, ApiTokenId, App, AppId, AuditEvent, ConsoleLink, ConsoleSession, ConsoleSessionId,
+    Membership, Org, OrgId, Outcome, Principal, Secret, SecretId, StoredSigningKey, User, UserId,
 };
 use rekey_core::model::{DeliveryId, DestinationId};
 use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
@@ -1436,6 +1436,134 @@ impl Store for SqlStore {
         .map_err(db_err)?
         .iter()
         .map(rows::secret)
+        .collect()
+    }
+
+    async fn create_console_link(
+        &self,
+        link: &ConsoleLink,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO console_links (hash, user_id, org_id, created_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(link.hash.0.to_vec())
+        .bind(link.user_id.to_string())
+        .bind(link.org_id.to_string())
+        .bind(ms(link.created_at))
+        .bind(ms(link.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        insert_audit(&mut tx, audit).await?;
+        self.commit(tx).await
+    }
+
+    async fn use_console_link(
+        &self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> CoreResult<Option<ConsoleLink>> {
+        let mut tx = self.begin_write().await?;
+        // One UPDATE decides: of racing requests, only one sees a row.
+        let row = sqlx::query(
+            "UPDATE console_links SET used_at = $2 \
+             WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 \
+             RETURNING hash, user_id, org_id, created_at, expires_at, used_at",
+        )
+        .bind(hash.0.to_vec())
+        .bind(ms(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        self.commit(tx).await?;
+        row.map(|r| rows::console_link(&r)).transpose()
+    }
+
+    async fn create_console_session(
+        &self,
+        session: &ConsoleSession,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (id, hash, user_id, org_id, created_at, last_seen_at, \
+             expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(session.id.to_string())
+        .bind(session.hash.0.to_vec())
+        .bind(session.user_id.to_string())
+        .bind(session.org_id.to_string())
+        .bind(ms(session.created_at))
+        .bind(ms(session.last_seen_at))
+        .bind(ms(session.expires_at))
+        .bind(opt_ms(session.revoked_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        insert_audit(&mut tx, audit).await?;
+        self.commit(tx).await
+    }
+
+    async fn find_console_session(&self, hash: &SecretHash) -> CoreResult<Option<ConsoleSession>> {
+        sqlx::query(
+            "SELECT id, hash, user_id, org_id, created_at, last_seen_at, expires_at, revoked_at \
+             FROM console_sessions WHERE hash = $1",
+        )
+        .bind(hash.0.to_vec())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::console_session(&r))
+        .transpose()
+    }
+
+    async fn touch_console_session(&self, id: ConsoleSessionId, now: Timestamp) -> CoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE console_sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2",
+        )
+        .bind(id.to_string())
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        self.commit(tx).await
+    }
+
+    async fn revoke_console_session(
+        &self,
+        id: ConsoleSessionId,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE console_sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        insert_audit(&mut tx, audit).await?;
+        self.commit(tx).await
+    }
+
+    async fn list_memberships_of(&self, principal: Principal) -> CoreResult<Vec<Membership>> {
+        sqlx::query(
+            "SELECT org_id, principal_kind, principal_id, role, created_at FROM memberships \
+             WHERE principal_kind = $1 AND principal_id = $2 ORDER BY created_at, org_id",
+        )
+        .bind(principal.kind())
+        .bind(principal.uuid().to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::membership)
         .collect()
     }
 

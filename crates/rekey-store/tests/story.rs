@@ -340,6 +340,94 @@ async fn api_tokens_are_found_by_hash_only() {
 }
 
 #[tokio::test]
+async fn a_console_link_works_once_however_many_race_and_sessions_can_be_revoked() {
+    for db in TestDb::all().await {
+        let s = Arc::new(db.store.clone());
+        let o = with_org(&*s).await;
+        let u = User {
+            id: UserId::new(),
+            email: "c@example.com".into(),
+            display_name: "C".into(),
+            created_at: T0,
+        };
+        s.create_user(&u).await.unwrap();
+        let h = ServerKey::generate().console_hasher();
+        let link = ConsoleLink {
+            hash: h.hash("link"),
+            user_id: u.id,
+            org_id: o.id,
+            created_at: T0,
+            expires_at: T0.plus_secs(900),
+            used_at: None,
+        };
+        s.create_console_link(&link, &[]).await.unwrap();
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                let hash = link.hash;
+                tokio::spawn(async move { s.use_console_link(&hash, T0.plus_secs(1)).await })
+            })
+            .collect();
+        let mut used = 0;
+        for r in racers {
+            if let Some(got) = r.await.unwrap().unwrap() {
+                assert_eq!((got.user_id, got.used_at), (u.id, Some(T0.plus_secs(1))));
+                used += 1;
+            }
+        }
+        assert_eq!(used, 1, "{}", db.url);
+        // An expired link does not work at all.
+        let late = ConsoleLink {
+            hash: h.hash("late"),
+            ..link.clone()
+        };
+        s.create_console_link(&late, &[]).await.unwrap();
+        assert_eq!(
+            s.use_console_link(&late.hash, T0.plus_secs(900))
+                .await
+                .unwrap(),
+            None
+        );
+
+        let session = ConsoleSession {
+            id: ConsoleSessionId::new(),
+            hash: h.hash("cookie"),
+            user_id: u.id,
+            org_id: o.id,
+            created_at: T0,
+            last_seen_at: T0,
+            expires_at: T0.plus_secs(3600),
+            revoked_at: None,
+        };
+        s.create_console_session(&session, &[]).await.unwrap();
+        s.touch_console_session(session.id, T0.plus_secs(60))
+            .await
+            .unwrap();
+        let found = s
+            .find_console_session(&session.hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.last_seen_at, T0.plus_secs(60));
+        s.revoke_console_session(session.id, T0.plus_secs(61), &[])
+            .await
+            .unwrap();
+        let found = s
+            .find_console_session(&session.hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.revoked_at, Some(T0.plus_secs(61)));
+        assert_eq!(
+            s.find_console_session(&h.hash("other")).await.unwrap(),
+            None
+        );
+        let orgs = s.list_memberships_of(Principal::User(u.id)).await.unwrap();
+        assert!(orgs.is_empty());
+    }
+}
+
+#[tokio::test]
 async fn a_new_signing_key_retires_the_others_at_the_given_time() {
     for db in TestDb::all().await {
         let s = &db.store;

@@ -18,6 +18,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => server::serve(&args).await,
         Command::Migrate(args) => server::migrate(&args).await,
         Command::Init(args) => server::init(args).await,
+        Command::ConsoleLink(args) => server::console_link(args).await,
         Command::Healthcheck(args) => server::healthcheck(&args.url).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;

@@ -1,5 +1,5 @@
 //! Commands that work on the server itself or its database: `serve`, `migrate`, `init`,
-//! `healthcheck`, `signing-keys`.
+//! `healthcheck`, `signing-keys`, `console-link`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,13 +8,14 @@ use anyhow::bail;
 use rekey_core::clock::{Clock, SystemClock};
 use rekey_core::model::{AuditContext, Membership, Org, OrgId, Principal, Role, User, UserId};
 use rekey_core::ops::api_tokens::new_api_token;
+use rekey_core::ops::console::new_link;
 use rekey_core::store::{MembershipChanges, Store};
 use rekey_core::token::generate_signing_key;
 use rekey_server::startup::{load_or_create_server_key, open_store};
 use rekey_server::{telemetry, Application, Config};
 use secrecy::ExposeSecret;
 
-use crate::cli::{InitArgs, OutputFormat, ServerArgs, SigningKeysCommand};
+use crate::cli::{ConsoleLinkArgs, InitArgs, OutputFormat, ServerArgs, SigningKeysCommand};
 
 pub(super) async fn migrate(args: &ServerArgs) -> anyhow::Result<ExitCode> {
     let mut config = load_config(args)?;
@@ -146,6 +147,72 @@ pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
             println!("The API token is shown only now. Store it safely, then e.g.:");
             println!("  export REKEY_API_TOKEN=<the token>");
             println!("  rekey apps create --name my-service");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn console_link(args: ConsoleLinkArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.server)?;
+    if config.server_key.is_empty() && !config.data_dir.join("server.key").exists() {
+        bail!(
+            "no server key: set server_key (or REKEY_SERVER_KEY_FILE) as the server has it, or \
+             point --data-dir at the server's data directory"
+        );
+    }
+    let store = open_store(&config).await?;
+    let key = load_or_create_server_key(&config)?;
+    let Some(user) = store.find_user_by_email(args.email.trim()).await? else {
+        bail!("no user has the email {}", args.email.trim());
+    };
+    let orgs = store.list_memberships_of(Principal::User(user.id)).await?;
+    let org = match &args.org {
+        Some(o) => {
+            let id = OrgId::parse(o).ok_or_else(|| anyhow::anyhow!("--org must be an org id"))?;
+            orgs.iter()
+                .find(|m| m.org_id == id)
+                .ok_or_else(|| anyhow::anyhow!("{} is not a member of org {id}", user.email))?
+                .org_id
+        }
+        None => match orgs.as_slice() {
+            [only] => only.org_id,
+            [] => bail!("{} is not a member of any organization", user.email),
+            _ => bail!(
+                "{} is a member of several organizations: choose one with --org ({})",
+                user.email,
+                orgs.iter()
+                    .map(|m| m.org_id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    };
+    let now = SystemClock.now();
+    let (link, token) = new_link(user.id, org, &key.console_hasher(), now);
+    let ev = AuditContext {
+        actor: "cli:console-link".into(),
+        ..Default::default()
+    }
+    .event(now, "console.link_created")
+    .org(org)
+    .details(serde_json::json!({ "user": user.id.to_string() }));
+    store.create_console_link(&link, &[ev]).await?;
+    let url = format!(
+        "{}/console/link?token={}",
+        config.issuer(),
+        token.expose_secret()
+    );
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({ "url": url, "expiresAt": link.expires_at.to_rfc3339() })
+        ),
+        OutputFormat::Human => {
+            println!("{url}");
+            eprintln!(
+                "Open it in a browser within 15 minutes (until {}); it works once.",
+                link.expires_at.to_rfc3339()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -14,6 +14,7 @@
 
 pub mod api_tokens;
 pub mod apps;
+pub mod console;
 pub mod destinations;
 pub mod members;
 pub mod secrets;
@@ -52,6 +53,8 @@ pub enum Surface {
     Csp,
     /// Amazon's Application Management API.
     SpApi,
+    /// The browser console.
+    Console,
 }
 
 impl Surface {
@@ -60,6 +63,7 @@ impl Surface {
             Surface::Native => "native",
             Surface::Csp => "csp",
             Surface::SpApi => "spapi",
+            Surface::Console => "console",
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct Settings {
     pub throttle: FailureThrottle,
     /// Plain-http destinations and SQS endpoint overrides (local development only).
     pub allow_insecure_destinations: bool,
+    /// How long console sessions last.
+    pub console_sessions: console::SessionLimits,
 }
 
 /// The use cases, over the store, the clock and the keys they need.
@@ -105,6 +111,9 @@ pub struct Rekey {
     pub clock: Arc<dyn Clock>,
     pub secret_hasher: KeyedHasher,
     pub api_token_hasher: KeyedHasher,
+    /// Hashes console sign-in links and session cookies.
+    console_hasher: KeyedHasher,
+    console_sessions: console::SessionLimits,
     /// Seals outbox payloads (they may hold a new secret).
     pub outbox_sealer: Sealer,
     /// Seals webhook signing keys.
@@ -138,6 +147,8 @@ impl Rekey {
             clock,
             secret_hasher: server_key.secret_hasher(),
             api_token_hasher: server_key.api_token_hasher(),
+            console_hasher: server_key.console_hasher(),
+            console_sessions: settings.console_sessions,
             outbox_sealer: server_key.sealer("outbox"),
             webhook_key_sealer: server_key.sealer("webhook-keys"),
             signing_key_sealer: server_key.sealer("signing-keys"),

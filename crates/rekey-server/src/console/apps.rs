@@ -1,0 +1,556 @@
+//! Console pages for apps: the list (search, pages), create, the app page with its secrets,
+//! and the secret actions (rotate, regenerate, finish, revoke). Each action calls the same
+//! use case as the APIs; what a page offers follows the same policy.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use rekey_core::apps::AppSettings;
+use rekey_core::clock::Timestamp;
+use rekey_core::error::OpError;
+use rekey_core::model::{App, AppId, SecretId, SecretState};
+use rekey_core::notify::NotificationType;
+use rekey_core::ops::apps::NewApp;
+use rekey_core::ops::secrets::{NewSecret, RotateInput};
+use rekey_core::ops::AppRef;
+use rekey_core::policy::{self, Action};
+use rekey_core::store::Page;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::{op_error_page, render, Chrome, CsrfForm, Refused, Session};
+use crate::state::SharedState;
+
+const PAGE_SIZE: u32 = 50;
+
+pub(super) fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/apps", get(list).post(create))
+        .route("/apps/new", get(new_form))
+        .route("/apps/{app}", get(show))
+        .route("/apps/{app}/rotate", post(rotate))
+        .route("/apps/{app}/regenerate", post(regenerate))
+        .route("/apps/{app}/finish", post(finish))
+        .route("/apps/{app}/secrets/{secret}/revoke", post(revoke))
+}
+
+/// A time for people: `2026-11-30 09:31 UTC`, or `never`.
+fn when(t: Option<Timestamp>) -> String {
+    t.map_or_else(
+        || "never".to_string(),
+        |t| {
+            let s = t.to_rfc3339();
+            format!("{} {} UTC", &s[..10], &s[11..16])
+        },
+    )
+}
+
+/// A duration for people: `48 hours`, `180 days`.
+fn duration(secs: i64) -> String {
+    let (n, unit) = match secs {
+        0 => return "none".to_string(),
+        s if s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s % 3600 == 0 => (s / 3600, "hour"),
+        s if s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+struct AppRow {
+    id: String,
+    name: String,
+    client_id: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/apps.html")]
+struct AppsPage {
+    chrome: Chrome,
+    apps: Vec<AppRow>,
+    query: String,
+    may_create: bool,
+    prev_page: Option<String>,
+    next_page: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+    page: Option<u32>,
+}
+
+fn page_link(query: &str, page: u32) -> String {
+    let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    format!("/console/apps?q={q}&page={page}")
+}
+
+async fn list(
+    State(state): State<SharedState>,
+    session: Session,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let org = session.signed_in.org.id;
+    let query = q.q.unwrap_or_default().trim().to_string();
+    let page = q.page.unwrap_or(0).min(100_000);
+    let term = (!query.is_empty()).then_some(query.as_str());
+    let found = state
+        .store
+        .search_apps(
+            org,
+            term,
+            Page {
+                start: page * PAGE_SIZE,
+                limit: PAGE_SIZE,
+            },
+        )
+        .await;
+    let (apps, total) = match found {
+        Ok(found) => found,
+        Err(e) => return op_error_page(OpError::Store(e)),
+    };
+    let may_create = state
+        .ops
+        .authorize(
+            &session.signed_in.actor,
+            org,
+            Action::CreateApp {
+                service_account: None,
+            },
+        )
+        .await
+        .is_ok();
+    let shown = u64::from(page * PAGE_SIZE) + apps.len() as u64;
+    render(
+        StatusCode::OK,
+        &AppsPage {
+            chrome: session.chrome("apps", None),
+            apps: apps
+                .iter()
+                .map(|a| AppRow {
+                    id: a.id.to_string(),
+                    name: a.name.clone(),
+                    client_id: a.client_id.clone(),
+                    created: when(Some(a.created_at)),
+                })
+                .collect(),
+            may_create,
+            prev_page: (page > 0).then(|| page_link(&query, page - 1)),
+            next_page: (shown < total).then(|| page_link(&query, page + 1)),
+            query,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "console/app_new.html")]
+struct NewAppPage {
+    chrome: Chrome,
+    csrf: String,
+    name: String,
+    description: String,
+    scopes: String,
+    error: Option<String>,
+    error_field: &'static str,
+}
+
+async fn new_form(session: Session) -> Response {
+    render(
+        StatusCode::OK,
+        &NewAppPage {
+            chrome: session.chrome("apps", None),
+            csrf: session.csrf.clone(),
+            name: String::new(),
+            description: String::new(),
+            scopes: String::new(),
+            error: None,
+            error_field: "",
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct NewAppForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    scopes: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/secret_once.html")]
+struct SecretOncePage {
+    chrome: Chrome,
+    heading: &'static str,
+    explanation: String,
+    app_id: String,
+    client_id: String,
+    secret: String,
+}
+
+async fn create(
+    State(state): State<SharedState>,
+    session: Session,
+    Form(form): Form<NewAppForm>,
+) -> Response {
+    if let Err(refused) = session.check_csrf(&state, &form.csrf) {
+        return refused.into_response();
+    }
+    let c = &state.config;
+    let settings = AppSettings {
+        name: form.name.trim().to_string(),
+        description: form.description.trim().to_string(),
+        grant_types: vec![rekey_core::model::GRANT_CLIENT_CREDENTIALS.into()],
+        scopes: form.scopes.split_whitespace().map(str::to_string).collect(),
+        access_token_ttl_secs: c.default_access_token_ttl_seconds,
+        secret_lifetime_secs: c.default_secret_lifetime_seconds,
+        rotation_grace_secs: c.default_rotation_grace_seconds,
+        owner_only_secret_rotation: false,
+    };
+    let input = NewApp {
+        settings,
+        client_id: None,
+        service_account: None,
+        secret: None,
+        dialect: "console",
+    };
+    match state
+        .ops
+        .create_app(&session.signed_in.actor, session.signed_in.org.id, input)
+        .await
+    {
+        Ok(created) => render(
+            StatusCode::CREATED,
+            &SecretOncePage {
+                chrome: session.chrome("apps", None),
+                heading: "App created",
+                explanation: format!(
+                    "{} is ready. Give its client id and secret to the client that uses it.",
+                    created.app.name
+                ),
+                app_id: created.app.id.to_string(),
+                client_id: created.app.client_id.clone(),
+                secret: created.plain.expose_secret().to_string(),
+            },
+        ),
+        // Bad input: the form again, with what was typed and the field marked.
+        Err(OpError::Invalid(message)) => {
+            let error_field = if message.contains("scope") {
+                "scopes"
+            } else {
+                "name"
+            };
+            render(
+                StatusCode::BAD_REQUEST,
+                &NewAppPage {
+                    chrome: session.chrome("apps", None),
+                    csrf: session.csrf.clone(),
+                    name: form.name,
+                    description: form.description,
+                    scopes: form.scopes,
+                    error: Some(message),
+                    error_field,
+                },
+            )
+        }
+        Err(e) => op_error_page(e),
+    }
+}
+
+struct AppView {
+    id: String,
+    name: String,
+    description: String,
+    client_id: String,
+    scopes: Vec<String>,
+    token_ttl: String,
+    secret_lifetime: String,
+    grace: String,
+    owner_only: bool,
+}
+
+struct SecretRow {
+    id: String,
+    state: &'static str,
+    hint: String,
+    created: String,
+    expires: String,
+    last_used: String,
+    created_by: String,
+    revocable: bool,
+}
+
+struct PreviousSecret {
+    hint: String,
+    expires: String,
+    last_used: String,
+    recently_used: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/app.html")]
+struct AppPage {
+    chrome: Chrome,
+    csrf: String,
+    app: AppView,
+    secrets: Vec<SecretRow>,
+    previous: Option<PreviousSecret>,
+    may_change: bool,
+    has_destination: bool,
+}
+
+#[derive(Deserialize)]
+struct ShowQuery {
+    done: Option<String>,
+}
+
+/// The notices an action may leave (never text from the request).
+fn notice(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "finished" => Some("Rotation finished: the previous secret no longer works."),
+        "nothing-to-finish" => Some("There was no rotation to finish."),
+        "revoked" => Some("The secret was revoked: it no longer works."),
+        _ => None,
+    }
+}
+
+async fn show(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(app): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> Response {
+    match app_page(&state, &session, &app, notice(q.done.as_deref())).await {
+        Ok(page) => render(StatusCode::OK, &page),
+        Err(e) => op_error_page(e),
+    }
+}
+
+async fn app_page(
+    state: &SharedState,
+    session: &Session,
+    app: &str,
+    notice: Option<&'static str>,
+) -> Result<AppPage, OpError> {
+    let actor = &session.signed_in.actor;
+    let org = session.signed_in.org.id;
+    let app: App = state
+        .ops
+        .authorize_app(actor, org, &AppRef::parse(app), |_| Action::Read)
+        .await?;
+    let subject = state.ops.subject(actor, org).await?;
+    let target = state.ops.app_target(&app).await?;
+    let may_change = policy::authorize(subject, Action::ChangeApp(target)).is_ok();
+    let secrets = state.store.list_secrets(app.id).await?;
+    let has_destination = state
+        .store
+        .get_destination(app.id, NotificationType::NewSecret)
+        .await?
+        .is_some();
+    let now = state.now();
+    let previous = secrets
+        .iter()
+        .find(|s| s.state == SecretState::Previous && s.is_valid(now))
+        .map(|s| PreviousSecret {
+            hint: s.hint.clone(),
+            expires: when(s.expires_at),
+            last_used: when(s.last_used_at),
+            recently_used: s
+                .last_used_at
+                .is_some_and(|t| now.as_millis() - t.as_millis() < 86_400_000),
+        });
+    Ok(AppPage {
+        chrome: session.chrome("apps", notice),
+        csrf: session.csrf.clone(),
+        secrets: secrets
+            .iter()
+            .map(|s| SecretRow {
+                id: s.id.to_string(),
+                state: s.state.as_str(),
+                hint: s.hint.clone(),
+                created: when(Some(s.created_at)),
+                expires: when(s.expires_at),
+                last_used: when(s.last_used_at),
+                created_by: s.created_by.clone(),
+                revocable: s.is_valid(now),
+            })
+            .collect(),
+        app: AppView {
+            id: app.id.to_string(),
+            name: app.name.clone(),
+            description: app.description.clone(),
+            client_id: app.client_id.clone(),
+            scopes: app.scopes.clone(),
+            token_ttl: duration(app.access_token_ttl_secs),
+            secret_lifetime: duration(app.secret_lifetime_secs),
+            grace: duration(app.rotation_grace_secs),
+            owner_only: app.owner_only_secret_rotation,
+        },
+        previous,
+        may_change,
+        has_destination,
+    })
+}
+
+fn app_id(app: &str) -> Result<AppRef, Refused> {
+    AppId::parse(app).map(AppRef::Id).ok_or(Refused::NotFound)
+}
+
+fn secret_shown_once(session: &Session, new: NewSecret, heading: &'static str) -> Response {
+    let explanation = match (heading, new.previous_expires_at, new.notification_id) {
+        ("Secret rotated", Some(until), Some(_)) => format!(
+            "The new secret is current, and it is on its way to the app's destination for new secrets. The previous secret keeps working until {}.",
+            when(Some(until))
+        ),
+        ("Secret rotated", Some(until), None) => format!(
+            "The new secret is current. The previous secret keeps working until {}: give the new one to the client before then.",
+            when(Some(until))
+        ),
+        _ => "The new secret is current; every other secret of the app stopped working.".into(),
+    };
+    render(
+        StatusCode::OK,
+        &SecretOncePage {
+            chrome: session.chrome("apps", None),
+            heading,
+            explanation,
+            app_id: new.app.id.to_string(),
+            client_id: new.app.client_id.clone(),
+            secret: new.plain.expose_secret().to_string(),
+        },
+    )
+}
+
+async fn rotate(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(app): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let app = match session.check_csrf(&state, &form.csrf).and(app_id(&app)) {
+        Ok(app) => app,
+        Err(refused) => return refused.into_response(),
+    };
+    let input = RotateInput {
+        grace_secs: None,
+        supplied: None,
+        require_destination: false,
+    };
+    match state
+        .ops
+        .rotate(
+            &session.signed_in.actor,
+            session.signed_in.org.id,
+            &app,
+            input,
+        )
+        .await
+    {
+        Ok(new) => secret_shown_once(&session, new, "Secret rotated"),
+        Err(e) => op_error_page(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ConfirmForm {
+    csrf: String,
+    confirm: Option<String>,
+}
+
+impl ConfirmForm {
+    fn confirmed(&self) -> Result<(), Refused> {
+        if self.confirm.as_deref() == Some("yes") {
+            Ok(())
+        } else {
+            Err(Refused::Unconfirmed)
+        }
+    }
+}
+
+async fn regenerate(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(app): Path<String>,
+    Form(form): Form<ConfirmForm>,
+) -> Response {
+    let checked = session
+        .check_csrf(&state, &form.csrf)
+        .and(form.confirmed())
+        .and(app_id(&app));
+    let app = match checked {
+        Ok(app) => app,
+        Err(refused) => return refused.into_response(),
+    };
+    match state
+        .ops
+        .regenerate(&session.signed_in.actor, session.signed_in.org.id, &app)
+        .await
+    {
+        Ok(new) => secret_shown_once(&session, new, "Secret regenerated"),
+        Err(e) => op_error_page(e),
+    }
+}
+
+async fn finish(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(app): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let app_ref = match session.check_csrf(&state, &form.csrf).and(app_id(&app)) {
+        Ok(app) => app,
+        Err(refused) => return refused.into_response(),
+    };
+    match state
+        .ops
+        .finish(&session.signed_in.actor, session.signed_in.org.id, &app_ref)
+        .await
+    {
+        Ok(revoked) => {
+            let done = if revoked.is_empty() {
+                "nothing-to-finish"
+            } else {
+                "finished"
+            };
+            Redirect::to(&format!("/console/apps/{app}?done={done}")).into_response()
+        }
+        Err(e) => op_error_page(e),
+    }
+}
+
+async fn revoke(
+    State(state): State<SharedState>,
+    session: Session,
+    Path((app, secret)): Path<(String, String)>,
+    Form(form): Form<ConfirmForm>,
+) -> Response {
+    if let Err(refused) = session
+        .check_csrf(&state, &form.csrf)
+        .and_then(|()| form.confirmed())
+    {
+        return refused.into_response();
+    }
+    let (app_ref, secret_id) = match (app_id(&app), SecretId::parse(&secret)) {
+        (Ok(a), Some(s)) => (a, s),
+        _ => return op_error_page(OpError::NotFound),
+    };
+    match state
+        .ops
+        .revoke_secret(
+            &session.signed_in.actor,
+            session.signed_in.org.id,
+            &app_ref,
+            secret_id,
+        )
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/console/apps/{app}?done=revoked")).into_response(),
+        Err(e) => op_error_page(e),
+    }
+}

@@ -1,0 +1,238 @@
+"""The console in a real browser: Debian's headless Chromium driven over WebDriver by
+Selenium (pointed at the system chromium and chromedriver; nothing is downloaded), against the
+real binary. Security properties are checked with plain HTTP beside it. Screenshots of each
+page at 1280 and 390 px wide go to target/console-screenshots/."""
+
+import json
+import os
+import re
+import shutil
+
+import pytest
+import requests
+
+from conftest import new_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SHOTS = os.path.join(ROOT, "target", "console-screenshots")
+
+
+@pytest.fixture(scope="module")
+def console_server(tmp_path_factory):
+    srv = new_server(tmp_path_factory.mktemp("console"))
+    srv.start(RUST_LOG="info")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # never let Selenium Manager fetch anything
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1280,900"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+def screenshot(driver, name):
+    os.makedirs(SHOTS, exist_ok=True)
+    for width in (1280, 390):
+        driver.set_window_size(width, 900)
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(width, max(height, 400))
+        driver.save_screenshot(os.path.join(SHOTS, f"{name}-{width}.png"))
+    driver.set_window_size(1280, 900)
+
+
+def navigate(driver, element):
+    """Clicks `element` and waits until the next page replaced this one (else a lookup
+    could find the old page's element)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element("tag name", "html")
+    element.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
+
+
+def console_link(srv, email="owner@example.com"):
+    # Like `serve`, it reads the server's configuration: the link is under its listen address.
+    out = srv.cli("console-link", "--email", email, "--output", "json",
+                  env_extra={"REKEY_LISTEN": f"127.0.0.1:{srv.port}"})
+    return json.loads(out)["url"]
+
+
+def token(srv, cid, secret):
+    return requests.post(srv.base + "/oauth2/token", auth=(cid, secret),
+                         data={"grant_type": "client_credentials"}, timeout=5)
+
+
+def signed_in_session(srv, api_token):
+    """A requests session signed in to the console with an API token, and a page's CSRF
+    token."""
+    s = requests.Session()
+    res = s.post(srv.base + "/console/sign-in", data={"api_token": api_token}, timeout=5)
+    assert res.status_code == 200 and res.url.endswith("/console"), res.text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', res.text).group(1)
+    return s, csrf
+
+
+def test_a_developer_signs_in_with_a_link_creates_rotates_and_finishes(console_server, browser):
+    from selenium.webdriver.common.by import By
+
+    srv, d = console_server, browser
+    d.get(console_link(srv))
+    screenshot(d, "link")
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Continue to the console']"))
+    assert d.current_url.endswith("/console"), d.page_source
+    assert "owner@example.com" in d.find_element(By.CSS_SELECTOR, "header").text
+    screenshot(d, "overview")
+
+    navigate(d, d.find_element(By.LINK_TEXT, "Apps"))
+    navigate(d, d.find_element(By.LINK_TEXT, "Create app"))
+    d.find_element(By.ID, "name").send_keys("billing-service")
+    d.find_element(By.ID, "scopes").send_keys("read")
+    screenshot(d, "app-new")
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Create app']"))
+    assert d.find_element(By.TAG_NAME, "h1").text == "App created"
+    assert "you will not see this secret again" in d.page_source
+    first = d.find_element(By.ID, "secret").get_attribute("value")
+    cid = d.find_element(By.CSS_SELECTOR, ".facts code").text
+    assert first.startswith("rks_") and cid.startswith("rkc_")
+    # The copy button appears only with the script running (progressive enhancement).
+    assert d.find_element(By.CSS_SELECTOR, "button[data-copy]").is_displayed()
+    screenshot(d, "secret-once")
+    assert token(srv, cid, first).status_code == 200
+
+    navigate(d, d.find_element(By.LINK_TEXT, "Done: go to the app"))
+    app_url = d.current_url
+    screenshot(d, "app")
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Rotate secret']"))
+    assert d.find_element(By.TAG_NAME, "h1").text == "Secret rotated"
+    second = d.find_element(By.ID, "secret").get_attribute("value")
+    assert second != first
+    assert token(srv, cid, second).status_code == 200
+    assert token(srv, cid, first).status_code == 200  # the grace period
+
+    d.get(app_url)
+    rows = d.find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert [r.find_element(By.TAG_NAME, "td").text for r in rows].count("previous") == 1
+    finish = d.find_element(By.ID, "finish-h").find_element(By.XPATH, "..")
+    assert "used in the last 24 hours" in finish.text or "never" in finish.text
+    screenshot(d, "app-rotating")
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Finish rotation']"))
+    assert "Rotation finished" in d.find_element(By.CSS_SELECTOR, ".notice").text
+    assert token(srv, cid, first).status_code in (400, 401)
+    assert token(srv, cid, second).status_code == 200
+
+    # The list finds it by name.
+    d.get(srv.base + "/console/apps?q=billing")
+    assert d.find_element(By.LINK_TEXT, "billing-service")
+    screenshot(d, "apps")
+
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Sign out']"))
+    assert d.current_url.endswith("/console/sign-in")
+    d.get(srv.base + "/console/apps")
+    assert d.current_url.endswith("/console/sign-in")
+    screenshot(d, "sign-in")
+
+    # The secrets never reached the log.
+    log = open(srv.log_path, encoding="utf-8").read()
+    assert first not in log and second not in log
+
+
+def test_a_member_sees_a_read_only_console_and_a_forged_post_is_refused(console_server):
+    srv = console_server
+    owner, owner_csrf = signed_in_session(srv, srv.api_token)
+    created = srv.create_app("read")
+    app_id = created["app"]["id"]
+    member = json.loads(srv.cli("members", "add", "--email", "member@example.com", "--role",
+                                "org_member", "--output", "json",
+                                env_extra={"REKEY_API_TOKEN": srv.api_token}))
+    s, csrf = signed_in_session(srv, member["apiToken"])
+    page = s.get(srv.base + f"/console/apps/{app_id}", timeout=5)
+    assert page.status_code == 200 and created["app"]["clientId"] in page.text
+    for button in ("Rotate secret", "Regenerate secret", "Revoke"):
+        assert button not in page.text
+    assert "Create app" not in s.get(srv.base + "/console/apps", timeout=5).text
+    # The server refuses it anyway, with its own valid CSRF token.
+    res = s.post(srv.base + f"/console/apps/{app_id}/rotate", data={"csrf": csrf}, timeout=5)
+    assert res.status_code == 403 and "Not allowed" in res.text
+    assert "<html" in res.text and "{" not in res.text.split("<main", 1)[1][:200]
+    # The owner may, and sees the buttons.
+    assert "Rotate secret" in owner.get(srv.base + f"/console/apps/{app_id}", timeout=5).text
+
+
+def test_posts_need_the_session_csrf_token_and_this_origin(console_server):
+    srv = console_server
+    s, csrf = signed_in_session(srv, srv.api_token)
+    app_id = srv.create_app("read")["app"]["id"]
+    rotate = srv.base + f"/console/apps/{app_id}/rotate"
+    assert s.post(rotate, data={}, timeout=5).status_code in (403, 415, 422)
+    assert s.post(rotate, data={"csrf": "0" * 64}, timeout=5).status_code == 403
+    other, _ = signed_in_session(srv, srv.api_token)
+    _, other_csrf = signed_in_session(srv, srv.api_token)
+    assert s.post(rotate, data={"csrf": other_csrf}, timeout=5).status_code == 403
+    assert s.post(rotate, data={"csrf": csrf}, headers={"Origin": "https://evil.example"},
+                  timeout=5).status_code == 403
+    assert s.post(rotate, data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"},
+                  timeout=5).status_code == 403
+    # Nothing above rotated: the secret list has one secret.
+    secrets = srv.api("GET", f"/api/v1/orgs/{srv.org_id}/apps/{app_id}/secrets").json()["items"]
+    assert len(secrets) == 1
+    assert s.post(rotate, data={"csrf": csrf}, timeout=5).status_code == 200
+
+
+def test_a_used_link_and_a_signed_out_session_are_refused(console_server):
+    srv = console_server
+    url = console_link(srv)
+    link_token = url.split("token=")[1]
+    first = requests.Session()
+    assert first.post(srv.base + "/console/link", data={"token": link_token}, timeout=5).url.endswith("/console")
+    again = requests.post(srv.base + "/console/link", data={"token": link_token}, timeout=5,
+                          allow_redirects=False)
+    assert again.status_code == 401 and "set-cookie" not in again.headers
+    assert "used already" in again.text
+
+    s, csrf = signed_in_session(srv, srv.api_token)
+    cookie = dict(s.cookies)
+    assert s.post(srv.base + "/console/sign-out", data={"csrf": csrf}, timeout=5).url.endswith("/sign-in")
+    stale = requests.get(srv.base + "/console/apps", cookies=cookie, timeout=5, allow_redirects=False)
+    assert stale.status_code == 303 and stale.headers["location"] == "/console/sign-in"
+    bad = requests.post(srv.base + "/console/sign-in", data={"api_token": "rkt_nope"}, timeout=5)
+    assert bad.status_code == 401 and "not valid" in bad.text
+
+
+def test_every_console_response_has_the_security_headers(console_server):
+    srv = console_server
+    s, _ = signed_in_session(srv, srv.api_token)
+    app_id = srv.create_app("read")["app"]["id"]
+    pages = ["/console/sign-in", "/console/link?token=abc", "/console", "/console/apps",
+             "/console/apps/new", f"/console/apps/{app_id}", "/console/apps/nope"]
+    for path in pages:
+        res = s.get(srv.base + path, timeout=5)
+        csp = res.headers.get("content-security-policy", "")
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp, path
+        assert "unsafe-inline" not in csp
+        assert res.headers["x-frame-options"] == "DENY", path
+        assert res.headers["referrer-policy"] == "no-referrer", path
+        assert res.headers["cache-control"] == "no-store", path
+        assert "<script>" not in res.text and " on" + "click=" not in res.text
+    css = re.search(r'href="(/console/assets/[0-9a-f]+/console.css)"', s.get(srv.base + "/console", timeout=5).text).group(1)
+    asset = requests.get(srv.base + css, timeout=5)
+    assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
+    root = requests.get(srv.base + "/", timeout=5, allow_redirects=False)
+    assert root.status_code == 303 and root.headers["location"] == "/console"
+    cookie = requests.post(srv.base + "/console/sign-in", data={"api_token": srv.api_token},
+                           timeout=5, allow_redirects=False).headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
