@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/external/requirements.txt
 
+# axe-core for the console's accessibility checks (the browser is Debian's Chromium).
+npm ci --prefix tests/external --no-audit --no-fund --loglevel=error
+
 # promtool (checks deploy/prometheus): Debian's prometheus package, unpacked under target/tools
 # without installing its server.
 if ! command -v promtool >/dev/null && [ ! -x target/tools/usr/bin/promtool ]; then

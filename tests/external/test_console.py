@@ -44,7 +44,26 @@ def browser():
     driver.quit()
 
 
+AXE = os.path.join(os.path.dirname(__file__), "node_modules", "axe-core", "axe.min.js")
+
+
+def serious_accessibility_violations(driver):
+    """axe-core's serious and critical findings on the current page (injected through
+    WebDriver, which the page's CSP does not govern)."""
+    driver.execute_script(open(AXE, encoding="utf-8").read())
+    violations = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        axe.run(document, {resultTypes: ["violations"]})
+          .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map(n => n.target.join(" "))}))))
+          .catch(e => done([{id: "axe-error", impact: "critical", help: String(e), nodes: []}]));
+    """)
+    return [v for v in violations if v["impact"] in ("serious", "critical")]
+
+
 def screenshot(driver, name):
+    """Screenshots at 1280 and 390 px, after the page passed the accessibility check."""
+    assert serious_accessibility_violations(driver) == [], name
     os.makedirs(SHOTS, exist_ok=True)
     for width in (1280, 390):
         driver.set_window_size(width, 900)
