@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import time
 
 import pytest
 import requests
@@ -136,12 +137,43 @@ def test_a_developer_signs_in_with_a_link_creates_rotates_and_finishes(console_s
     navigate(d, d.find_element(By.LINK_TEXT, "Done: go to the app"))
     app_url = d.current_url
     screenshot(d, "app")
+
+    # Notification Preferences: new secrets to a spool directory. A form with a missing
+    # field comes back with the error and what was typed.
+    def new_secret_section():
+        return d.find_element(By.ID, "dest-new-secret").find_element(By.XPATH, "..")
+
+    new_secret_section().find_element(By.ID, "new-secret-region").send_keys("eu-west-1")
+    navigate(d, new_secret_section().find_element(By.XPATH, ".//button[normalize-space()='Save destination']"))
+    assert "queueUrl is required" in d.find_element(By.ID, "new-secret-error").text
+    assert d.find_element(By.ID, "new-secret-region").get_attribute("value") == "eu-west-1"
+    new_secret_section().find_element(By.CSS_SELECTOR, "input[value=file]").click()
+    new_secret_section().find_element(By.ID, "new-secret-directory").send_keys("console-story")
+    navigate(d, new_secret_section().find_element(By.XPATH, ".//button[normalize-space()='Save destination']"))
+    assert "The destination was saved" in d.find_element(By.CSS_SELECTOR, ".notice").text
+    assert "Sent to spool directory console-story" in new_secret_section().text
+    navigate(d, new_secret_section().find_element(By.XPATH, ".//button[normalize-space()='Send test notification']"))
+    assert "test notification is on its way" in d.find_element(By.CSS_SELECTOR, ".notice").text
+
     navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Rotate secret']"))
     assert d.find_element(By.TAG_NAME, "h1").text == "Secret rotated"
+    assert "on its way to the app's destination" in d.page_source
     second = d.find_element(By.ID, "secret").get_attribute("value")
     assert second != first
     assert token(srv, cid, second).status_code == 200
     assert token(srv, cid, first).status_code == 200  # the grace period
+
+    # Both notifications delivered: the page says so, and the new secret is in the spool.
+    for _ in range(50):
+        d.get(app_url)
+        states = [r.text for r in d.find_elements(By.CSS_SELECTOR, "#deliveries ~ table tbody tr td:nth-child(3)")]
+        if states == ["delivered", "delivered"]:
+            break
+        time.sleep(0.2)
+    assert states == ["delivered", "delivered"], states
+    spool = os.path.join(srv.spool_root, "console-story")
+    contents = [open(os.path.join(spool, f), encoding="utf-8").read() for f in os.listdir(spool)]
+    assert len(contents) == 2 and sum(second in c for c in contents) == 1
 
     d.get(app_url)
     rows = d.find_elements(By.CSS_SELECTOR, "tbody tr")
@@ -255,3 +287,65 @@ def test_every_console_response_has_the_security_headers(console_server):
     cookie = requests.post(srv.base + "/console/sign-in", data={"api_token": srv.api_token},
                            timeout=5, allow_redirects=False).headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+
+
+def test_a_session_ends_with_its_api_token_and_with_its_membership(console_server):
+    srv = console_server
+    # A session opened with an API token ends when the token is revoked.
+    made = srv.api("POST", f"/api/v1/orgs/{srv.org_id}/api-tokens", json={"name": "browser"})
+    assert made.status_code == 201, made.text
+    s, _ = signed_in_session(srv, made.json()["apiToken"])
+    assert s.get(srv.base + "/console/apps", timeout=5, allow_redirects=False).status_code == 200
+    token_id = made.json()["token"]["id"]
+    revoked = srv.api("POST", f"/api/v1/orgs/{srv.org_id}/api-tokens/{token_id}/revoke")
+    assert revoked.status_code == 200, revoked.text
+    gone = s.get(srv.base + "/console/apps", timeout=5, allow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"] == "/console/sign-in"
+
+    # A member removed (and added again) has no session left from before.
+    added = json.loads(srv.cli("members", "add", "--email", "leaver@example.com", "--role",
+                               "developer", "--output", "json",
+                               env_extra={"REKEY_API_TOKEN": srv.api_token}))
+    s, _ = signed_in_session(srv, added["apiToken"])
+    members = f"/api/v1/orgs/{srv.org_id}/members"
+    assert srv.api("DELETE", f"{members}/user/{added['userId']}").status_code == 204
+    assert s.get(srv.base + "/console/apps", timeout=5, allow_redirects=False).status_code == 303
+    back = srv.api("PUT", f"{members}/user/{added['userId']}", json={"role": "developer"})
+    assert back.status_code == 200, back.text
+    assert s.get(srv.base + "/console/apps", timeout=5, allow_redirects=False).status_code == 303
+
+
+def test_what_people_type_is_escaped_and_odd_requests_get_console_pages(console_server):
+    srv = console_server
+    s, csrf = signed_in_session(srv, srv.api_token)
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    res = srv.api("POST", f"/api/v1/orgs/{srv.org_id}/apps", json={"name": evil, "description": evil})
+    assert res.status_code == 201, res.text
+    app_id = res.json()["app"]["id"]
+    for path in (f"/console/apps/{app_id}", "/console/apps?q=script"):
+        page = s.get(srv.base + path, timeout=5).text
+        assert "<script>alert" not in page and "<img src=x" not in page, path
+        assert "&#60;script&#62;alert" in page or "&lt;script&gt;alert" in page, path
+    # Unknown pages and wrong methods under /console are console pages, with the headers.
+    for method, path, status in (("GET", "/console/nope", 404), ("GET", "/console/sign-out", 405),
+                                 ("GET", f"/console/apps/{app_id}/rotate", 405)):
+        res = s.request(method, srv.base + path, timeout=5)
+        assert res.status_code == status, path
+        assert "default-src 'none'" in res.headers.get("content-security-policy", ""), path
+        assert res.headers["content-type"].startswith("text/html")
+    rotate = srv.base + f"/console/apps/{app_id}/rotate"
+    # A browser that says same-site (a neighbouring subdomain) is refused; a post with
+    # Origin: null and no Sec-Fetch-Site (plain http to a non-local host) is judged by its
+    # CSRF token.
+    assert s.post(rotate, data={"csrf": csrf}, headers={"Sec-Fetch-Site": "same-site"},
+                  timeout=5).status_code == 403
+    assert s.post(rotate, data={"csrf": csrf}, headers={"Origin": "null"},
+                  timeout=5).status_code == 200
+    # Two session cookies: neither is trusted.
+    cookie = s.cookies.get("rekey_session")
+    two = requests.get(srv.base + "/console/apps", timeout=5, allow_redirects=False,
+                       headers={"Cookie": f"rekey_session={cookie}; rekey_session=planted"})
+    assert two.status_code == 303
+    # A link token of the wrong shape is refused without a database write.
+    bad = requests.post(srv.base + "/console/link", data={"token": "x" * 10}, timeout=5)
+    assert bad.status_code == 401 and "used already, it expired" in bad.text

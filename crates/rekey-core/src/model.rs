@@ -232,6 +232,8 @@ pub struct ConsoleSession {
     /// The absolute end, however active the session is.
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// The API token it was opened with (none for a link): revoking it ends the session.
+    pub api_token_id: Option<ApiTokenId>,
 }
 
 /// A user's long-lived API token; only its keyed hash is stored.

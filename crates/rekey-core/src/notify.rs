@@ -57,7 +57,46 @@ pub enum Target {
     File { directory: String },
 }
 
+/// A destination as a form or a request gives it: a kind and the fields that kind needs.
+#[derive(Clone, Debug, Default)]
+pub struct TargetFields {
+    pub queue_url: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub url: Option<String>,
+    pub directory: Option<String>,
+}
+
 impl Target {
+    /// The target of `kind` (`sqs`, `webhook`, `file`) from its fields; blank fields count
+    /// as absent. An SQS queue's region defaults to the one its URL names. The message
+    /// names the missing field in the API's spelling.
+    pub fn from_fields(kind: &str, fields: TargetFields) -> Result<Target, String> {
+        let given = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let missing = |f: &str| format!("{f} is required for this kind");
+        Ok(match kind {
+            "sqs" => {
+                let queue_url = given(fields.queue_url).ok_or_else(|| missing("queueUrl"))?;
+                Target::Sqs {
+                    region: match given(fields.region) {
+                        Some(r) => r,
+                        None => sqs_region_from_url(&queue_url)
+                            .ok_or_else(|| missing("region (or a queueUrl that names it)"))?,
+                    },
+                    queue_url,
+                    endpoint_url: given(fields.endpoint_url),
+                }
+            }
+            "webhook" => Target::Webhook {
+                url: given(fields.url).ok_or_else(|| missing("url"))?,
+            },
+            "file" => Target::File {
+                directory: given(fields.directory).ok_or_else(|| missing("directory"))?,
+            },
+            _ => return Err("kind must be sqs, webhook or file".into()),
+        })
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Sqs { .. } => "sqs",

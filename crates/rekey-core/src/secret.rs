@@ -30,6 +30,9 @@ pub fn generate_api_token() -> SecretString {
     SecretString::from(generate_with_prefix(API_TOKEN_PREFIX))
 }
 
+/// Length of console link tokens and session cookies (base62, about 256 bits).
+pub const CONSOLE_TOKEN_CHARS: usize = RANDOM_CHARS;
+
 /// A new console sign-in link token or session cookie value.
 pub fn generate_console_token() -> SecretString {
     SecretString::from(random_base62(RANDOM_CHARS))

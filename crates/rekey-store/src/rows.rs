@@ -279,5 +279,6 @@ pub(crate) fn console_session(row: &AnyRow) -> Result<ConsoleSession, CoreError>
         last_seen_at: ts(row, "last_seen_at")?,
         expires_at: ts(row, "expires_at")?,
         revoked_at: opt_ts(row, "revoked_at")?,
+        api_token_id: opt_uuid(row, "api_token_id")?.map(ApiTokenId),
     })
 }

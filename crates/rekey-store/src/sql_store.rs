@@ -1490,7 +1490,7 @@ impl Store for SqlStore {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO console_sessions (id, hash, user_id, org_id, created_at, last_seen_at, \
-             expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             expires_at, revoked_at, api_token_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(session.id.to_string())
         .bind(session.hash.0.to_vec())
@@ -1500,6 +1500,7 @@ impl Store for SqlStore {
         .bind(ms(session.last_seen_at))
         .bind(ms(session.expires_at))
         .bind(opt_ms(session.revoked_at))
+        .bind(session.api_token_id.map(|t| t.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -1509,8 +1510,8 @@ impl Store for SqlStore {
 
     async fn find_console_session(&self, hash: &SecretHash) -> CoreResult<Option<ConsoleSession>> {
         sqlx::query(
-            "SELECT id, hash, user_id, org_id, created_at, last_seen_at, expires_at, revoked_at \
-             FROM console_sessions WHERE hash = $1",
+            "SELECT id, hash, user_id, org_id, created_at, last_seen_at, expires_at, revoked_at, \
+             api_token_id FROM console_sessions WHERE hash = $1",
         )
         .bind(hash.0.to_vec())
         .fetch_optional(&self.pool)

@@ -398,8 +398,13 @@ async fn a_console_link_works_once_however_many_race_and_sessions_can_be_revoked
             last_seen_at: T0,
             expires_at: T0.plus_secs(3600),
             revoked_at: None,
+            api_token_id: Some(ApiTokenId::new()),
         };
         s.create_console_session(&session, &[]).await.unwrap();
+        assert_eq!(
+            s.find_console_session(&session.hash).await.unwrap(),
+            Some(session.clone())
+        );
         s.touch_console_session(session.id, T0.plus_secs(60))
             .await
             .unwrap();

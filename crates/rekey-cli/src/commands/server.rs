@@ -209,6 +209,12 @@ pub(super) async fn console_link(args: ConsoleLinkArgs) -> anyhow::Result<ExitCo
         ),
         OutputFormat::Human => {
             println!("{url}");
+            if config.public_url.is_empty() {
+                eprintln!(
+                    "The link is under the listen address, as public_url is not set: set \
+                     public_url to the address people open the console at."
+                );
+            }
             eprintln!(
                 "Open it in a browser within 15 minutes (until {}); it works once.",
                 link.expires_at.to_rfc3339()

@@ -10,11 +10,11 @@ use crate::clock::Timestamp;
 use crate::crypto::KeyedHasher;
 use crate::error::{CoreResult, OpError};
 use crate::model::{
-    AuditContext, ConsoleLink, ConsoleSession, ConsoleSessionId, Org, OrgId, Principal, Role, User,
-    UserId,
+    ApiTokenId, AuditContext, ConsoleLink, ConsoleSession, ConsoleSessionId, Org, OrgId, Principal,
+    Role, User, UserId,
 };
 use crate::policy::Denied;
-use crate::secret::generate_console_token;
+use crate::secret::{generate_console_token, CONSOLE_TOKEN_CHARS};
 
 /// How long a sign-in link works.
 pub const LINK_TTL_SECS: i64 = 15 * 60;
@@ -73,19 +73,24 @@ impl Rekey {
         audit: AuditContext,
     ) -> Result<NewSession, OpError> {
         let now = self.now();
+        let used_up = || {
+            OpError::Invalid(
+                "This sign-in link does not work: it was used already, it expired, or it was \
+                 never made. Ask for a new one with `rekey console-link`."
+                    .into(),
+            )
+        };
+        // A token Rekey never makes costs no database write.
+        if token.len() != CONSOLE_TOKEN_CHARS || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(used_up());
+        }
         let hash = self.console_hasher.hash(token);
         let link = self
             .store
             .use_console_link(&hash, now)
             .await?
-            .ok_or_else(|| {
-                OpError::Invalid(
-                    "This sign-in link does not work: it was used already, it expired, or it \
-                     was never made. Ask for a new one with `rekey console-link`."
-                        .into(),
-                )
-            })?;
-        self.open_session(link.user_id, link.org_id, "link", audit, now)
+            .ok_or_else(used_up)?;
+        self.open_session(link.user_id, link.org_id, None, audit, now)
             .await
     }
 
@@ -108,7 +113,7 @@ impl Rekey {
         if !record.is_valid(now) {
             return Err(invalid());
         }
-        self.open_session(record.user_id, record.org_id, "api_token", audit, now)
+        self.open_session(record.user_id, record.org_id, Some(record.id), audit, now)
             .await
     }
 
@@ -116,7 +121,7 @@ impl Rekey {
         &self,
         user: UserId,
         org: OrgId,
-        method: &str,
+        api_token: Option<ApiTokenId>,
         audit: AuditContext,
         now: Timestamp,
     ) -> Result<NewSession, OpError> {
@@ -135,6 +140,7 @@ impl Rekey {
             last_seen_at: now,
             expires_at: now.plus_secs(self.console_sessions.max_secs),
             revoked_at: None,
+            api_token_id: api_token,
         };
         let ev = AuditContext {
             actor: Principal::User(user).to_string(),
@@ -144,7 +150,7 @@ impl Rekey {
         .org(org)
         .details(serde_json::json!({
             "session": session.id.to_string(),
-            "method": method,
+            "method": if api_token.is_some() { "api_token" } else { "link" },
         }));
         self.store.create_console_session(&session, &[ev]).await?;
         Ok(NewSession { session, cookie })
@@ -177,6 +183,21 @@ impl Rekey {
         ) else {
             return Ok(None);
         };
+        // A member removed and added again starts afresh: older sessions stay ended.
+        if membership.created_at > session.created_at {
+            return Ok(None);
+        }
+        // A session opened with an API token ends when the token does.
+        if let Some(token) = session.api_token_id {
+            let valid = self
+                .store
+                .get_api_token(token)
+                .await?
+                .is_some_and(|t| t.is_valid(now));
+            if !valid {
+                return Ok(None);
+            }
+        }
         if now.as_millis() - session.last_seen_at.as_millis() >= TOUCH_EVERY_SECS * 1000 {
             self.store.touch_console_session(session.id, now).await?;
         }

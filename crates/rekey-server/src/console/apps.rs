@@ -21,6 +21,9 @@ use rekey_core::store::Page;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use super::destinations::{
+    delivery_rows, destination_views, DeliveryRow, DestinationForm, DestinationView,
+};
 use super::{op_error_page, render, Chrome, CsrfForm, Refused, Session};
 use crate::state::SharedState;
 
@@ -38,7 +41,7 @@ pub(super) fn routes() -> Router<SharedState> {
 }
 
 /// A time for people: `2026-11-30 09:31 UTC`, or `never`.
-fn when(t: Option<Timestamp>) -> String {
+pub(super) fn when(t: Option<Timestamp>) -> String {
     t.map_or_else(
         || "never".to_string(),
         |t| {
@@ -95,6 +98,13 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let org = session.signed_in.org.id;
+    if let Err(e) = state
+        .ops
+        .authorize(&session.signed_in.actor, org, Action::Read)
+        .await
+    {
+        return op_error_page(e);
+    }
     let query = q.q.unwrap_or_default().trim().to_string();
     let page = q.page.unwrap_or(0).min(100_000);
     let term = (!query.is_empty()).then_some(query.as_str());
@@ -185,13 +195,14 @@ struct NewAppForm {
 
 #[derive(Template)]
 #[template(path = "console/secret_once.html")]
-struct SecretOncePage {
-    chrome: Chrome,
-    heading: &'static str,
-    explanation: String,
-    app_id: String,
-    client_id: String,
-    secret: String,
+pub(super) struct SecretOncePage {
+    pub chrome: Chrome,
+    pub heading: &'static str,
+    pub explanation: String,
+    pub app_id: String,
+    pub client_id: Option<String>,
+    pub secret_label: &'static str,
+    pub secret: String,
 }
 
 async fn create(
@@ -235,7 +246,8 @@ async fn create(
                     created.app.name
                 ),
                 app_id: created.app.id.to_string(),
-                client_id: created.app.client_id.clone(),
+                client_id: Some(created.app.client_id.clone()),
+                secret_label: "Client secret",
                 secret: created.plain.expose_secret().to_string(),
             },
         ),
@@ -295,14 +307,17 @@ struct PreviousSecret {
 
 #[derive(Template)]
 #[template(path = "console/app.html")]
-struct AppPage {
+pub(super) struct AppPage {
     chrome: Chrome,
     csrf: String,
     app: AppView,
     secrets: Vec<SecretRow>,
     previous: Option<PreviousSecret>,
     may_change: bool,
+    may_retry: bool,
     has_destination: bool,
+    destinations: Vec<DestinationView>,
+    deliveries: Vec<DeliveryRow>,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +331,10 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "finished" => Some("Rotation finished: the previous secret no longer works."),
         "nothing-to-finish" => Some("There was no rotation to finish."),
         "revoked" => Some("The secret was revoked: it no longer works."),
+        "destination-set" => Some("The destination was saved."),
+        "destination-removed" => Some("The destination was removed."),
+        "test-queued" => Some("A test notification is on its way; see its delivery below."),
+        "retried" => Some("The delivery will be tried again."),
         _ => None,
     }
 }
@@ -326,17 +345,20 @@ async fn show(
     Path(app): Path<String>,
     Query(q): Query<ShowQuery>,
 ) -> Response {
-    match app_page(&state, &session, &app, notice(q.done.as_deref())).await {
+    match app_page(&state, &session, &app, notice(q.done.as_deref()), None).await {
         Ok(page) => render(StatusCode::OK, &page),
         Err(e) => op_error_page(e),
     }
 }
 
-async fn app_page(
+/// The app page; `failed` is a Notification Preferences form that was refused (shown again
+/// with what was typed and why).
+pub(super) async fn app_page(
     state: &SharedState,
     session: &Session,
     app: &str,
     notice: Option<&'static str>,
+    failed: Option<(NotificationType, DestinationForm, String)>,
 ) -> Result<AppPage, OpError> {
     let actor = &session.signed_in.actor;
     let org = session.signed_in.org.id;
@@ -348,11 +370,23 @@ async fn app_page(
     let target = state.ops.app_target(&app).await?;
     let may_change = policy::authorize(subject, Action::ChangeApp(target)).is_ok();
     let secrets = state.store.list_secrets(app.id).await?;
-    let has_destination = state
+    let destinations = state.store.list_destinations(app.id).await?;
+    let has_destination = destinations
+        .iter()
+        .any(|d| d.notification_type == NotificationType::NewSecret);
+    let deliveries = state
         .store
-        .get_destination(app.id, NotificationType::NewSecret)
-        .await?
-        .is_some();
+        .list_deliveries(
+            org,
+            Some(app.id),
+            None,
+            Page {
+                start: 0,
+                limit: 10,
+            },
+        )
+        .await?;
+    let may_retry = policy::authorize(subject, Action::RetryDelivery).is_ok();
     let now = state.now();
     let previous = secrets
         .iter()
@@ -394,11 +428,19 @@ async fn app_page(
         },
         previous,
         may_change,
+        may_retry,
         has_destination,
+        destinations: destination_views(&destinations, failed),
+        deliveries: delivery_rows(&deliveries),
     })
 }
 
-fn app_id(app: &str) -> Result<AppRef, Refused> {
+/// The app's page path segment as Rekey writes it (the parsed id, lower-case hyphenated).
+pub(super) fn canonical(app: &str) -> String {
+    AppId::parse(app).map_or_else(String::new, |id| id.to_string())
+}
+
+pub(super) fn app_id(app: &str) -> Result<AppRef, Refused> {
     AppId::parse(app).map(AppRef::Id).ok_or(Refused::NotFound)
 }
 
@@ -421,7 +463,8 @@ fn secret_shown_once(session: &Session, new: NewSecret, heading: &'static str) -
             heading,
             explanation,
             app_id: new.app.id.to_string(),
-            client_id: new.app.client_id.clone(),
+            client_id: Some(new.app.client_id.clone()),
+            secret_label: "Client secret",
             secret: new.plain.expose_secret().to_string(),
         },
     )
@@ -458,13 +501,13 @@ async fn rotate(
 }
 
 #[derive(Deserialize)]
-struct ConfirmForm {
-    csrf: String,
-    confirm: Option<String>,
+pub(super) struct ConfirmForm {
+    pub csrf: String,
+    pub confirm: Option<String>,
 }
 
 impl ConfirmForm {
-    fn confirmed(&self) -> Result<(), Refused> {
+    pub(super) fn confirmed(&self) -> Result<(), Refused> {
         if self.confirm.as_deref() == Some("yes") {
             Ok(())
         } else {
@@ -518,7 +561,7 @@ async fn finish(
             } else {
                 "finished"
             };
-            Redirect::to(&format!("/console/apps/{app}?done={done}")).into_response()
+            Redirect::to(&format!("/console/apps/{}?done={done}", canonical(&app))).into_response()
         }
         Err(e) => op_error_page(e),
     }
@@ -550,7 +593,9 @@ async fn revoke(
         )
         .await
     {
-        Ok(_) => Redirect::to(&format!("/console/apps/{app}?done=revoked")).into_response(),
+        Ok(_) => {
+            Redirect::to(&format!("/console/apps/{}?done=revoked", canonical(&app))).into_response()
+        }
         Err(e) => op_error_page(e),
     }
 }

@@ -10,6 +10,7 @@
 //! another site is refused before any handler runs.
 
 mod apps;
+mod destinations;
 
 use std::sync::OnceLock;
 
@@ -46,6 +47,22 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/sign-out", post(sign_out))
         .route("/assets/{version}/{file}", get(asset))
         .merge(apps::routes())
+        .merge(destinations::routes())
+        // Console pages for what matches nothing, so they carry the headers below too.
+        .fallback(|| async {
+            error_page(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is no such page in the console.".into(),
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error_page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Not here",
+                "This page does not take that kind of request.".into(),
+            )
+        })
         .layer(middleware::from_fn_with_state(state, same_origin_posts))
         .layer(middleware::from_fn(security_headers))
 }
@@ -100,23 +117,23 @@ async fn security_headers(req: Request, next: Next) -> Response {
     res
 }
 
-/// Refuses a POST that a browser says came from another site (login CSRF included):
-/// `Sec-Fetch-Site` must say same-origin, and an `Origin` must be this server's public
-/// origin. (Under `Referrer-Policy: no-referrer` browsers send `Origin: null` on form posts;
-/// they also send `Sec-Fetch-Site`, which then decides.)
+/// Refuses a POST that a browser says came from another site (login CSRF included). When
+/// the browser sends `Sec-Fetch-Site`, it decides (same-origin, or none: typed by the
+/// user). Otherwise an `Origin` must be this server's public origin, or `null`: under the
+/// console's `Referrer-Policy: no-referrer` browsers send `null` on its own form posts, and
+/// over plain http to a non-local host they send no `Sec-Fetch-Site`. (The session forms
+/// also need their CSRF token, and the session cookie is SameSite=Strict.)
 async fn same_origin_posts(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     if req.method() == Method::POST {
         let headers = req.headers();
-        let origin_ok = headers.get(header::ORIGIN).is_none_or(|o| {
-            o.to_str().is_ok_and(|o| {
-                o == public_origin(&state)
-                    || (o == "null" && headers.contains_key("sec-fetch-site"))
-            })
-        });
-        let site_ok = headers
-            .get("sec-fetch-site")
-            .is_none_or(|v| matches!(v.to_str(), Ok("same-origin" | "none")));
-        if !origin_ok || !site_ok {
+        let allowed = match headers.get("sec-fetch-site").map(|v| v.to_str()) {
+            Some(site) => matches!(site, Ok("same-origin" | "none")),
+            None => headers.get(header::ORIGIN).is_none_or(|o| {
+                o.to_str()
+                    .is_ok_and(|o| o == "null" || o == public_origin(&state))
+            }),
+        };
+        if !allowed {
             return refused_page(
                 "This form was sent from another site, so it was refused. Open the console at its own address and try again.",
             );
@@ -147,15 +164,19 @@ fn cookie_name(state: &SharedState) -> &'static str {
     }
 }
 
+/// The session cookie; none when there are several (one may have been planted by a
+/// neighbouring site over http, and the browser's order says nothing about which is ours).
 fn session_cookie(req_headers: &HeaderMap, name: &str) -> Option<String> {
-    req_headers
+    let mut found = req_headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string());
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
 }
 
 /// What every page's frame shows.
@@ -341,7 +362,17 @@ pub(crate) fn op_error_page(e: OpError) -> Response {
                 "The server could not do this; its log has the details.".into(),
             )
         }
+        OpError::Invalid(message) => error_page(StatusCode::BAD_REQUEST, "Not done", message),
         other => error_page(StatusCode::CONFLICT, "Not done", other.to_string()),
+    }
+}
+
+/// A refusal's message without the error kind in front (for the sign-in pages).
+fn plain_message(e: OpError) -> String {
+    match e {
+        OpError::Invalid(message) => message,
+        OpError::Denied(d) => format!("{d}."),
+        other => other.to_string(),
     }
 }
 
@@ -431,7 +462,7 @@ async fn sign_in(
             StatusCode::UNAUTHORIZED,
             &SignInPage {
                 chrome: Chrome::signed_out(),
-                error: Some(e.to_string()),
+                error: Some(plain_message(e)),
             },
         ),
     }
@@ -490,7 +521,7 @@ async fn sign_in_with_link(
             &LinkPage {
                 chrome: Chrome::signed_out(),
                 token: String::new(),
-                error: Some(e.to_string()),
+                error: Some(plain_message(e)),
             },
         ),
     }

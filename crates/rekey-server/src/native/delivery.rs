@@ -4,7 +4,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rekey_core::model::DeliveryId;
-use rekey_core::notify::{sqs_region_from_url, Delivery, DeliveryState, NotificationType, Target};
+use rekey_core::notify::{Delivery, DeliveryState, NotificationType, Target, TargetFields};
 use rekey_proto::native::{
     DeliveryList, DeliveryQuery, DeliveryView, DestinationList, DestinationRequest,
     DestinationView, QueuedNotification,
@@ -25,28 +25,14 @@ fn parse_type(s: &str) -> Result<NotificationType, ApiError> {
 }
 
 fn target_from(req: DestinationRequest) -> Result<Target, ApiError> {
-    let missing = |f: &str| ApiError::bad_request(format!("{f} is required for this kind"));
-    Ok(match req.kind.as_str() {
-        "sqs" => Target::Sqs {
-            region: match req.region {
-                Some(r) => r,
-                None => req
-                    .queue_url
-                    .as_deref()
-                    .and_then(sqs_region_from_url)
-                    .ok_or_else(|| missing("region (or a queueUrl that names it)"))?,
-            },
-            queue_url: req.queue_url.ok_or_else(|| missing("queueUrl"))?,
-            endpoint_url: req.endpoint_url,
-        },
-        "webhook" => Target::Webhook {
-            url: req.url.ok_or_else(|| missing("url"))?,
-        },
-        "file" => Target::File {
-            directory: req.directory.ok_or_else(|| missing("directory"))?,
-        },
-        _ => return Err(ApiError::bad_request("kind must be sqs, webhook or file")),
-    })
+    let fields = TargetFields {
+        queue_url: req.queue_url,
+        region: req.region,
+        endpoint_url: req.endpoint_url,
+        url: req.url,
+        directory: req.directory,
+    };
+    Target::from_fields(&req.kind, fields).map_err(ApiError::bad_request)
 }
 
 /// `PUT .../apps/{app}/destinations/{type}`: sets (replaces) the destination. A webhook gets a

@@ -17,6 +17,8 @@ CREATE TABLE console_sessions (
     created_at    BIGINT NOT NULL,
     last_seen_at  BIGINT NOT NULL,
     expires_at    BIGINT NOT NULL,
-    revoked_at    BIGINT
+    revoked_at    BIGINT,
+    -- The API token it was opened with (none for a link): revoking it ends the session.
+    api_token_id  TEXT
 );
 CREATE INDEX console_sessions_by_user ON console_sessions (user_id);
