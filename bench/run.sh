@@ -6,7 +6,7 @@
 # Builds binaries, installs wrk (Debian) if missing, then measures on 127.0.0.1 only: the bare
 # baseline token server and Rekey's /oauth2/token on SQLite (1k and 1M apps, with and without
 # the client cache) and on PostgreSQL (when REKEY_BENCH_POSTGRES_URL is set), server pinned to
-# core 0 and wrk to core 1; then rotation throughput, rotation-to-delivery latency (moto SQS
+# core 0 and wrk to core 1; console pages with 10,000 apps (bench/console.py); then rotation throughput, rotation-to-delivery latency (moto SQS
 # and a webhook) and the kill -9 fault run (bench/rotation.py).
 set -euo pipefail
 shopt -s inherit_errexit
@@ -67,12 +67,12 @@ wait_ready() { # url
   echo "server at $1 did not start" >&2; return 1
 }
 
-start_rekey() { # data dir, database url ("" for SQLite in the data dir), client cache capacity
+start_rekey() { # data dir, database url ("" for SQLite in the data dir), client cache capacity, log level
   local p; p=$(port)
   REKEY_DATA_DIR="$1" REKEY_DATABASE_URL="$2" REKEY_LISTEN="127.0.0.1:$p" REKEY_ROLE=api \
     REKEY_SHUTDOWN_DRAIN_SECONDS=0 \
     REKEY_CLIENT_CACHE_CAPACITY="${3:-100000}" \
-    REKEY_AUTH_FAILURES_PER_ADDRESS=1000000 RUST_LOG=warn \
+    REKEY_AUTH_FAILURES_PER_ADDRESS=1000000 RUST_LOG="${4:-warn}" \
     taskset -c 0 "$BIN/rekey" serve > "$1.log" 2>&1 &
   SERVER_PID=$!
   echo "$SERVER_PID" >> "$WORK/pids"
@@ -162,6 +162,7 @@ seed() { # database url, data dir, apps -> sets ID and SECRET
   local creds; creds=$("$BIN/rekey-bench-seed" "$1" "$2" "$3")
   ID=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])')
   SECRET=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])')
+  API_TOKEN=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiToken"])')
 }
 
 # Rekey on SQLite with 1k apps ("sqlite-1k"), against the baseline.
@@ -183,6 +184,18 @@ rotation_scenarios() { # throughput apps, latency rotations, fault rotations, fa
   "${py[@]}" faults --rotations "$3" --apps "$4" --kill-after "$5"
   "${py[@]}" outage --seconds "$6"
 }
+# Console pages in an org with 10,000 apps: server time from the access log (bench/console.py).
+console_pages() { # apps, requests per page
+  local dir="$WORK/console"; mkdir -p "$dir"
+  seed "sqlite://$dir/rekey.db?mode=rwc" "$dir" "$1"
+  start_rekey "$dir" "" 100000 info
+  python3 bench/console.py "$URL" "$dir.log" "$API_TOKEN" "$ID" "$2" || failed "console pages"
+  stop_server
+}
+if [ "$PROFILE" = debug ]; then console_pages 10000 5
+elif $QUICK; then console_pages 10000 20
+else console_pages 10000 100; fi
+
 if $QUICK; then
   # Enough apps for 2 s at well over 1,000 rotations/s: each app rotates once.
   rotation_scenarios 4000 10 150 10 0.4 3

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from conftest import new_server
+from conftest import FAST_DELIVERY_ENV, free_port, new_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -23,7 +23,8 @@ SHOTS = os.path.join(ROOT, "target", "console-screenshots")
 @pytest.fixture(scope="module")
 def console_server(tmp_path_factory):
     srv = new_server(tmp_path_factory.mktemp("console"))
-    srv.start(RUST_LOG="info")
+    # One attempt per notification: a destination that refuses makes a dead one at once.
+    srv.start(RUST_LOG="info", REKEY_DELIVERY_MAX_ATTEMPTS="1", **FAST_DELIVERY_ENV)
     yield srv
     srv.stop()
 
@@ -349,3 +350,34 @@ def test_what_people_type_is_escaped_and_odd_requests_get_console_pages(console_
     # A link token of the wrong shape is refused without a database write.
     bad = requests.post(srv.base + "/console/link", data={"token": "x" * 10}, timeout=5)
     assert bad.status_code == 401 and "used already, it expired" in bad.text
+
+
+def test_the_overview_shows_rotations_expiring_secrets_and_dead_notifications(console_server):
+    srv = console_server
+    s, _ = signed_in_session(srv, srv.api_token)
+    apps = f"/api/v1/orgs/{srv.org_id}/apps"
+    rotating = srv.api("POST", apps, json={"name": "overview-rotating"}).json()["app"]
+    assert srv.api("POST", f"{apps}/{rotating['id']}/secrets/rotate", json={}).status_code == 200
+    short = srv.api("POST", apps, json={"name": "overview-short", "secretLifetimeSeconds": 864000})
+    assert short.status_code == 201
+    dead = srv.api("POST", apps, json={"name": "overview-dead"}).json()["app"]
+    hook = {"kind": "webhook", "url": f"http://127.0.0.1:{free_port()}/closed"}
+    put = srv.api("PUT", f"{apps}/{dead['id']}/destinations/APPLICATION_OAUTH_CLIENT_NEW_SECRET", json=hook)
+    assert put.status_code == 200, put.text
+    assert srv.api("POST", f"{apps}/{dead['id']}/secrets/rotate", json={}).status_code == 200
+
+    def section(page, heading_id):
+        start = page.index(f'id="{heading_id}"')
+        end = page.find("<h2", start + 1)
+        return page[start:end if end > 0 else len(page)]
+
+    for _ in range(50):
+        page = s.get(srv.base + "/console", timeout=5).text
+        if "overview-dead" in section(page, "dead"):
+            break
+        time.sleep(0.2)
+    assert "overview-dead" in section(page, "dead")
+    assert "overview-rotating" in section(page, "rotating")
+    assert "overview-short" in section(page, "expiring")
+    assert "overview-rotating" not in section(page, "expiring")
+    assert f'href="/console/apps/{rotating["id"]}"' in page

@@ -330,6 +330,23 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         audit: &[AuditEvent],
     ) -> CoreResult<()>;
+    /// Current secrets of `org`'s apps that are valid at `now` and expire by `before`,
+    /// soonest first, at most `limit` (a previous secret expiring is a rotation ending).
+    async fn secrets_expiring_in_org(
+        &self,
+        org: OrgId,
+        now: Timestamp,
+        before: Timestamp,
+        limit: u32,
+    ) -> CoreResult<Vec<Secret>>;
+    /// Previous secrets of `org`'s apps still valid at `now` (rotations in progress), newest
+    /// first, at most `limit`.
+    async fn previous_secrets_in_org(
+        &self,
+        org: OrgId,
+        now: Timestamp,
+        limit: u32,
+    ) -> CoreResult<Vec<Secret>>;
     /// The orgs `principal` is a member of.
     async fn list_memberships_of(&self, principal: Principal) -> CoreResult<Vec<Membership>>;
 

@@ -1553,6 +1553,56 @@ impl Store for SqlStore {
         self.commit(tx).await
     }
 
+    async fn secrets_expiring_in_org(
+        &self,
+        org: OrgId,
+        now: Timestamp,
+        before: Timestamp,
+        limit: u32,
+    ) -> CoreResult<Vec<Secret>> {
+        sqlx::query(&format!(
+            "SELECT {SECRET_COLUMNS} FROM secrets JOIN apps ON apps.id = secrets.app_id \
+             WHERE apps.org_id = $1 AND secrets.state = 'current' \
+             AND secrets.revoked_at IS NULL \
+             AND secrets.expires_at > $2 AND secrets.expires_at <= $3 \
+             ORDER BY secrets.expires_at, secrets.id LIMIT $4"
+        ))
+        .bind(org.to_string())
+        .bind(ms(now))
+        .bind(ms(before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::secret)
+        .collect()
+    }
+
+    async fn previous_secrets_in_org(
+        &self,
+        org: OrgId,
+        now: Timestamp,
+        limit: u32,
+    ) -> CoreResult<Vec<Secret>> {
+        sqlx::query(&format!(
+            "SELECT {SECRET_COLUMNS} FROM secrets JOIN apps ON apps.id = secrets.app_id \
+             WHERE apps.org_id = $1 AND secrets.state = 'previous' \
+             AND secrets.revoked_at IS NULL \
+             AND (secrets.expires_at IS NULL OR secrets.expires_at > $2) \
+             ORDER BY secrets.created_at DESC, secrets.id LIMIT $3"
+        ))
+        .bind(org.to_string())
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::secret)
+        .collect()
+    }
+
     async fn list_memberships_of(&self, principal: Principal) -> CoreResult<Vec<Membership>> {
         sqlx::query(
             "SELECT org_id, principal_kind, principal_id, role, created_at FROM memberships \

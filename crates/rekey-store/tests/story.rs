@@ -433,6 +433,52 @@ async fn a_console_link_works_once_however_many_race_and_sessions_can_be_revoked
 }
 
 #[tokio::test]
+async fn an_orgs_expiring_and_previous_secrets_are_listed_for_it_alone() {
+    for db in TestDb::all().await {
+        let s = &db.store;
+        let (mine, theirs) = (with_org(s).await, with_org(s).await);
+        let soon = T0.plus_secs(10 * 86_400);
+        let mut expected = Vec::new();
+        for (org, n) in [(mine.id, 0), (theirs.id, 1)] {
+            let a = app(org, n);
+            let mut current = secret(a.id, SecretState::Current, 1);
+            current.expires_at = Some(soon);
+            s.create_app(&a, &current, None, &[]).await.unwrap();
+            let previous = secret(a.id, SecretState::Previous, 2);
+            s.change_secrets(a.id, &|_, _| {
+                Ok(SecretChanges {
+                    insert: vec![previous.clone()],
+                    ..Default::default()
+                })
+            })
+            .await
+            .unwrap();
+            if org == mine.id {
+                expected = vec![current.id, previous.id];
+            }
+        }
+        let expiring = s
+            .secrets_expiring_in_org(mine.id, T0, T0.plus_secs(30 * 86_400), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            expiring.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![expected[0]]
+        );
+        let later = s
+            .secrets_expiring_in_org(mine.id, T0, T0.plus_secs(86_400), 10)
+            .await
+            .unwrap();
+        assert!(later.is_empty());
+        let previous = s.previous_secrets_in_org(mine.id, T0, 10).await.unwrap();
+        assert_eq!(
+            previous.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![expected[1]]
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_new_signing_key_retires_the_others_at_the_given_time() {
     for db in TestDb::all().await {
         let s = &db.store;

@@ -1,5 +1,6 @@
-//! Seeds a Rekey database for benchmarks: one org, one app with a known secret (printed as
-//! JSON), and as many filler apps (each with one current secret) as asked, with bulk inserts.
+//! Seeds a Rekey database for benchmarks: one org, one app with a known secret, an owner
+//! with an API token (both printed as JSON), and as many filler apps (each with one current
+//! secret) as asked, with bulk inserts.
 //! Usage: rekey-bench-seed <database url> <data dir (for server.key)> <number of apps>
 
 use std::io::Write as _;
@@ -8,7 +9,8 @@ use rekey_bench::app_settings;
 use rekey_core::apps::new_app;
 use rekey_core::clock::{Clock, SystemClock};
 use rekey_core::crypto::ServerKey;
-use rekey_core::model::{Org, OrgId};
+use rekey_core::model::{Membership, Org, OrgId, Principal, Role, User, UserId};
+use rekey_core::ops::api_tokens::new_api_token;
 use rekey_core::store::Store;
 use rekey_store::SqlStore;
 use secrecy::ExposeSecret;
@@ -60,6 +62,30 @@ async fn main() -> anyhow::Result<()> {
         now,
     )?;
     store.create_app(&app, &secret, None, &[]).await?;
+    // An owner with an API token, for the console and management benchmarks.
+    let owner = User {
+        id: UserId::new(),
+        email: "bench@example.com".into(),
+        display_name: "bench".into(),
+        created_at: now,
+    };
+    store.create_user(&owner).await?;
+    let membership = Membership {
+        org_id: org.id,
+        principal: Principal::User(owner.id),
+        role: Role::OrgOwner,
+        created_at: now,
+    };
+    store.put_membership(&membership, &[]).await?;
+    let (token, api_token) = new_api_token(
+        owner.id,
+        org.id,
+        "bench",
+        None,
+        &key.api_token_hasher(),
+        now,
+    );
+    store.create_api_token(&token, &[]).await?;
 
     // Filler apps, in multi-row inserts inside one transaction per chunk.
     let pool = sqlx::AnyPool::connect(url).await?;
@@ -137,7 +163,12 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "{}",
-        serde_json::json!({ "clientId": app.client_id, "clientSecret": plain.expose_secret(), "apps": count })
+        serde_json::json!({
+            "clientId": app.client_id,
+            "clientSecret": plain.expose_secret(),
+            "apiToken": api_token.expose_secret(),
+            "apps": count,
+        })
     );
     Ok(())
 }

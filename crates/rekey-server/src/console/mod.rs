@@ -11,6 +11,7 @@
 
 mod apps;
 mod destinations;
+mod overview;
 
 use std::sync::OnceLock;
 
@@ -41,7 +42,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 /// The console's routes, nested at `/console` by the server.
 pub fn router(state: SharedState) -> Router<SharedState> {
     Router::new()
-        .route("/", get(overview))
+        .route("/", get(overview::overview))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/link", get(link_page).post(sign_in_with_link))
         .route("/sign-out", post(sign_out))
@@ -403,23 +404,6 @@ fn audit_of(parts: &HeaderMap, client: Option<crate::extract::ClientAddr>) -> Au
             .map(str::to_string),
         source: client.map(|c| c.0.to_string()),
     }
-}
-
-#[derive(Template)]
-#[template(path = "console/overview.html")]
-struct OverviewPage {
-    chrome: Chrome,
-    org_name: String,
-}
-
-async fn overview(session: Session) -> Response {
-    render(
-        StatusCode::OK,
-        &OverviewPage {
-            chrome: session.chrome("overview", None),
-            org_name: session.signed_in.org.name.clone(),
-        },
-    )
 }
 
 #[derive(Template)]
