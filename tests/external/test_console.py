@@ -381,3 +381,57 @@ def test_the_overview_shows_rotations_expiring_secrets_and_dead_notifications(co
     assert "overview-short" in section(page, "expiring")
     assert "overview-rotating" not in section(page, "expiring")
     assert f'href="/console/apps/{rotating["id"]}"' in page
+
+
+def test_an_owner_manages_members_and_tokens_and_reads_the_audit_trail(console_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    srv, d = console_server, browser
+    d.get(srv.base + "/console/sign-in")
+    d.find_element(By.ID, "api_token").send_keys(srv.api_token)
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Sign in']"))
+
+    navigate(d, d.find_element(By.LINK_TEXT, "Members"))
+    d.find_element(By.ID, "email").send_keys("newdev@example.com")
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Add member']"))
+    assert d.find_element(By.TAG_NAME, "h1").text == "Member added"
+    new_token = d.find_element(By.ID, "secret").get_attribute("value")
+    assert new_token.startswith("rkt_")
+    navigate(d, d.find_element(By.LINK_TEXT, "Done: back to the members"))
+    row = d.find_element(By.XPATH, "//tr[td[normalize-space()='newdev@example.com']]")
+    assert "developer" in row.text
+    Select(row.find_element(By.TAG_NAME, "select")).select_by_value("org_member")
+    navigate(d, row.find_element(By.XPATH, ".//button[normalize-space()='Set role']"))
+    assert "The role was set" in d.find_element(By.CSS_SELECTOR, ".notice").text
+    row = d.find_element(By.XPATH, "//tr[td[normalize-space()='newdev@example.com']]")
+    assert row.find_elements(By.TAG_NAME, "td")[2].text == "org_member"
+    screenshot(d, "members")
+
+    navigate(d, d.find_element(By.LINK_TEXT, "API tokens"))
+    d.find_element(By.ID, "token-name").send_keys("laptop")
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Create token']"))
+    laptop = d.find_element(By.ID, "secret").get_attribute("value")
+    assert requests.post(srv.base + "/csp/gateway/am/api/auth/api-tokens/authorize",
+                         data={"api_token": laptop}, timeout=5).status_code == 200
+    navigate(d, d.find_element(By.LINK_TEXT, "Done: back to the API tokens"))
+    row = d.find_element(By.XPATH, "//tr[td[normalize-space()='laptop']]")
+    row.find_element(By.NAME, "confirm").click()
+    navigate(d, row.find_element(By.XPATH, ".//button[normalize-space()='Revoke']"))
+    assert "revoked" in d.find_element(By.XPATH, "//tr[td[normalize-space()='laptop']]").text
+    assert requests.post(srv.base + "/csp/gateway/am/api/auth/api-tokens/authorize",
+                         data={"api_token": laptop}, timeout=5).status_code != 200
+    screenshot(d, "api-tokens")
+
+    navigate(d, d.find_element(By.LINK_TEXT, "Audit"))
+    d.find_element(By.ID, "action").send_keys("member.role_set")
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Filter']"))
+    actions = {c.text for c in d.find_elements(By.CSS_SELECTOR, "tbody td:nth-child(2)")}
+    assert actions == {"member.role_set"}
+    screenshot(d, "audit")
+
+    # The member, now org_member: no member management, no audit trail.
+    s, _ = signed_in_session(srv, new_token)
+    page = s.get(srv.base + "/console/members", timeout=5).text
+    assert "Add a member" not in page and "newdev@example.com" in page
+    assert s.get(srv.base + "/console/audit", timeout=5).status_code == 403

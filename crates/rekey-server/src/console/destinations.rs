@@ -206,7 +206,8 @@ async fn set(
                         label(t).0,
                         describe(&set.destination.target)
                     ),
-                    app_id: app.clone(),
+                    back: format!("/console/apps/{}", canonical(&app)),
+                    back_label: "Done: go to the app",
                     client_id: None,
                     secret_label: "Webhook signing secret",
                     secret,

@@ -11,6 +11,7 @@
 
 mod apps;
 mod destinations;
+mod org;
 mod overview;
 
 use std::sync::OnceLock;
@@ -24,7 +25,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use rekey_core::error::OpError;
-use rekey_core::model::{AuditContext, Role};
+use rekey_core::model::AuditContext;
 use rekey_core::ops::console::{NewSession, SignedIn};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -49,6 +50,7 @@ pub fn router(state: SharedState) -> Router<SharedState> {
         .route("/assets/{version}/{file}", get(asset))
         .merge(apps::routes())
         .merge(destinations::routes())
+        .merge(org::routes())
         // Console pages for what matches nothing, so they carry the headers below too.
         .fallback(|| async {
             error_page(
@@ -221,7 +223,7 @@ impl Session {
             signed_in: Some(Who {
                 email: self.signed_in.user.email.clone(),
                 org_name: self.signed_in.org.name.clone(),
-                role: role_name(self.signed_in.role),
+                role: self.signed_in.role.as_str(),
                 csrf: self.csrf.clone(),
             }),
             section,
@@ -257,15 +259,6 @@ impl IntoResponse for Refused {
             )),
             Refused::NotFound => op_error_page(OpError::NotFound),
         }
-    }
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::OrgOwner => "org_owner",
-        Role::OrgAdmin => "org_admin",
-        Role::Developer => "developer",
-        Role::OrgMember => "org_member",
     }
 }
 
