@@ -192,6 +192,39 @@ def test_a_developer_signs_in_with_a_link_creates_rotates_and_finishes(console_s
     assert d.find_element(By.LINK_TEXT, "billing-service")
     screenshot(d, "apps")
 
+    # The audit trail has the story so far.
+    d.get(srv.base + f"/console/audit?app={app_url.rsplit('/', 1)[1]}")
+    actions = {c.text for c in d.find_elements(By.CSS_SELECTOR, "tbody td:nth-child(2)")}
+    assert {"app.created", "destination.changed", "secret.rotated",
+            "secret.rotation_finished"} <= actions, actions
+
+    # Edit settings: a bad number comes back marked, with what was typed; then it saves.
+    d.get(app_url)
+    navigate(d, d.find_element(By.LINK_TEXT, "Edit settings"))
+    name = d.find_element(By.ID, "name")
+    name.clear()
+    name.send_keys("billing-service-v2")
+    ttl = d.find_element(By.ID, "ttl")
+    ttl.clear()
+    ttl.send_keys("an hour")
+    screenshot(d, "app-edit")
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Save settings']"))
+    assert "whole number of seconds" in d.find_element(By.ID, "form-error").text
+    assert d.find_element(By.ID, "name").get_attribute("value") == "billing-service-v2"
+    ttl = d.find_element(By.ID, "ttl")
+    ttl.clear()
+    ttl.send_keys("900")
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Save settings']"))
+    assert "settings were saved" in d.find_element(By.CSS_SELECTOR, ".notice").text
+    assert d.find_element(By.TAG_NAME, "h1").text == "billing-service-v2"
+    assert token(srv, cid, second).json()["expires_in"] == 900
+
+    # Delete, with its confirmation.
+    d.find_element(By.XPATH, "//label[contains(., 'delete billing-service-v2')]/input").click()
+    navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Delete app']"))
+    assert "The app was deleted" in d.find_element(By.CSS_SELECTOR, ".notice").text
+    assert token(srv, cid, second).status_code in (400, 401)
+
     navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Sign out']"))
     assert d.current_url.endswith("/console/sign-in")
     d.get(srv.base + "/console/apps")

@@ -34,6 +34,8 @@ pub(super) fn routes() -> Router<SharedState> {
         .route("/apps", get(list).post(create))
         .route("/apps/new", get(new_form))
         .route("/apps/{app}", get(show))
+        .route("/apps/{app}/edit", get(edit_form).post(edit))
+        .route("/apps/{app}/delete", post(delete))
         .route("/apps/{app}/rotate", post(rotate))
         .route("/apps/{app}/regenerate", post(regenerate))
         .route("/apps/{app}/finish", post(finish))
@@ -85,6 +87,7 @@ struct AppsPage {
 struct ListQuery {
     q: Option<String>,
     page: Option<u32>,
+    done: Option<String>,
 }
 
 fn page_link(query: &str, page: u32) -> String {
@@ -138,7 +141,7 @@ async fn list(
     render(
         StatusCode::OK,
         &AppsPage {
-            chrome: session.chrome("apps", None),
+            chrome: session.chrome("apps", notice(q.done.as_deref())),
             apps: apps
                 .iter()
                 .map(|a| AppRow {
@@ -334,6 +337,8 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "finished" => Some("Rotation finished: the previous secret no longer works."),
         "nothing-to-finish" => Some("There was no rotation to finish."),
         "revoked" => Some("The secret was revoked: it no longer works."),
+        "updated" => Some("The settings were saved."),
+        "deleted" => Some("The app was deleted: its secrets and tokens no longer work."),
         "destination-set" => Some("The destination was saved."),
         "destination-removed" => Some("The destination was removed."),
         "test-queued" => Some("A test notification is on its way; see its delivery below."),
@@ -600,6 +605,181 @@ async fn revoke(
         Ok(_) => {
             Redirect::to(&format!("/console/apps/{}?done=revoked", canonical(&app))).into_response()
         }
+        Err(e) => op_error_page(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/app_edit.html")]
+struct EditPage {
+    chrome: Chrome,
+    csrf: String,
+    app_id: String,
+    name: String,
+    description: String,
+    scopes: String,
+    access_token_ttl_seconds: String,
+    secret_lifetime_seconds: String,
+    rotation_grace_seconds: String,
+    owner_only: bool,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EditForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    scopes: String,
+    access_token_ttl_seconds: String,
+    secret_lifetime_seconds: String,
+    rotation_grace_seconds: String,
+    owner_only_secret_rotation: Option<String>,
+}
+
+impl EditPage {
+    fn of(session: &Session, app: &App) -> Self {
+        Self {
+            chrome: session.chrome("apps", None),
+            csrf: session.csrf.clone(),
+            app_id: app.id.to_string(),
+            name: app.name.clone(),
+            description: app.description.clone(),
+            scopes: app.scopes.join(" "),
+            access_token_ttl_seconds: app.access_token_ttl_secs.to_string(),
+            secret_lifetime_seconds: app.secret_lifetime_secs.to_string(),
+            rotation_grace_seconds: app.rotation_grace_secs.to_string(),
+            owner_only: app.owner_only_secret_rotation,
+            error: None,
+        }
+    }
+
+    /// The form again, with what was typed and why it was refused.
+    fn refused(session: &Session, app_id: String, form: EditForm, error: String) -> Self {
+        Self {
+            chrome: session.chrome("apps", None),
+            csrf: session.csrf.clone(),
+            app_id,
+            name: form.name,
+            description: form.description,
+            scopes: form.scopes,
+            access_token_ttl_seconds: form.access_token_ttl_seconds,
+            secret_lifetime_seconds: form.secret_lifetime_seconds,
+            rotation_grace_seconds: form.rotation_grace_seconds,
+            owner_only: form.owner_only_secret_rotation.is_some(),
+            error: Some(error),
+        }
+    }
+}
+
+async fn edit_form(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(app): Path<String>,
+) -> Response {
+    match state
+        .ops
+        .authorize_app(
+            &session.signed_in.actor,
+            session.signed_in.org.id,
+            &AppRef::parse(&app),
+            Action::ChangeApp,
+        )
+        .await
+    {
+        Ok(app) => render(StatusCode::OK, &EditPage::of(&session, &app)),
+        Err(e) => op_error_page(e),
+    }
+}
+
+/// A whole number of seconds from a form field, or what is wrong with it.
+fn seconds(field: &str, value: &str) -> Result<i64, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{field} must be a whole number of seconds"))
+}
+
+async fn edit(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(app): Path<String>,
+    Form(form): Form<EditForm>,
+) -> Response {
+    let app_ref = match session.check_csrf(&state, &form.csrf).and(app_id(&app)) {
+        Ok(app) => app,
+        Err(refused) => return refused.into_response(),
+    };
+    let numbers = (|| {
+        Ok::<_, String>((
+            seconds("The access token lifetime", &form.access_token_ttl_seconds)?,
+            seconds("The secret lifetime", &form.secret_lifetime_seconds)?,
+            seconds("The rotation grace", &form.rotation_grace_seconds)?,
+        ))
+    })();
+    let updated = match numbers {
+        Ok((ttl, lifetime, grace)) => {
+            let (name, description) = (
+                form.name.trim().to_string(),
+                form.description.trim().to_string(),
+            );
+            let scopes: Vec<String> = form.scopes.split_whitespace().map(str::to_string).collect();
+            let owner_only = form.owner_only_secret_rotation.is_some();
+            state
+                .ops
+                .update_app(
+                    &session.signed_in.actor,
+                    session.signed_in.org.id,
+                    &app_ref,
+                    move |s| {
+                        s.name = name;
+                        s.description = description;
+                        s.scopes = scopes;
+                        s.access_token_ttl_secs = ttl;
+                        s.secret_lifetime_secs = lifetime;
+                        s.rotation_grace_secs = grace;
+                        s.owner_only_secret_rotation = owner_only;
+                    },
+                    None,
+                )
+                .await
+        }
+        Err(message) => Err(OpError::Invalid(message)),
+    };
+    match updated {
+        Ok(_) => {
+            Redirect::to(&format!("/console/apps/{}?done=updated", canonical(&app))).into_response()
+        }
+        Err(OpError::Invalid(message)) => render(
+            StatusCode::BAD_REQUEST,
+            &EditPage::refused(&session, canonical(&app), form, message),
+        ),
+        Err(e) => op_error_page(e),
+    }
+}
+
+async fn delete(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(app): Path<String>,
+    Form(form): Form<ConfirmForm>,
+) -> Response {
+    let checked = session
+        .check_csrf(&state, &form.csrf)
+        .and(form.confirmed())
+        .and(app_id(&app));
+    let app_ref = match checked {
+        Ok(app) => app,
+        Err(refused) => return refused.into_response(),
+    };
+    match state
+        .ops
+        .delete_app(&session.signed_in.actor, session.signed_in.org.id, &app_ref)
+        .await
+    {
+        Ok(_) => Redirect::to("/console/apps?done=deleted").into_response(),
         Err(e) => op_error_page(e),
     }
 }
