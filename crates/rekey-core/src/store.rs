@@ -185,6 +185,9 @@ pub trait Store: Send + Sync + 'static {
         term: Option<&str>,
         page: Page,
     ) -> CoreResult<(Vec<App>, u64)>;
+    /// As [`Store::search_apps`], without the total (one query: the console pages by asking
+    /// for one more than it shows).
+    async fn find_apps(&self, org: OrgId, term: Option<&str>, page: Page) -> CoreResult<Vec<App>>;
     /// Replaces the app's mutable fields; false if it does not exist.
     async fn update_app(&self, app: &App, audit: &[AuditEvent]) -> CoreResult<bool>;
     /// Deletes the app, its secrets and its membership; false if it does not exist.
@@ -347,6 +350,9 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         limit: u32,
     ) -> CoreResult<Vec<Secret>>;
+    /// Deletes console links that expired, and sessions that expired or were revoked, before
+    /// `before`; returns how many rows went.
+    async fn prune_console(&self, before: Timestamp) -> CoreResult<u64>;
     /// The orgs `principal` is a member of.
     async fn list_memberships_of(&self, principal: Principal) -> CoreResult<Vec<Membership>>;
 

@@ -350,6 +350,25 @@ fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
+/// An org's apps whose name or client id contains a term (`$2`, a [`like_pattern`]; empty:
+/// all of them).
+const APP_SEARCH: &str = "apps.org_id = $1 AND ($2 = '' OR LOWER(apps.name) LIKE $2 ESCAPE '\\' \
+     OR LOWER(apps.client_id) LIKE $2 ESCAPE '\\')";
+
+/// A LIKE pattern for "contains `term`", case-insensitive, with the term's wildcards escaped
+/// (a search for "a_b" means it); empty for no term.
+fn like_pattern(term: Option<&str>) -> String {
+    term.map(|t| {
+        let escaped = t
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    })
+    .unwrap_or_default()
+}
+
 const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;
 
@@ -858,31 +877,25 @@ impl Store for SqlStore {
         term: Option<&str>,
         page: Page,
     ) -> CoreResult<(Vec<App>, u64)> {
-        // LIKE with the wildcards of the term escaped, so a search for "a_b" means it.
-        let pattern = term
-            .map(|t| {
-                let escaped = t
-                    .to_lowercase()
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_");
-                format!("%{escaped}%")
-            })
-            .unwrap_or_default();
-        let filter = "apps.org_id = $1 AND ($2 = '' OR LOWER(apps.name) LIKE $2 ESCAPE '\\' \
-                      OR LOWER(apps.client_id) LIKE $2 ESCAPE '\\')";
-        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM apps WHERE {filter}"))
-            .bind(org.to_string())
-            .bind(pattern.clone())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let apps = sqlx::query(&format!(
-            "SELECT {APP_COLUMNS} FROM apps WHERE {filter} \
+        let pattern = like_pattern(term);
+        let total: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM apps WHERE {APP_SEARCH}"))
+                .bind(org.to_string())
+                .bind(pattern)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let apps = self.find_apps(org, term, page).await?;
+        Ok((apps, u64::try_from(total).unwrap_or(0)))
+    }
+
+    async fn find_apps(&self, org: OrgId, term: Option<&str>, page: Page) -> CoreResult<Vec<App>> {
+        sqlx::query(&format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE {APP_SEARCH} \
              ORDER BY apps.created_at, apps.id LIMIT $3 OFFSET $4"
         ))
         .bind(org.to_string())
-        .bind(pattern)
+        .bind(like_pattern(term))
         .bind(i64::from(page.limit))
         .bind(i64::from(page.start))
         .fetch_all(&self.pool)
@@ -890,8 +903,7 @@ impl Store for SqlStore {
         .map_err(db_err)?
         .iter()
         .map(rows::app)
-        .collect::<CoreResult<Vec<_>>>()?;
-        Ok((apps, u64::try_from(total).unwrap_or(0)))
+        .collect()
     }
 
     async fn update_app(&self, app: &App, audit: &[AuditEvent]) -> CoreResult<bool> {
@@ -1561,8 +1573,12 @@ impl Store for SqlStore {
         limit: u32,
     ) -> CoreResult<Vec<Secret>> {
         sqlx::query(&format!(
-            "SELECT {SECRET_COLUMNS} FROM secrets JOIN apps ON apps.id = secrets.app_id \
-             WHERE apps.org_id = $1 AND secrets.state = 'current' \
+            // Secrets first (CROSS JOIN keeps SQLite to that order): the expiry index finds
+            // the few in the window, where starting from the org's apps would probe them all.
+            // `state IN` lets SQLite use that partial index.
+            "SELECT {SECRET_COLUMNS} FROM secrets CROSS JOIN apps \
+             WHERE apps.id = secrets.app_id AND apps.org_id = $1 \
+             AND secrets.state IN ('current', 'previous') AND secrets.state = 'current' \
              AND secrets.revoked_at IS NULL \
              AND secrets.expires_at > $2 AND secrets.expires_at <= $3 \
              ORDER BY secrets.expires_at, secrets.id LIMIT $4"
@@ -1586,8 +1602,9 @@ impl Store for SqlStore {
         limit: u32,
     ) -> CoreResult<Vec<Secret>> {
         sqlx::query(&format!(
-            "SELECT {SECRET_COLUMNS} FROM secrets JOIN apps ON apps.id = secrets.app_id \
-             WHERE apps.org_id = $1 AND secrets.state = 'previous' \
+            // Previous secrets first, through their partial index (see above).
+            "SELECT {SECRET_COLUMNS} FROM secrets CROSS JOIN apps \
+             WHERE apps.id = secrets.app_id AND apps.org_id = $1 AND secrets.state = 'previous' \
              AND secrets.revoked_at IS NULL \
              AND (secrets.expires_at IS NULL OR secrets.expires_at > $2) \
              ORDER BY secrets.created_at DESC, secrets.id LIMIT $3"
@@ -1601,6 +1618,23 @@ impl Store for SqlStore {
         .iter()
         .map(rows::secret)
         .collect()
+    }
+
+    async fn prune_console(&self, before: Timestamp) -> CoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let links = sqlx::query("DELETE FROM console_links WHERE expires_at < $1")
+            .bind(ms(before))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let sessions =
+            sqlx::query("DELETE FROM console_sessions WHERE expires_at < $1 OR revoked_at < $1")
+                .bind(ms(before))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        self.commit(tx).await?;
+        Ok(links.rows_affected() + sessions.rows_affected())
     }
 
     async fn list_memberships_of(&self, principal: Principal) -> CoreResult<Vec<Membership>> {

@@ -427,6 +427,11 @@ async fn a_console_link_works_once_however_many_race_and_sessions_can_be_revoked
             s.find_console_session(&h.hash("other")).await.unwrap(),
             None
         );
+        // Pruning keeps what ended after the cut-off: the revoked session (61 s) and the two
+        // links (expired at 900 s) go only with a later cut-off.
+        assert_eq!(s.prune_console(T0.plus_secs(61)).await.unwrap(), 0);
+        assert_eq!(s.prune_console(T0.plus_secs(901)).await.unwrap(), 3);
+        assert_eq!(s.find_console_session(&session.hash).await.unwrap(), None);
         let orgs = s.list_memberships_of(Principal::User(u.id)).await.unwrap();
         assert!(orgs.is_empty());
     }

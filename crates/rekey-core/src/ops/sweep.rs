@@ -2,6 +2,8 @@
 //! `APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY` warnings 90, 60, 30, 15, 7 and 1 days before the
 //! current secret expires, each once (a dedupe key per secret and threshold).
 //!
+//! It also deletes console sign-in links and sessions that ended more than a day ago.
+//!
 //! Validity never depends on the sweep: every request checks `expires_at` itself. The sweep
 //! only makes states, audit and warnings catch up.
 
@@ -24,7 +26,12 @@ const SWEEP_LIMIT: u32 = 1_000;
 pub struct SweepReport {
     pub expired: usize,
     pub warnings: usize,
+    /// Console sign-in links and sessions deleted (ended more than a day ago).
+    pub console_pruned: u64,
 }
+
+/// How long ended console links and sessions are kept (for a support question the same day).
+const CONSOLE_KEEP_SECS: i64 = 86_400;
 
 impl Rekey {
     /// Marks expired secrets and queues expiry warnings; see the module docs.
@@ -144,6 +151,10 @@ impl Rekey {
         if report.warnings > 0 {
             (state.wake_dispatcher)();
         }
+        report.console_pruned = state
+            .store
+            .prune_console(now.plus_secs(-CONSOLE_KEEP_SECS))
+            .await?;
         Ok(report)
     }
 }
