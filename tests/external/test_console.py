@@ -69,6 +69,10 @@ def screenshot(driver, name):
     os.makedirs(SHOTS, exist_ok=True)
     for width in (1280, 390):
         driver.set_window_size(width, 900)
+        # Phone width: the page itself never scrolls sideways (wide tables scroll inside).
+        overflow = driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{name} is {overflow} px too wide at {width} px"
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(width, max(height, 400))
         driver.save_screenshot(os.path.join(SHOTS, f"{name}-{width}.png"))
