@@ -43,6 +43,9 @@ pub(crate) enum Command {
     /// Manage token signing keys (works on the database directly).
     #[command(subcommand)]
     SigningKeys(SigningKeysCommand),
+    /// The server key (it keys every secret hash and seals the signing keys).
+    #[command(subcommand)]
+    ServerKey(ServerKeyCommand),
     /// Manage applications (OAuth clients) through the management API.
     #[command(subcommand)]
     Apps(AppsCommand),
@@ -119,6 +122,14 @@ pub(crate) struct HealthcheckArgs {
     /// Base URL of the server.
     #[arg(long, env = "REKEY_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServerKeyCommand {
+    /// Print a new random server key (base64), e.g. one for every node of a cluster:
+    /// `rekey server-key generate > server.key`. Give it to a database before its first start;
+    /// a database keeps the key it was set up with.
+    Generate,
 }
 
 #[derive(Debug, Subcommand)]

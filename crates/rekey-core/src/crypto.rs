@@ -75,6 +75,15 @@ impl ServerKey {
         KeyedHasher::new(&self.derive("api-token-hash"))
     }
 
+    /// The key check stored in the database: derived from the key (it reveals nothing of it),
+    /// so a command can tell whether its key is the database's.
+    pub fn key_check(&self) -> String {
+        self.derive("key-check")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Hasher for console sign-in links and session cookies.
     pub fn console_hasher(&self) -> KeyedHasher {
         KeyedHasher::new(&self.derive("console-hash"))
@@ -218,6 +227,16 @@ mod tests {
         assert_eq!(a, k.secret_hasher().hash("x"));
         assert_ne!(a, k.api_token_hasher().hash("x"));
         assert_ne!(a, ServerKey::generate().secret_hasher().hash("x"));
+    }
+
+    #[test]
+    fn the_key_check_is_stable_for_a_key_and_tells_keys_apart_without_showing_them() {
+        let (a, b) = (ServerKey::generate(), ServerKey::generate());
+        let a_again = ServerKey::from_base64(&a.to_base64()).unwrap();
+        assert_eq!(a.key_check(), a_again.key_check());
+        assert_ne!(a.key_check(), b.key_check());
+        assert_eq!(a.key_check().len(), 64);
+        assert!(!a.key_check().contains(&a.to_base64()));
     }
 
     #[test]

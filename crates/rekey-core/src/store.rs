@@ -356,6 +356,11 @@ pub trait Store: Send + Sync + 'static {
     /// The orgs `principal` is a member of.
     async fn list_memberships_of(&self, principal: Principal) -> CoreResult<Vec<Membership>>;
 
+    /// The server key's check value (see `ServerKey::key_check`), if one was recorded.
+    async fn key_check(&self) -> CoreResult<Option<String>>;
+    /// Records the key check, unless one is recorded already; returns the one in force.
+    async fn record_key_check(&self, check: &str, now: Timestamp) -> CoreResult<String>;
+
     /// Outbox, delivery and secret counts for the metrics, as of `now`.
     async fn gauges(&self, now: Timestamp) -> CoreResult<crate::metrics::StoreGauges>;
 }

@@ -65,6 +65,13 @@ fn seal_context(kid: &str) -> Vec<u8> {
     format!("signing-key/{kid}").into_bytes()
 }
 
+/// Whether `key` was sealed by `sealer` (the same server key).
+pub fn sealed_by(key: &StoredSigningKey, sealer: &Sealer) -> bool {
+    sealer
+        .open(&key.sealed_private_key, &seal_context(&key.kid))
+        .is_ok()
+}
+
 /// Makes a new Ed25519 signing key, its private half sealed with `sealer`.
 #[allow(
     clippy::unwrap_used,

@@ -17,6 +17,7 @@ use rekey_core::clock::Clock;
 use rekey_core::crypto::ServerKey;
 use rekey_core::metrics::{HTTP_CONNECTIONS_OPEN, HTTP_CONNECTIONS_REFUSED};
 use rekey_core::store::Store;
+use rekey_core::token::sealed_by;
 use rekey_store::SqlStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -73,23 +74,87 @@ pub async fn cache_clients(store: SqlStore, config: &Config) -> anyhow::Result<S
         .await?)
 }
 
-/// The server key from config, else from `<data_dir>/server.key`, created (0600) if missing.
-pub fn load_or_create_server_key(config: &Config) -> anyhow::Result<ServerKey> {
+/// The configured server key: `server_key` (or `REKEY_SERVER_KEY_FILE`), else
+/// `<data_dir>/server.key` if that file exists.
+pub fn configured_server_key(config: &Config) -> anyhow::Result<Option<ServerKey>> {
     if !config.server_key.is_empty() {
-        return Ok(ServerKey::from_base64(&config.server_key)?);
+        return Ok(Some(ServerKey::from_base64(&config.server_key)?));
     }
     let path = config.data_dir.join("server.key");
-    if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        return ServerKey::from_base64(&text)
-            .with_context(|| format!("{} does not hold a valid server key", path.display()));
+    if !path.exists() {
+        return Ok(None);
     }
-    make_private_dir(&config.data_dir)?;
-    let key = ServerKey::generate();
-    write_private_file(&path, key.to_base64().as_bytes())?;
-    tracing::info!(path = %path.display(), "created a new server key; back it up with the database");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    ServerKey::from_base64(&text)
+        .map(Some)
+        .with_context(|| format!("{} does not hold a valid server key", path.display()))
+}
+
+/// The server key for `store`, checked against the database's key check. A new key
+/// (`<data_dir>/server.key`, 0600) is made only for an empty database: over existing data it
+/// could open nothing, and every secret would fail.
+pub async fn server_key_for(config: &Config, store: &dyn Store) -> anyhow::Result<ServerKey> {
+    let key = match configured_server_key(config)? {
+        Some(key) => key,
+        None if database_is_empty(store).await? => {
+            let path = config.data_dir.join("server.key");
+            make_private_dir(&config.data_dir)?;
+            let key = ServerKey::generate();
+            write_private_file(&path, key.to_base64().as_bytes())?;
+            tracing::info!(path = %path.display(), "created a new server key; back it up with the database");
+            key
+        }
+        None => anyhow::bail!(
+            "no server key for this database: server_key is not set and {} does not exist. The \
+             database holds data sealed with its own key, which a new key cannot open: restore \
+             that key (see \"Lost or wrong server key\" in docs/operations.md). Nothing was \
+             changed.",
+            config.data_dir.join("server.key").display()
+        ),
+    };
+    check_server_key(store, &key).await?;
     Ok(key)
+}
+
+async fn database_is_empty(store: &dyn Store) -> anyhow::Result<bool> {
+    Ok(store.key_check().await?.is_none()
+        && store.count_orgs().await? == 0
+        && store.list_signing_keys().await?.is_empty())
+}
+
+/// Stops when `key` is not the database's key. A database from before key checks is
+/// checked against its signing keys (sealed with the key), then gets its key check.
+pub async fn check_server_key(store: &dyn Store, key: &ServerKey) -> anyhow::Result<()> {
+    let mine = key.key_check();
+    let mismatch = || {
+        anyhow::anyhow!(
+            "this server key does not match the database: it is not the key the database was \
+             set up with, so no secret, API token or signing key would work. Use the database's \
+             own key (server_key, REKEY_SERVER_KEY_FILE or <data_dir>/server.key; see \"Lost or \
+             wrong server key\" in docs/operations.md). Nothing was changed."
+        )
+    };
+    match store.key_check().await? {
+        Some(recorded) if recorded == mine => Ok(()),
+        Some(_) => Err(mismatch()),
+        None => {
+            let sealer = key.sealer("signing-keys");
+            let signing_keys = store.list_signing_keys().await?;
+            if !signing_keys.is_empty() && !signing_keys.iter().any(|k| sealed_by(k, &sealer)) {
+                return Err(mismatch());
+            }
+            // Of nodes starting at once with different keys, the first to record wins.
+            let recorded = store
+                .record_key_check(&mine, rekey_core::clock::SystemClock.now())
+                .await?;
+            if recorded == mine {
+                Ok(())
+            } else {
+                Err(mismatch())
+            }
+        }
+    }
 }
 
 /// Creates `dir` (and its parents) if missing, 0700 from the start. An existing directory is
@@ -242,8 +307,9 @@ impl Application {
             Some(db) => Some(lock_sqlite_for_serving(&db)?),
             None => None,
         };
-        let store = cache_clients(open_store(&config).await?, &config).await?;
-        let key = load_or_create_server_key(&config)?;
+        let store = open_store(&config).await?;
+        let key = server_key_for(&config, &store).await?;
+        let store = cache_clients(store, &config).await?;
         let mut app = Self::build_with(config, Arc::new(store), clock, &key).await?;
         app._serving_lock = serving_lock;
         Ok(app)

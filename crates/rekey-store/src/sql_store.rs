@@ -1652,6 +1652,34 @@ impl Store for SqlStore {
         .collect()
     }
 
+    async fn key_check(&self) -> CoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT key_check FROM server_key_check WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn record_key_check(&self, check: &str, now: Timestamp) -> CoreResult<String> {
+        let mut tx = self.begin_write().await?;
+        // The first one wins, however many nodes start at once.
+        sqlx::query(
+            "INSERT INTO server_key_check (id, key_check, created_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(check.to_string())
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let recorded: String =
+            sqlx::query_scalar("SELECT key_check FROM server_key_check WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        self.commit(tx).await?;
+        Ok(recorded)
+    }
+
     async fn gauges(&self, now: Timestamp) -> CoreResult<StoreGauges> {
         // One statement, one snapshot. Dead deliveries of deleted apps no longer matter.
         let row = sqlx::query(

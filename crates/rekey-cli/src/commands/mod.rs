@@ -31,6 +31,10 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::SigningKeys(cmd) => server::signing_keys(cmd).await,
+        Command::ServerKey(crate::cli::ServerKeyCommand::Generate) => {
+            println!("{}", rekey_core::crypto::ServerKey::generate().to_base64());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rotate(args) => Ok(crate::rotate::run(*args).await),
         Command::Apps(cmd) => apps::run(cmd).await,
         Command::Secrets(cmd) => secrets::run(cmd).await,

@@ -11,7 +11,7 @@ use rekey_core::ops::api_tokens::new_api_token;
 use rekey_core::ops::console::new_link;
 use rekey_core::store::{MembershipChanges, Store};
 use rekey_core::token::generate_signing_key;
-use rekey_server::startup::{load_or_create_server_key, open_store};
+use rekey_server::startup::{check_server_key, configured_server_key, open_store, server_key_for};
 use rekey_server::{telemetry, Application, Config};
 use secrecy::ExposeSecret;
 
@@ -20,7 +20,11 @@ use crate::cli::{ConsoleLinkArgs, InitArgs, OutputFormat, ServerArgs, SigningKey
 pub(super) async fn migrate(args: &ServerArgs) -> anyhow::Result<ExitCode> {
     let mut config = load_config(args)?;
     config.auto_migrate = true;
-    open_store(&config).await?;
+    let store = open_store(&config).await?;
+    // A key given to this command must be the database's (none is made here).
+    if let Some(key) = configured_server_key(&config)? {
+        check_server_key(&store, &key).await?;
+    }
     println!("database is up to date");
     Ok(ExitCode::SUCCESS)
 }
@@ -77,7 +81,7 @@ async fn shutdown_signal() {
 pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.server)?;
     let store = open_store(&config).await?;
-    let key = load_or_create_server_key(&config)?;
+    let key = server_key_for(&config, &store).await?;
     if store.count_orgs().await? > 0 {
         bail!("this database already has an organization; `rekey init` only sets up a new one");
     }
@@ -154,14 +158,8 @@ pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 
 pub(super) async fn console_link(args: ConsoleLinkArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.server)?;
-    if config.server_key.is_empty() && !config.data_dir.join("server.key").exists() {
-        bail!(
-            "no server key: set server_key (or REKEY_SERVER_KEY_FILE) as the server has it, or \
-             point --data-dir at the server's data directory"
-        );
-    }
     let store = open_store(&config).await?;
-    let key = load_or_create_server_key(&config)?;
+    let key = server_key_for(&config, &store).await?;
     let Some(user) = store.find_user_by_email(args.email.trim()).await? else {
         bail!("no user has the email {}", args.email.trim());
     };
@@ -251,8 +249,13 @@ pub(super) async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<Exit
     let config = load_config(&args)?;
     let store = open_store(&config).await?;
     let now = SystemClock.now();
+    if !rotate {
+        if let Some(key) = configured_server_key(&config)? {
+            check_server_key(&store, &key).await?;
+        }
+    }
     if rotate {
-        let key = load_or_create_server_key(&config)?;
+        let key = server_key_for(&config, &store).await?;
         let new = generate_signing_key(&key.sealer("signing-keys"), now);
         let ev = AuditContext {
             actor: "cli:signing-keys".into(),
