@@ -70,6 +70,7 @@ wait_ready() { # url
 start_rekey() { # data dir, database url ("" for SQLite in the data dir), client cache capacity, log level
   local p; p=$(port)
   REKEY_DATA_DIR="$1" REKEY_DATABASE_URL="$2" REKEY_LISTEN="127.0.0.1:$p" REKEY_ROLE=api \
+    REKEY_PUBLIC_URL="http://127.0.0.1:$p" \
     REKEY_SHUTDOWN_DRAIN_SECONDS=0 \
     REKEY_CLIENT_CACHE_CAPACITY="${3:-100000}" \
     REKEY_AUTH_FAILURES_PER_ADDRESS=1000000 RUST_LOG="${4:-warn}" \

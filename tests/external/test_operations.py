@@ -5,6 +5,7 @@ import os
 import stat
 import subprocess
 
+import pytest
 import requests
 
 from conftest import REKEY_BIN, free_port, new_server
@@ -196,3 +197,20 @@ def test_slow_clients_are_cut_off_and_open_connections_are_capped(tmp_path):
         assert requests.get(srv.base + "/readyz", timeout=5).status_code == 200
     finally:
         srv.stop()
+
+
+def test_serve_on_postgresql_needs_one_public_url(tmp_path):
+    """Nodes on one PostgreSQL database must share an issuer; without public_url each would
+    be its own (its listen address) and refuse the others' tokens."""
+    url = os.environ.get("REKEY_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("REKEY_TEST_POSTGRES_URL must be set in CI")
+        pytest.skip("no PostgreSQL")
+    env = dict(os.environ, REKEY_DATA_DIR=str(tmp_path / "data"), REKEY_DATABASE_URL=url,
+               REKEY_LISTEN="127.0.0.1:0")
+    env.pop("REKEY_PUBLIC_URL", None)
+    out = subprocess.run([REKEY_BIN, "serve"], capture_output=True, text=True, env=env,
+                         timeout=30)
+    assert out.returncode != 0
+    assert "public_url must be set with PostgreSQL" in out.stderr, out.stderr

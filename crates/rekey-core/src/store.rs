@@ -356,6 +356,13 @@ pub trait Store: Send + Sync + 'static {
     /// The orgs `principal` is a member of.
     async fn list_memberships_of(&self, principal: Principal) -> CoreResult<Vec<Membership>>;
 
+    /// Adds the first signing key, unless another one signs already (another node made it
+    /// at the same moment): then `CoreError::Conflict`, and the caller uses that one.
+    async fn add_first_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()>;
     /// The server key's check value (see `ServerKey::key_check`), if one was recorded.
     async fn key_check(&self) -> CoreResult<Option<String>>;
     /// Records the key check, unless one is recorded already; returns the one in force.

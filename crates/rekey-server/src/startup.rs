@@ -299,6 +299,15 @@ impl Application {
         if config.database_url.is_empty() {
             make_private_dir(&config.data_dir)?;
         }
+        // Several nodes share PostgreSQL: without one public_url each would be its own issuer
+        // (its listen address), and would refuse the others' tokens.
+        let postgres = config.database_url.starts_with("postgres");
+        if postgres && config.public_url.is_empty() {
+            anyhow::bail!(
+                "public_url must be set with PostgreSQL: it is the token issuer, and every node \
+                 of a cluster must use the same one (e.g. public_url = \"https://auth.example.com\")"
+            );
+        }
         if config.metrics_addr()?.is_some() {
             // Before the store opens: it reports its cache's state from the start.
             crate::metrics::recorder()?;

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use rekey_core::clock::{Clock, Timestamp};
 use rekey_core::crypto::{Sealer, ServerKey};
-use rekey_core::error::CoreResult;
+use rekey_core::error::{CoreError, CoreResult};
 use rekey_core::ops::{Rekey, Settings};
 use rekey_core::store::Store;
 use rekey_core::throttle::FailureThrottle;
@@ -159,6 +159,11 @@ async fn load_or_create_keys(
     }
     .event(now, "signing_key.created")
     .details(serde_json::json!({ "kid": key.kid }));
-    store.add_signing_key(&key, now, &[ev]).await?;
+    match store.add_first_signing_key(&key, &[ev]).await {
+        Ok(()) => tracing::info!(kid = %key.kid, "created the first signing key"),
+        // Another node made the first key at the same moment: every node signs with that one.
+        Err(CoreError::Conflict(_)) => {}
+        Err(e) => return Err(e),
+    }
     KeySet::load(issuer, &store.list_signing_keys().await?, sealer, now)
 }

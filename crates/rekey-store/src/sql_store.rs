@@ -1652,6 +1652,29 @@ impl Store for SqlStore {
         .collect()
     }
 
+    async fn add_first_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        // The unique index `signing_keys_one_signing` refuses a second signing key.
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, public_key, sealed_private_key, \
+             created_at, publish_until) VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(key.kid.clone())
+        .bind(key.algorithm.clone())
+        .bind(key.public_key.clone())
+        .bind(key.sealed_private_key.clone())
+        .bind(ms(key.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        insert_audit(&mut tx, audit).await?;
+        self.commit(tx).await
+    }
+
     async fn key_check(&self) -> CoreResult<Option<String>> {
         sqlx::query_scalar("SELECT key_check FROM server_key_check WHERE id = 1")
             .fetch_optional(&self.pool)

@@ -10,6 +10,7 @@ mod management;
 mod no_leaks;
 mod openapi;
 mod rotation;
+mod signing_keys;
 mod spapi_errors;
 mod sqs;
 mod token_endpoints;
