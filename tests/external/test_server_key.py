@@ -130,3 +130,37 @@ def new_server_with_key(tmp_path, key):
                               env_extra={"REKEY_SERVER_KEY": key}))
     srv.api_token = init["apiToken"]
     return srv
+
+
+def test_a_rotated_signing_key_is_published_before_it_signs(tmp_path):
+    """`rekey signing-keys rotate` publishes the new key at once; the running server picks it
+    up (JWKS) but keeps signing with the current key until the pre-publication time."""
+    import time
+
+    import jwt as pyjwt
+
+    srv = new_server(tmp_path)
+    srv.start(REKEY_SIGNING_KEY_RELOAD_SECONDS="1", RUST_LOG="info")
+    try:
+        created = srv.create_app("read")
+        cid, secret = created["app"]["clientId"], created["clientSecret"]
+
+        def kid():
+            res = requests.post(srv.base + "/oauth2/token", auth=(cid, secret),
+                                data={"grant_type": "client_credentials"}, timeout=5)
+            return pyjwt.get_unverified_header(res.json()["access_token"])["kid"]
+
+        first = kid()
+        out = srv.cli("signing-keys", "rotate")
+        assert "published now, signing from" in out and "signs from" in out, out
+        for _ in range(50):
+            jwks = requests.get(srv.base + "/.well-known/jwks.json", timeout=5).json()["keys"]
+            if len(jwks) == 2:
+                break
+            time.sleep(0.1)
+        assert len(jwks) == 2
+        assert kid() == first
+    finally:
+        srv.stop()
+    log = open(srv.log_path, encoding="utf-8").read()
+    assert "picked up a new signing key: published now, signing later" in log

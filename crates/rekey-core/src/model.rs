@@ -425,6 +425,15 @@ pub struct StoredSigningKey {
     pub created_at: Timestamp,
     /// Set when a newer key took over; the key stays published until then.
     pub publish_until: Option<Timestamp>,
+    /// When it starts signing (published before that); `None`: from its creation.
+    pub signs_from: Option<Timestamp>,
+}
+
+impl StoredSigningKey {
+    /// When the key signs from.
+    pub fn signs_from(&self) -> Timestamp {
+        self.signs_from.unwrap_or(self.created_at)
+    }
 }
 
 #[cfg(test)]

@@ -96,6 +96,7 @@ pub fn generate_signing_key(sealer: &Sealer, now: Timestamp) -> StoredSigningKey
         public_key,
         created_at: now,
         publish_until: None,
+        signs_from: None,
     }
 }
 
@@ -104,15 +105,40 @@ struct VerifyKey {
     publish_until: Option<Timestamp>,
 }
 
-/// Keys in use: the newest signs, all published ones verify.
-pub struct KeySet {
-    issuer: String,
-    signing_kid: String,
+/// A key that signs, ready to sign.
+struct Signer {
+    kid: String,
     /// Parsed once: parsing a PKCS#8 Ed25519 key costs as much as a signature, and
     /// `jsonwebtoken` would parse it again for every token (measured: half the signing time).
-    signing_pair: Ed25519KeyPair,
+    pair: Ed25519KeyPair,
     /// The base64url JWS header, the same for every token of this key.
     header_b64: String,
+}
+
+impl Signer {
+    fn open(key: &StoredSigningKey, sealer: &Sealer) -> Result<Self, CoreError> {
+        let pkcs8 = sealer.open(&key.sealed_private_key, &seal_context(&key.kid))?;
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8)
+            .map_err(|_| CoreError::Crypto("the signing key does not parse"))?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        let header_json = serde_json::to_vec(&header)
+            .map_err(|_| CoreError::Crypto("header does not serialize"))?;
+        Ok(Self {
+            kid: key.kid.clone(),
+            pair,
+            header_b64: URL_SAFE_NO_PAD.encode(header_json),
+        })
+    }
+}
+
+/// Keys in use: the newest key that has started signs; a newer one, pre-published, takes
+/// over at its `signs_from` (decided per token, so every node switches at the same moment
+/// whenever it last reloaded); all published keys verify.
+pub struct KeySet {
+    issuer: String,
+    current: Signer,
+    next: Option<(Timestamp, Signer)>,
     verify: HashMap<String, VerifyKey>,
     jwks: Jwks,
 }
@@ -121,26 +147,43 @@ impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeySet")
             .field("issuer", &self.issuer)
-            .field("signing_kid", &self.signing_kid)
+            .field("signing_kid", &self.current.kid)
+            .field("next", &self.next.as_ref().map(|(t, s)| (t, &s.kid)))
             .finish_non_exhaustive()
     }
 }
 
 impl KeySet {
-    /// Builds the key set from stored keys. The newest key without `publish_until` signs;
-    /// keys whose `publish_until` has passed are left out.
+    /// Builds the key set from stored keys: keys whose `publish_until` has passed are left
+    /// out; of the others, the newest that has started signing signs now, and one that
+    /// starts later is the next.
     pub fn load(
         issuer: &str,
         stored: &[StoredSigningKey],
         sealer: &Sealer,
         now: Timestamp,
     ) -> Result<Self, CoreError> {
-        let signer = stored
+        let live: Vec<&StoredSigningKey> = stored
             .iter()
-            .filter(|k| k.publish_until.is_none())
-            .max_by_key(|k| (k.created_at, k.kid.clone()))
+            .filter(|k| k.publish_until.is_none_or(|t| now < t))
+            .collect();
+        let upcoming = |after: Option<Timestamp>| {
+            live.iter()
+                .filter(move |k| k.signs_from() > now && after.is_none_or(|t| k.signs_from() > t))
+                .min_by_key(|k| (k.signs_from(), k.kid.clone()))
+        };
+        // The newest key that has started; else (a key another node made a moment ago, by a
+        // clock a little ahead of this one) the first to start.
+        let current = live
+            .iter()
+            .filter(|k| k.signs_from() <= now)
+            .max_by_key(|k| (k.signs_from(), k.created_at, k.kid.clone()))
+            .or_else(|| upcoming(None))
             .ok_or(CoreError::NotFound)?;
-        let pkcs8 = sealer.open(&signer.sealed_private_key, &seal_context(&signer.kid))?;
+        let next = upcoming(Some(current.signs_from()))
+            .map(|k| Ok::<_, CoreError>((k.signs_from(), Signer::open(k, sealer)?)))
+            .transpose()?;
+        let current = Signer::open(current, sealer)?;
         let mut verify = HashMap::new();
         let mut keys = Vec::new();
         for k in stored
@@ -166,28 +209,40 @@ impl KeySet {
             });
         }
         keys.sort_by(|a, b| a.kid.cmp(&b.kid));
-        let signing_pair = Ed25519KeyPair::from_pkcs8(&pkcs8)
-            .map_err(|_| CoreError::Crypto("the signing key does not parse"))?;
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(signer.kid.clone());
-        let header_json = serde_json::to_vec(&header)
-            .map_err(|_| CoreError::Crypto("header does not serialize"))?;
         Ok(Self {
             issuer: issuer.to_string(),
-            signing_kid: signer.kid.clone(),
-            signing_pair,
-            header_b64: URL_SAFE_NO_PAD.encode(header_json),
+            current,
+            next,
             verify,
             jwks: Jwks { keys },
         })
+    }
+
+    /// The published key that takes over signing later, and when.
+    pub fn next_signing(&self) -> Option<(&str, Timestamp)> {
+        self.next.as_ref().map(|(t, s)| (s.kid.as_str(), *t))
+    }
+
+    /// Every published kid.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.jwks.keys.iter().map(|k| k.kid.as_str())
+    }
+
+    /// The key that signs a token issued at `iat` (seconds).
+    fn signer_at(&self, iat: i64) -> &Signer {
+        match &self.next {
+            Some((from, next)) if iat.saturating_mul(1000) >= from.as_millis() => next,
+            _ => &self.current,
+        }
     }
 
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
 
+    /// The key that signs now (until a pre-published one takes over).
     pub fn signing_kid(&self) -> &str {
-        &self.signing_kid
+        &self.current.kid
     }
 
     pub fn jwks(&self) -> &Jwks {
@@ -198,11 +253,12 @@ impl KeySet {
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, CoreError> {
         let payload =
             serde_json::to_vec(claims).map_err(|_| CoreError::Crypto("claims do not serialize"))?;
-        let mut jwt = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 100);
-        jwt.push_str(&self.header_b64);
+        let signer = self.signer_at(claims.iat);
+        let mut jwt = String::with_capacity(signer.header_b64.len() + payload.len() * 4 / 3 + 100);
+        jwt.push_str(&signer.header_b64);
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
-        let signature = self.signing_pair.sign(jwt.as_bytes());
+        let signature = signer.pair.sign(jwt.as_bytes());
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jwt);
         Ok(jwt)
@@ -306,6 +362,41 @@ mod tests {
         );
         let later = KeySet::load("i", &[old, new], &sealer, t1.plus_secs(100)).unwrap();
         assert_eq!(later.jwks().keys.len(), 1);
+    }
+
+    #[test]
+    fn a_pre_published_key_is_in_the_jwks_at_once_and_signs_only_from_its_time() {
+        let sk = ServerKey::generate();
+        let sealer = sk.sealer("signing-keys");
+        let t0 = Timestamp::from_millis(1_800_000_000_000);
+        let mut old = generate_signing_key(&sealer, t0);
+        let t1 = t0.plus_secs(10);
+        let mut new = generate_signing_key(&sealer, t1);
+        let from = t1.plus_secs(330);
+        new.signs_from = Some(from);
+        old.publish_until = Some(from.plus_secs(3600));
+        // Loaded once, before the switch: the new key verifies at once, and signs tokens
+        // issued from its time on, without a reload.
+        let ks = KeySet::load("i", &[old.clone(), new.clone()], &sealer, t1).unwrap();
+        assert_eq!(ks.signing_kid(), old.kid);
+        assert_eq!(ks.next_signing(), Some((new.kid.as_str(), from)));
+        assert_eq!(ks.jwks().keys.len(), 2);
+        let kid_of = |jwt: &str| jsonwebtoken::decode_header(jwt).unwrap().kid.unwrap();
+        let mut before = claims(t1);
+        before.iss = "i".into();
+        let jwt = ks.sign(&before).unwrap();
+        assert_eq!(kid_of(&jwt), old.kid);
+        let mut after = claims(from);
+        after.iss = "i".into();
+        let jwt = ks.sign(&after).unwrap();
+        assert_eq!(kid_of(&jwt), new.kid);
+        assert!(ks.verify(&jwt, from).is_ok());
+        // Loaded after the switch: the new key is the current one.
+        let later = KeySet::load("i", &[old, new.clone()], &sealer, from).unwrap();
+        assert_eq!(
+            (later.signing_kid(), later.next_signing()),
+            (new.kid.as_str(), None)
+        );
     }
 
     #[test]

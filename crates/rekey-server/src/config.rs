@@ -53,6 +53,8 @@ pub struct Config {
     pub last_use_flush_seconds: u64,
     pub signing_key_reload_seconds: u64,
     pub signing_key_overlap_seconds: i64,
+    /// A new signing key is published this long before any node signs with it.
+    pub signing_key_prepublish_seconds: i64,
     pub auth_failure_window_seconds: u64,
     pub auth_failures_per_client: u32,
     pub auth_failures_per_address: u32,
@@ -121,6 +123,8 @@ impl Default for Config {
             last_use_flush_seconds: 10,
             signing_key_reload_seconds: 30,
             signing_key_overlap_seconds: 86400,
+            // The JWKS max-age (300 s) and the default reload interval (30 s).
+            signing_key_prepublish_seconds: 330,
             auth_failure_window_seconds: 60,
             auth_failures_per_client: 10,
             auth_failures_per_address: 50,
@@ -353,6 +357,17 @@ impl Config {
                  lifetime ({longest_ttl} s), or tokens signed with a retired key stop verifying \
                  before they expire",
                 self.signing_key_overlap_seconds
+            )));
+        }
+        // Before a new key signs, every node must have reloaded it, and every verifier's
+        // cached JWKS (max-age 300 s) must have expired.
+        let needed = i64::try_from(self.signing_key_reload_seconds).unwrap_or(i64::MAX) + 300;
+        if self.signing_key_prepublish_seconds < needed {
+            return Err(ConfigError(format!(
+                "signing_key_prepublish_seconds ({}) must be at least signing_key_reload_seconds \
+                 plus the JWKS cache time of 300 s ({needed} s), or a new key signs tokens that \
+                 other nodes and verifiers cannot check yet",
+                self.signing_key_prepublish_seconds
             )));
         }
         if !self.public_url.is_empty() && !is_absolute_http_url(&self.public_url) {

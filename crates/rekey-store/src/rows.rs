@@ -179,6 +179,7 @@ pub(crate) fn signing_key(row: &AnyRow) -> Result<StoredSigningKey, CoreError> {
         sealed_private_key: row.try_get("sealed_private_key").map_err(db_err)?,
         created_at: ts(row, "created_at")?,
         publish_until: opt_ts(row, "publish_until")?,
+        signs_from: opt_ts(row, "signs_from")?,
     })
 }
 

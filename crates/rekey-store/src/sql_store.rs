@@ -1082,8 +1082,8 @@ impl Store for SqlStore {
 
     async fn list_signing_keys(&self) -> CoreResult<Vec<StoredSigningKey>> {
         sqlx::query(
-            "SELECT kid, algorithm, public_key, sealed_private_key, created_at, publish_until \
-             FROM signing_keys ORDER BY created_at, kid",
+            "SELECT kid, algorithm, public_key, sealed_private_key, created_at, publish_until, \
+             signs_from FROM signing_keys ORDER BY created_at, kid",
         )
         .fetch_all(&self.pool)
         .await
@@ -1107,7 +1107,7 @@ impl Store for SqlStore {
             .map_err(db_err)?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, algorithm, public_key, sealed_private_key, \
-             created_at, publish_until) VALUES ($1, $2, $3, $4, $5, $6)",
+             created_at, publish_until, signs_from) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(key.kid.clone())
         .bind(key.algorithm.clone())
@@ -1115,6 +1115,7 @@ impl Store for SqlStore {
         .bind(key.sealed_private_key.clone())
         .bind(ms(key.created_at))
         .bind(opt_ms(key.publish_until))
+        .bind(opt_ms(key.signs_from))
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;

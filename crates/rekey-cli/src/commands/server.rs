@@ -256,7 +256,11 @@ pub(super) async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<Exit
     }
     if rotate {
         let key = server_key_for(&config, &store).await?;
-        let new = generate_signing_key(&key.sealer("signing-keys"), now);
+        let mut new = generate_signing_key(&key.sealer("signing-keys"), now);
+        // Published now, signing later: every node reloads it and every verifier's cached
+        // JWKS expires before its first token.
+        let signs_from = now.plus_secs(config.signing_key_prepublish_seconds);
+        new.signs_from = Some(signs_from);
         let ev = AuditContext {
             actor: "cli:signing-keys".into(),
             ..Default::default()
@@ -266,22 +270,28 @@ pub(super) async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<Exit
         store
             .add_signing_key(
                 &new,
-                now.plus_secs(config.signing_key_overlap_seconds),
+                signs_from.plus_secs(config.signing_key_overlap_seconds),
                 &[ev],
             )
             .await?;
         println!(
-            "new signing key {} (nodes pick it up within {} s)",
-            new.kid, config.signing_key_reload_seconds
+            "new signing key {}: published now, signing from {} (the current key signs until then)",
+            new.kid,
+            signs_from.to_rfc3339()
         );
     }
     for k in store.list_signing_keys().await? {
-        let until = k
-            .publish_until
-            .map_or("signing".to_string(), |t| format!("published until {t}"));
+        let state = match (k.publish_until, k.signs_from) {
+            (_, Some(from)) if now < from => format!("published, signs from {}", from.to_rfc3339()),
+            (None, _) => "signing".to_string(),
+            (Some(t), _) => format!("published until {}", t.to_rfc3339()),
+        };
         println!(
             "{}  {}  created {}  {}",
-            k.kid, k.algorithm, k.created_at, until
+            k.kid,
+            k.algorithm,
+            k.created_at.to_rfc3339(),
+            state
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -179,6 +179,23 @@ impl Rekey {
     pub async fn reload_keys(&self) -> CoreResult<()> {
         let stored = self.store.list_signing_keys().await?;
         let keys = KeySet::load(&self.issuer, &stored, &self.signing_key_sealer, self.now())?;
+        let old = self.keys();
+        for kid in keys.kids().filter(|k| !old.kids().any(|o| o == *k)) {
+            match keys.next_signing() {
+                Some((next, from)) if next == kid => tracing::info!(
+                    kid,
+                    signs_from = %from.to_rfc3339(),
+                    "picked up a new signing key: published now, signing later"
+                ),
+                _ => tracing::info!(kid, "picked up a new signing key"),
+            }
+        }
+        for kid in old.kids().filter(|o| !keys.kids().any(|k| k == *o)) {
+            tracing::info!(kid, "a retired signing key is no longer published");
+        }
+        if keys.signing_kid() != old.signing_kid() {
+            tracing::info!(kid = keys.signing_kid(), "signing with a new key");
+        }
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
         Ok(())
     }

@@ -714,8 +714,8 @@ async fn a_new_signing_key_signs_while_tokens_of_the_old_one_still_verify() {
         .unwrap();
     let old_jwt = old["access_token"].as_str().unwrap().to_string();
     let now = app.clock.now_for_test();
-    let new_key =
-        rekey_core::token::generate_signing_key(&app.key.sealer("signing-keys"), now.plus_secs(1));
+    // Signing from its creation (no pre-publication): it takes over at once.
+    let new_key = rekey_core::token::generate_signing_key(&app.key.sealer("signing-keys"), now);
     app.store()
         .add_signing_key(&new_key, now.plus_secs(3600), &[])
         .await
