@@ -52,7 +52,7 @@ def test_a_database_restored_without_its_key_refuses_to_start_and_makes_no_key(t
     saved = open(key_file).read()
     os.remove(key_file)
     err = serve_fails(srv)
-    assert "no server key for this database" in err and "Nothing was changed" in err, err
+    assert "no server key for this database" in err and "No key was made" in err, err
     assert not os.path.exists(key_file)
     # The same for the commands that open the database.
     assert "no server key" in cli_fails(srv, "console-link", "--email", "owner@example.com")
@@ -164,3 +164,20 @@ def test_a_rotated_signing_key_is_published_before_it_signs(tmp_path):
         srv.stop()
     log = open(srv.log_path, encoding="utf-8").read()
     assert "picked up a new signing key: published now, signing later" in log
+
+
+def test_only_serve_and_init_make_a_key_and_one_signing_key_waits_at_a_time(tmp_path):
+    from conftest import Server, free_port
+
+    # An empty database: console-link and signing-keys rotate make no key for it.
+    srv = Server(tmp_path / "fresh", free_port(), tmp_path / "fresh.log")
+    assert "no server key" in cli_fails(srv, "console-link", "--email", "x@example.com")
+    assert "no server key" in cli_fails(srv, "signing-keys", "rotate")
+    assert not os.path.exists(os.path.join(srv.data_dir, "server.key"))
+
+    srv, _, _ = set_up(tmp_path / "set-up")
+    srv.cli("signing-keys", "rotate")
+    err = cli_fails(srv, "signing-keys", "rotate")
+    assert "already published and starts signing at" in err, err
+    listed = srv.cli("signing-keys", "list")
+    assert "published, signs from" in listed and "published until" in listed, listed

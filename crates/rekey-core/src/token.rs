@@ -240,9 +240,15 @@ impl KeySet {
         &self.issuer
     }
 
-    /// The key that signs now (until a pre-published one takes over).
+    /// The key that signed when this set was loaded.
     pub fn signing_kid(&self) -> &str {
         &self.current.kid
+    }
+
+    /// The key that signs at `now` (a pre-published one once its time has come, whenever
+    /// this set was loaded).
+    pub fn signing_kid_at(&self, now: Timestamp) -> &str {
+        &self.signer_at(now.as_secs()).kid
     }
 
     pub fn jwks(&self) -> &Jwks {

@@ -91,29 +91,54 @@ pub fn configured_server_key(config: &Config) -> anyhow::Result<Option<ServerKey
         .with_context(|| format!("{} does not hold a valid server key", path.display()))
 }
 
+/// Whether a command may make the server key of an empty database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewKey {
+    /// `serve` and `init`: the commands that set a database up.
+    MayCreate,
+    /// Every other command: a key made by a tool run from elsewhere would lock the real
+    /// nodes out.
+    MustExist,
+}
+
 /// The server key for `store`, checked against the database's key check. A new key
-/// (`<data_dir>/server.key`, 0600) is made only for an empty database: over existing data it
-/// could open nothing, and every secret would fail.
-pub async fn server_key_for(config: &Config, store: &dyn Store) -> anyhow::Result<ServerKey> {
-    let key = match configured_server_key(config)? {
-        Some(key) => key,
-        None if database_is_empty(store).await? => {
-            let path = config.data_dir.join("server.key");
-            make_private_dir(&config.data_dir)?;
-            let key = ServerKey::generate();
-            write_private_file(&path, key.to_base64().as_bytes())?;
-            tracing::info!(path = %path.display(), "created a new server key; back it up with the database");
-            key
-        }
-        None => anyhow::bail!(
-            "no server key for this database: server_key is not set and {} does not exist. The \
-             database holds data sealed with its own key, which a new key cannot open: restore \
-             that key (see \"Lost or wrong server key\" in docs/operations.md). Nothing was \
-             changed.",
+/// (`<data_dir>/server.key`, 0600) is made only for an empty database, and only by `serve`
+/// and `init`: over existing data it could open nothing, and every secret would fail.
+pub async fn server_key_for(
+    config: &Config,
+    store: &dyn Store,
+    new_key: NewKey,
+) -> anyhow::Result<ServerKey> {
+    let missing = || {
+        anyhow::anyhow!(
+            "no server key for this database: server_key is not set and {} does not exist. \
+             Give this command the database's own key (see \"Lost or wrong server key\" in \
+             docs/operations.md); a new key cannot open what the database holds. No key was \
+             made.",
             config.data_dir.join("server.key").display()
-        ),
+        )
     };
-    check_server_key(store, &key).await?;
+    if let Some(key) = configured_server_key(config)? {
+        check_server_key(store, &key).await?;
+        return Ok(key);
+    }
+    if new_key == NewKey::MustExist || !database_is_empty(store).await? {
+        return Err(missing());
+    }
+    // Recorded first: of nodes setting up one database at once, the first wins, and a node
+    // that lost never keeps a key file that does not match.
+    let key = ServerKey::generate();
+    let mine = key.key_check();
+    let recorded = store
+        .record_key_check(&mine, rekey_core::clock::SystemClock.now())
+        .await?;
+    if recorded != mine {
+        return Err(missing());
+    }
+    let path = config.data_dir.join("server.key");
+    make_private_dir(&config.data_dir)?;
+    write_private_file(&path, key.to_base64().as_bytes())?;
+    tracing::info!(path = %path.display(), "created a new server key; back it up with the database");
     Ok(key)
 }
 
@@ -132,7 +157,7 @@ pub async fn check_server_key(store: &dyn Store, key: &ServerKey) -> anyhow::Res
             "this server key does not match the database: it is not the key the database was \
              set up with, so no secret, API token or signing key would work. Use the database's \
              own key (server_key, REKEY_SERVER_KEY_FILE or <data_dir>/server.key; see \"Lost or \
-             wrong server key\" in docs/operations.md). Nothing was changed."
+             wrong server key\" in docs/operations.md). Nothing was written with it."
         )
     };
     match store.key_check().await? {
@@ -317,7 +342,7 @@ impl Application {
             None => None,
         };
         let store = open_store(&config).await?;
-        let key = server_key_for(&config, &store).await?;
+        let key = server_key_for(&config, &store, NewKey::MayCreate).await?;
         let store = cache_clients(store, &config).await?;
         let mut app = Self::build_with(config, Arc::new(store), clock, &key).await?;
         app._serving_lock = serving_lock;

@@ -11,7 +11,9 @@ use rekey_core::ops::api_tokens::new_api_token;
 use rekey_core::ops::console::new_link;
 use rekey_core::store::{MembershipChanges, Store};
 use rekey_core::token::generate_signing_key;
-use rekey_server::startup::{check_server_key, configured_server_key, open_store, server_key_for};
+use rekey_server::startup::{
+    check_server_key, configured_server_key, open_store, server_key_for, NewKey,
+};
 use rekey_server::{telemetry, Application, Config};
 use secrecy::ExposeSecret;
 
@@ -81,7 +83,7 @@ async fn shutdown_signal() {
 pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.server)?;
     let store = open_store(&config).await?;
-    let key = server_key_for(&config, &store).await?;
+    let key = server_key_for(&config, &store, NewKey::MayCreate).await?;
     if store.count_orgs().await? > 0 {
         bail!("this database already has an organization; `rekey init` only sets up a new one");
     }
@@ -159,7 +161,7 @@ pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 pub(super) async fn console_link(args: ConsoleLinkArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.server)?;
     let store = open_store(&config).await?;
-    let key = server_key_for(&config, &store).await?;
+    let key = server_key_for(&config, &store, NewKey::MustExist).await?;
     let Some(user) = store.find_user_by_email(args.email.trim()).await? else {
         bail!("no user has the email {}", args.email.trim());
     };
@@ -255,7 +257,22 @@ pub(super) async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<Exit
         }
     }
     if rotate {
-        let key = server_key_for(&config, &store).await?;
+        let key = server_key_for(&config, &store, NewKey::MustExist).await?;
+        // One key waits at a time: a second rotation inside the window would leave the
+        // current key signing until the first waiting one starts anyway.
+        if let Some(waiting) = store
+            .list_signing_keys()
+            .await?
+            .into_iter()
+            .find(|k| k.signs_from.is_some_and(|t| now < t))
+        {
+            bail!(
+                "signing key {} is already published and starts signing at {}: rotate again \
+                 after that",
+                waiting.kid,
+                waiting.signs_from().to_rfc3339()
+            );
+        }
         let mut new = generate_signing_key(&key.sealer("signing-keys"), now);
         // Published now, signing later: every node reloads it and every verifier's cached
         // JWKS expires before its first token.
@@ -273,7 +290,14 @@ pub(super) async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<Exit
                 signs_from.plus_secs(config.signing_key_overlap_seconds),
                 &[ev],
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                rekey_core::error::CoreError::Conflict(_) => anyhow::anyhow!(
+                    "another signing-key rotation happened at the same moment; see \
+                     `rekey signing-keys list`"
+                ),
+                e => e.into(),
+            })?;
         println!(
             "new signing key {}: published now, signing from {} (the current key signs until then)",
             new.kid,

@@ -342,7 +342,7 @@ pub(super) async fn list_signing_keys(
     State(state): State<SharedState>,
     _caller: Caller,
 ) -> Result<Json<rekey_proto::native::SigningKeyList>, ApiError> {
-    let signing = state.keys().signing_kid().to_string();
+    let signing = state.keys().signing_kid_at(state.now()).to_string();
     let keys = state.store.list_signing_keys().await?;
     let now = state.now();
     Ok(Json(rekey_proto::native::SigningKeyList {

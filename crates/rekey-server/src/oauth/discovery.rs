@@ -49,7 +49,8 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
 pub async fn csp_public_key(State(state): State<SharedState>) -> impl IntoResponse {
     let keys = state.keys();
     let jwks = keys.jwks();
-    let signing = jwks.keys.iter().find(|k| k.kid == keys.signing_kid());
+    let signing_kid = keys.signing_kid_at(state.now());
+    let signing = jwks.keys.iter().find(|k| k.kid == signing_kid);
     let pem = signing
         .and_then(|k| URL_SAFE_NO_PAD.decode(&k.x).ok())
         .map(|raw| {

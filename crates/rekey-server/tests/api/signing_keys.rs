@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
 use rekey_core::clock::{Clock as _, SystemClock};
 use rekey_core::crypto::ServerKey;
 use rekey_core::store::Store;
@@ -140,6 +141,16 @@ async fn a_signing_key_rotation_never_makes_a_token_another_node_refuses() {
             "the new key signs from its time, without a reload"
         );
         assert_eq!(status_on_b(after).await, 200);
+        // CSP clients verify with the one key this endpoint names: the new one from its time
+        // on, on a node that has not reloaded since either.
+        let url = format!("{b_url}/csp/gateway/am/api/auth/token-public-key");
+        let pem: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        let mut der = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        der.extend_from_slice(&new.public_key);
+        let expected = base64::engine::general_purpose::STANDARD.encode(der);
+        assert!(pem["value"].as_str().unwrap().contains(&expected), "{pem}");
         b_server.abort();
         a.shutdown().await;
     }
