@@ -169,8 +169,14 @@ def test_a_rotated_signing_key_is_published_before_it_signs(tmp_path):
 def test_only_serve_and_init_make_a_key_and_one_signing_key_waits_at_a_time(tmp_path):
     from conftest import Server, free_port
 
-    # An empty database: console-link and signing-keys rotate make no key for it.
+    # Pointed at nothing: the database commands make neither a database nor a key.
     srv = Server(tmp_path / "fresh", free_port(), tmp_path / "fresh.log")
+    for args in (["console-link", "--email", "x@example.com"], ["signing-keys", "rotate"],
+                 ["signing-keys", "list"]):
+        assert "no database at" in cli_fails(srv, *args), args
+    assert not os.path.exists(srv.data_dir)
+    # An empty database (migrated, never set up): they make no key for it.
+    srv.cli("migrate")
     assert "no server key" in cli_fails(srv, "console-link", "--email", "x@example.com")
     assert "no server key" in cli_fails(srv, "signing-keys", "rotate")
     assert not os.path.exists(os.path.join(srv.data_dir, "server.key"))

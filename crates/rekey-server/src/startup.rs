@@ -52,6 +52,23 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     Ok(store)
 }
 
+/// Opens the database of a command that works on an existing one (`signing-keys`,
+/// `console-link`): a missing SQLite file is an error, not a new empty database (a command run
+/// without the server's settings would otherwise show an empty list from a file it just made).
+pub async fn open_existing_store(config: &Config) -> anyhow::Result<SqlStore> {
+    if let Some(db) = sqlite_file(&config.effective_database_url()) {
+        if !db.exists() {
+            anyhow::bail!(
+                "no database at {}: this command works on the server's database; point \
+                 --config, --data-dir or --database-url at it (`rekey serve` or `rekey init` \
+                 makes a new one)",
+                db.display()
+            );
+        }
+    }
+    open_store(config).await
+}
+
 /// The database file of an SQLite URL (`sqlite://path?mode=rwc`, `sqlite:path`), if it names
 /// one.
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {

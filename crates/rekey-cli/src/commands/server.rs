@@ -12,7 +12,8 @@ use rekey_core::ops::console::new_link;
 use rekey_core::store::{MembershipChanges, Store};
 use rekey_core::token::generate_signing_key;
 use rekey_server::startup::{
-    check_server_key, configured_server_key, open_store, server_key_for, NewKey,
+    check_server_key, configured_server_key, open_existing_store, open_store, server_key_for,
+    NewKey,
 };
 use rekey_server::{telemetry, Application, Config};
 use secrecy::ExposeSecret;
@@ -160,7 +161,7 @@ pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 
 pub(super) async fn console_link(args: ConsoleLinkArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.server)?;
-    let store = open_store(&config).await?;
+    let store = open_existing_store(&config).await?;
     let key = server_key_for(&config, &store, NewKey::MustExist).await?;
     let Some(user) = store.find_user_by_email(args.email.trim()).await? else {
         bail!("no user has the email {}", args.email.trim());
@@ -249,7 +250,7 @@ pub(super) async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<Exit
         SigningKeysCommand::Rotate(a) => (a, true),
     };
     let config = load_config(&args)?;
-    let store = open_store(&config).await?;
+    let store = open_existing_store(&config).await?;
     let now = SystemClock.now();
     if !rotate {
         if let Some(key) = configured_server_key(&config)? {
