@@ -511,3 +511,94 @@ mod tests {
         .is_err());
     }
 }
+
+/// The host of `url` when it names an internal address: an IP literal that is loopback,
+/// private, link-local (cloud metadata), shared, unspecified, multicast or otherwise not
+/// public, or `localhost`. A server that sends webhooks must not be made to probe its own
+/// network. (Names that resolve to such addresses are not caught here: see docs/choices.md.)
+pub fn internal_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    let lower = host.trim_end_matches('.').to_ascii_lowercase();
+    let internal = if lower == "localhost" || lower.ends_with(".localhost") {
+        true
+    } else {
+        match lower.parse::<std::net::IpAddr>() {
+            Ok(ip) => !is_public(ip),
+            Err(_) => false,
+        }
+    };
+    internal.then_some(host.to_string())
+}
+
+fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared address space (RFC 6598)
+                || (a == 192 && b == 0)                 // IETF protocol assignments
+                || a >= 240) // reserved
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80) // link-local
+        }
+    }
+}
+
+#[cfg(test)]
+mod internal_host_tests {
+    use super::internal_host;
+
+    #[test]
+    fn internal_addresses_are_named_and_public_ones_pass() {
+        for url in [
+            "https://127.0.0.1:5432/",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://[::1]:8443/hook",
+            "https://10.0.0.1/",
+            "https://172.16.5.4/",
+            "https://192.168.1.1/",
+            "https://100.64.0.1/",
+            "https://0.0.0.0/",
+            "https://[fd00::1]/",
+            "https://[fe80::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://localhost/",
+            "https://api.localhost:8443/",
+            "https://user@127.0.0.1/",
+            "https://LOCALHOST./",
+        ] {
+            assert!(internal_host(url).is_some(), "{url}");
+        }
+        for url in [
+            "https://hooks.example.com/rekey",
+            "https://93.184.216.34/",
+            "https://[2606:4700::1111]/",
+            "https://localhost.example.com/",
+        ] {
+            assert_eq!(internal_host(url), None, "{url}");
+        }
+    }
+}

@@ -205,7 +205,15 @@ fn check_secure(target: &Target) -> Result<(), OpError> {
             }
             !queue_url.starts_with("https://")
         }
-        Target::Webhook { url } => !url.starts_with("https://"),
+        Target::Webhook { url } => {
+            if let Some(host) = crate::notify::internal_host(url) {
+                return Err(OpError::Invalid(format!(
+                    "Webhook URLs must name a public host, not {host} (a loopback, private, \
+                     link-local or otherwise internal address): {HINT}"
+                )));
+            }
+            !url.starts_with("https://")
+        }
         Target::File { .. } => false,
     };
     if insecure {

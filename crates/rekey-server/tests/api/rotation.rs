@@ -716,6 +716,13 @@ async fn plain_http_destinations_and_endpoint_overrides_need_the_operators_conse
     ));
     for body in [
         json!({"kind": "webhook", "url": "http://169.254.169.254/latest"}),
+        // https to an internal address is no better: the server would probe its own network
+        // for anyone who may set a destination (issue 15).
+        json!({"kind": "webhook", "url": "https://127.0.0.1:5432/"}),
+        json!({"kind": "webhook", "url": "https://169.254.169.254/latest/meta-data/"}),
+        json!({"kind": "webhook", "url": "https://[::1]:8443/"}),
+        json!({"kind": "webhook", "url": "https://10.0.0.1/"}),
+        json!({"kind": "webhook", "url": "https://localhost/hook"}),
         json!({"kind": "sqs", "queueUrl": "https://sqs.us-east-1.amazonaws.com/1/q", "region": "us-east-1", "endpointUrl": "https://internal.example"}),
         json!({"kind": "sqs", "queueUrl": "http://sqs.us-east-1.amazonaws.com/1/q", "region": "us-east-1"}),
     ] {
