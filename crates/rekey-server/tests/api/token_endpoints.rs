@@ -713,8 +713,10 @@ async fn a_new_signing_key_signs_while_tokens_of_the_old_one_still_verify() {
         .await
         .unwrap();
     let old_jwt = old["access_token"].as_str().unwrap().to_string();
+    // A second later (a key made in the same millisecond as the first would tie with it),
+    // signing from its creation (no pre-publication): it takes over at once.
+    app.clock.advance(std::time::Duration::from_secs(1));
     let now = app.clock.now_for_test();
-    // Signing from its creation (no pre-publication): it takes over at once.
     let new_key = rekey_core::token::generate_signing_key(&app.key.sealer("signing-keys"), now);
     app.store()
         .add_signing_key(&new_key, now.plus_secs(3600), &[])
