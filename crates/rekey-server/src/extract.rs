@@ -135,7 +135,24 @@ pub struct AuditMeta {
     pub source: Option<String>,
 }
 
+impl<S: Send + Sync> FromRequestParts<S> for AuditMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_parts(parts))
+    }
+}
+
 impl AuditMeta {
+    /// The audit context of an action by `actor` in this request.
+    pub fn context(self, actor: String) -> AuditContext {
+        AuditContext {
+            actor,
+            request_id: self.request_id,
+            source: self.source,
+        }
+    }
+
     pub fn from_parts(parts: &Parts) -> Self {
         Self {
             request_id: parts

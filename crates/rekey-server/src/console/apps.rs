@@ -53,6 +53,12 @@ pub(super) fn when(t: Option<Timestamp>) -> String {
     )
 }
 
+/// Whether a secret last used at `last` is still in use by someone (the last 24 hours):
+/// finishing its rotation now would likely break a client.
+pub(super) fn used_recently(last: Timestamp, now: Timestamp) -> bool {
+    now.since(last) < std::time::Duration::from_secs(86_400)
+}
+
 /// A duration for people: `48 hours`, `180 days`.
 fn duration(secs: i64) -> String {
     let (n, unit) = match secs {
@@ -405,9 +411,7 @@ pub(super) async fn app_page(
             hint: s.hint.clone(),
             expires: when(s.expires_at),
             last_used: when(s.last_used_at),
-            recently_used: s
-                .last_used_at
-                .is_some_and(|t| now.as_millis() - t.as_millis() < 86_400_000),
+            recently_used: s.last_used_at.is_some_and(|t| used_recently(t, now)),
         });
     Ok(AppPage {
         chrome: session.chrome("apps", notice),

@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use rekey_core::error::OpError;
-use rekey_core::model::AuditContext;
 use rekey_core::ops::console::{NewSession, SignedIn};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -388,17 +387,6 @@ fn with_session_cookie(state: &SharedState, new: &NewSession, mut res: Response)
     res
 }
 
-fn audit_of(parts: &HeaderMap, client: Option<crate::extract::ClientAddr>) -> AuditContext {
-    AuditContext {
-        actor: String::new(),
-        request_id: parts
-            .get(crate::extract::REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        source: client.map(|c| c.0.to_string()),
-    }
-}
-
 #[derive(Template)]
 #[template(path = "console/sign_in.html")]
 struct SignInPage {
@@ -423,11 +411,11 @@ struct SignInForm {
 
 async fn sign_in(
     State(state): State<SharedState>,
-    client: Option<axum::Extension<crate::extract::ClientAddr>>,
-    headers: HeaderMap,
+    meta: AuditMeta,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    let audit = audit_of(&headers, client.map(|c| c.0));
+    // The use case names the actor once it knows who signed in.
+    let audit = meta.context(String::new());
     match state
         .ops
         .sign_in_with_api_token(&form.api_token, audit)
@@ -485,11 +473,11 @@ struct LinkForm {
 
 async fn sign_in_with_link(
     State(state): State<SharedState>,
-    client: Option<axum::Extension<crate::extract::ClientAddr>>,
-    headers: HeaderMap,
+    meta: AuditMeta,
     Form(form): Form<LinkForm>,
 ) -> Response {
-    let audit = audit_of(&headers, client.map(|c| c.0));
+    // The use case names the actor once it knows who signed in.
+    let audit = meta.context(String::new());
     match state.ops.sign_in_with_link(&form.token, audit).await {
         Ok(new) => with_session_cookie(&state, &new, Redirect::to("/console").into_response()),
         Err(OpError::Store(e)) => op_error_page(OpError::Store(e)),

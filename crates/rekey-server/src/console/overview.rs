@@ -14,7 +14,7 @@ use rekey_core::notify::DeliveryState;
 use rekey_core::policy::Action;
 use rekey_core::store::Page;
 
-use super::apps::when;
+use super::apps::{used_recently, when};
 use super::{op_error_page, render, Chrome, Session};
 use crate::state::SharedState;
 
@@ -99,9 +99,7 @@ async fn page(state: &SharedState, session: &Session) -> Result<OverviewPage, Op
         state: s.state.as_str(),
         expires: when(s.expires_at),
         last_used: when(s.last_used_at),
-        recently_used: s
-            .last_used_at
-            .is_some_and(|t| now.as_millis() - t.as_millis() < 86_400_000),
+        recently_used: s.last_used_at.is_some_and(|t| used_recently(t, now)),
     };
     Ok(OverviewPage {
         chrome: session.chrome("overview", None),
