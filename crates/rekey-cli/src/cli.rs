@@ -46,6 +46,17 @@ pub(crate) enum Command {
     /// The server key (it keys every secret hash and seals the signing keys).
     #[command(subcommand)]
     ServerKey(ServerKeyCommand),
+    /// Server administrators: users who may rotate the signing keys through the API (works on
+    /// the database directly; `rekey init` makes its first user one).
+    #[command(subcommand)]
+    ServerAdmins(ServerAdminsCommand),
+    /// Check a node's set-up and the cluster it is part of: the database and its schema, the
+    /// server key, every node's public_url and clock, the destinations, the signing keys.
+    /// Exits 1 when it finds a problem.
+    Doctor(DoctorArgs),
+    /// Move a whole database, e.g. from the embedded SQLite to PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Manage applications (OAuth clients) through the management API.
     #[command(subcommand)]
     Apps(AppsCommand),
@@ -133,10 +144,61 @@ pub(crate) enum ServerKeyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum ServerAdminsCommand {
+    /// List the server administrators.
+    List(ServerArgs),
+    /// Make a user (by email) a server administrator.
+    Add(ServerAdminArgs),
+    /// Make a user (by email) no longer a server administrator.
+    Remove(ServerAdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServerAdminArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The user's email.
+    #[arg(long)]
+    pub email: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// A running node to check too (its readiness, issuer and JWKS), e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    pub url: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Copy every record (orgs, users, apps, secret hashes, signing keys, destinations, pending
+    /// deliveries, audit events, ...) from one database to a new, empty one, then compare the
+    /// counts. Stop every node first. The copy keeps the server key: use the same one after.
+    Copy(StoreCopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StoreCopyArgs {
+    /// The database to copy, e.g. sqlite://./data/rekey.db.
+    #[arg(long, env = "REKEY_COPY_FROM")]
+    pub from: String,
+    /// The new database, e.g. postgres://rekey@db/rekey: migrated here, and it must be empty.
+    #[arg(long, env = "REKEY_COPY_TO")]
+    pub to: String,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum SigningKeysCommand {
     /// List signing keys and until when each is published.
     List(ServerArgs),
-    /// Add a new signing key; the current one stays published for the configured overlap.
+    /// Add a new signing key: published now, signing after signing_key_prepublish_seconds;
+    /// the current one stays published for signing_key_overlap_seconds after that.
     Rotate(ServerArgs),
 }
 

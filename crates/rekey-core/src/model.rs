@@ -415,6 +415,25 @@ impl AuditEvent {
     }
 }
 
+/// A serving node as it last reported itself (every 30 s), for `rekey doctor`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NodeInfo {
+    /// Random per process start.
+    pub id: String,
+    pub hostname: String,
+    /// The node's issuer: every node of a cluster must report the same one.
+    pub public_url: String,
+    /// The binary's version.
+    pub version: String,
+    /// The newest migration the binary knows.
+    pub schema_version: i64,
+    pub started_at: Timestamp,
+    /// By the database's clock (set by the store).
+    pub last_seen_at: Timestamp,
+    /// The node's clock minus the database's when it last reported (set by the store).
+    pub clock_skew_ms: i64,
+}
+
 /// A signing key as stored: the private half sealed with the server key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredSigningKey {

@@ -64,7 +64,7 @@ pub enum Action {
     /// client) unless its `ownerOnlySecretRotation` is set; anyone else as [`Action::ChangeApp`].
     RotateSecret(AppTarget),
     /// The SP-API rotation, whose caller is the app itself with the rotation scope (the
-    /// dialect checks the scope).
+    /// dialect checks the scope, in the token and in the app's settings now).
     RotateOwnSecretWithScope(AppTarget),
     RetryDelivery,
     /// Change a membership from `old` to `new` (`None`: absent).
@@ -100,6 +100,8 @@ pub enum Denied {
     NotTheApp,
     #[error("Only users have API tokens; service accounts use their client credentials")]
     UsersOnly,
+    #[error("This action needs a server administrator (rekey server-admins add)")]
+    NotServerAdmin,
 }
 
 /// The decision: `Ok` when `subject` may do `action`.
@@ -107,25 +109,30 @@ pub fn authorize(subject: Subject, action: Action) -> Result<(), Denied> {
     match action {
         Action::RotateOwnSecretWithScope(app) => {
             if subject.principal == Principal::App(app.id) {
-                Ok(())
+                rotate_itself(subject, app)
             } else {
                 Err(Denied::NotTheApp)
             }
         }
         Action::RotateSecret(app) if subject.principal == Principal::App(app.id) => {
-            if !app.owner_only_secret_rotation {
-                Ok(())
-            } else {
-                // An owner-only app may still be acted on by itself through its role.
-                let role = subject.role.ok_or(Denied::OwnerOnlySecretRotation)?;
-                change_app(role, app).map_err(|_| Denied::OwnerOnlySecretRotation)
-            }
+            rotate_itself(subject, app)
         }
         action => {
             let role = subject.role.ok_or(Denied::NotAMember)?;
             by_role(role, action)
         }
     }
+}
+
+/// An app rotating its own secret, in any dialect: allowed unless the app is
+/// `ownerOnlySecretRotation`, and then only through a role that may change it (a service
+/// account of an owner or admin).
+fn rotate_itself(subject: Subject, app: AppTarget) -> Result<(), Denied> {
+    if !app.owner_only_secret_rotation {
+        return Ok(());
+    }
+    let role = subject.role.ok_or(Denied::OwnerOnlySecretRotation)?;
+    change_app(role, app).map_err(|_| Denied::OwnerOnlySecretRotation)
 }
 
 fn by_role(role: Role, action: Action) -> Result<(), Denied> {
@@ -273,6 +280,11 @@ mod tests {
         };
         assert_eq!(
             authorize(me, Action::RotateSecret(owner_only)),
+            Err(Denied::OwnerOnlySecretRotation)
+        );
+        // The SP-API path too: an owner-only app does not rotate itself there either.
+        assert_eq!(
+            authorize(me, Action::RotateOwnSecretWithScope(owner_only)),
             Err(Denied::OwnerOnlySecretRotation)
         );
         let other = target(None, false);

@@ -235,6 +235,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> CoreResult<Option<Destination>>;
     async fn get_destination_by_id(&self, id: DestinationId) -> CoreResult<Option<Destination>>;
     async fn list_destinations(&self, app: AppId) -> CoreResult<Vec<Destination>>;
+    /// Destinations of every app, at most `limit` (for `rekey doctor`).
+    async fn list_all_destinations(&self, limit: u32) -> CoreResult<Vec<Destination>>;
     /// False if there was none.
     async fn delete_destination(
         &self,
@@ -367,6 +369,24 @@ pub trait Store: Send + Sync + 'static {
     async fn key_check(&self) -> CoreResult<Option<String>>;
     /// Records the key check, unless one is recorded already; returns the one in force.
     async fn record_key_check(&self, check: &str, now: Timestamp) -> CoreResult<String>;
+
+    /// Records `node`'s heartbeat: its row, `last_seen_at` by the database's clock and
+    /// `clock_skew_ms` from `node_now`.
+    async fn record_node(
+        &self,
+        node: &crate::model::NodeInfo,
+        node_now: Timestamp,
+    ) -> CoreResult<()>;
+    /// The nodes seen at or after `since` (by the database's clock), newest first.
+    async fn list_nodes(&self, since: Timestamp) -> CoreResult<Vec<crate::model::NodeInfo>>;
+    /// The database's clock.
+    async fn database_now(&self) -> CoreResult<Timestamp>;
+    /// Whether `user` is a server administrator (may rotate the signing keys).
+    async fn is_server_admin(&self, user: UserId) -> CoreResult<bool>;
+    /// The server administrators, by email.
+    async fn list_server_admins(&self) -> CoreResult<Vec<User>>;
+    /// Makes `user` a server administrator or not; `NotFound` if there is no such user.
+    async fn set_server_admin(&self, user: UserId, admin: bool) -> CoreResult<()>;
 
     /// Outbox, delivery and secret counts for the metrics, as of `now`.
     async fn gauges(&self, now: Timestamp) -> CoreResult<crate::metrics::StoreGauges>;

@@ -89,6 +89,73 @@ impl Sink for DestinationSinks {
     }
 }
 
+/// Whether a destination answers, without sending it anything (`rekey doctor`): the SQS
+/// queue's attributes, any HTTP answer to a `HEAD` of the webhook URL, a spool directory (or
+/// the root it will be made in) that is a writable directory. `Ok` says what answered.
+pub async fn probe(
+    target: &Target,
+    spool_root: &Path,
+    timeout: Duration,
+) -> Result<String, SendError> {
+    match target {
+        Target::Sqs {
+            queue_url,
+            region,
+            endpoint_url,
+        } => {
+            let client = sqs_client(region, endpoint_url.as_deref()).await;
+            let call = client
+                .get_queue_attributes()
+                .queue_url(queue_url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send();
+            match tokio::time::timeout(timeout, call).await {
+                Ok(Ok(_)) => Ok("the SQS queue answers".into()),
+                Ok(Err(e)) => Err(SendError(format!(
+                    "SQS GetQueueAttributes failed: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                ))),
+                Err(_) => Err(SendError("SQS did not answer in time".into())),
+            }
+        }
+        Target::Webhook { url } => {
+            let http = reqwest::Client::builder()
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| SendError(format!("no HTTP client: {e}")))?;
+            match http.head(url).send().await {
+                Ok(res) => Ok(format!(
+                    "the webhook answers (HTTP {})",
+                    res.status().as_u16()
+                )),
+                Err(e) => Err(SendError(format!(
+                    "the webhook does not answer: {}",
+                    e.without_url()
+                ))),
+            }
+        }
+        Target::File { directory } => {
+            let dir = spool_root.join(Path::new(directory));
+            let existing = if dir.exists() {
+                dir.as_path()
+            } else {
+                spool_root
+            };
+            match std::fs::metadata(existing) {
+                Ok(m) if m.is_dir() && !m.permissions().readonly() => {
+                    Ok(format!("{} is a writable directory", existing.display()))
+                }
+                Ok(_) => Err(SendError(format!(
+                    "{} is not a writable directory",
+                    existing.display()
+                ))),
+                Err(e) => Err(SendError(format!("{}: {e}", existing.display()))),
+            }
+        }
+    }
+}
+
 /// An SQS client for `region` (and an optional endpoint override), with credentials from the
 /// standard AWS chain and rustls with ring, the crypto the rest of Rekey uses.
 pub async fn sqs_client(region: &str, endpoint: Option<&str>) -> aws_sdk_sqs::Client {

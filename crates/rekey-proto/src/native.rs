@@ -341,6 +341,9 @@ pub struct SigningKeyView {
     pub created_at: String,
     /// When an older key stops being published; `None` for the key that signs now.
     pub publish_until: Option<String>,
+    /// When the key signs from (a rotated-in key is published before it signs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signs_from: Option<String>,
     pub signing: bool,
 }
 

@@ -55,6 +55,10 @@ pub struct Config {
     pub signing_key_overlap_seconds: i64,
     /// A new signing key is published this long before any node signs with it.
     pub signing_key_prepublish_seconds: i64,
+    /// Scheduled signing-key rotation: each key signs this many days. 0: on request only.
+    pub signing_key_rotation_days: u32,
+    /// The JWKS's `Cache-Control: max-age`.
+    pub jwks_max_age_seconds: u64,
     pub auth_failure_window_seconds: u64,
     pub auth_failures_per_client: u32,
     pub auth_failures_per_address: u32,
@@ -125,6 +129,8 @@ impl Default for Config {
             signing_key_overlap_seconds: 86400,
             // The JWKS max-age (300 s) and the default reload interval (30 s).
             signing_key_prepublish_seconds: 330,
+            signing_key_rotation_days: 0,
+            jwks_max_age_seconds: 300,
             auth_failure_window_seconds: 60,
             auth_failures_per_client: 10,
             auth_failures_per_address: 50,
@@ -360,15 +366,26 @@ impl Config {
             )));
         }
         // Before a new key signs, every node must have reloaded it, and every verifier's
-        // cached JWKS (max-age 300 s) must have expired.
-        let needed = i64::try_from(self.signing_key_reload_seconds).unwrap_or(i64::MAX) + 300;
+        // cached JWKS must have expired.
+        let needed = i64::try_from(self.signing_key_reload_seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_add(i64::try_from(self.jwks_max_age_seconds).unwrap_or(i64::MAX));
         if self.signing_key_prepublish_seconds < needed {
             return Err(ConfigError(format!(
                 "signing_key_prepublish_seconds ({}) must be at least signing_key_reload_seconds \
-                 plus the JWKS cache time of 300 s ({needed} s), or a new key signs tokens that \
-                 other nodes and verifiers cannot check yet",
+                 plus jwks_max_age_seconds ({needed} s), or a new key signs tokens that other \
+                 nodes and verifiers cannot check yet",
                 self.signing_key_prepublish_seconds
             )));
+        }
+        if self.signing_key_rotation_days > 0
+            && i64::from(self.signing_key_rotation_days) * 86_400
+                <= self.signing_key_prepublish_seconds
+        {
+            return Err(ConfigError(
+                "signing_key_rotation_days must be longer than signing_key_prepublish_seconds"
+                    .into(),
+            ));
         }
         if !self.public_url.is_empty() && !is_absolute_http_url(&self.public_url) {
             return Err(ConfigError(format!(
@@ -407,6 +424,16 @@ impl Config {
                     })
             })
             .collect()
+    }
+
+    /// When signing keys sign and stay published, and the rotation schedule.
+    pub fn signing_key_timing(&self) -> rekey_core::ops::signing_keys::SigningKeyTiming {
+        rekey_core::ops::signing_keys::SigningKeyTiming {
+            prepublish_secs: self.signing_key_prepublish_seconds,
+            overlap_secs: self.signing_key_overlap_seconds,
+            rotate_every_secs: (self.signing_key_rotation_days > 0)
+                .then(|| i64::from(self.signing_key_rotation_days) * 86_400),
+        }
     }
 
     /// The token issuer and base URL of published endpoints, without a trailing slash.

@@ -186,6 +186,13 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<App, SpApiEr
             "The access token does not have the scope sellingpartnerapi::client_credential:rotation.",
         ));
     }
+    // The token's claim says what the app could do when it was issued; the app's settings
+    // say what it may do now (its scopes may have been reduced since).
+    if !app.scopes.iter().any(|s| s == ROTATION_SCOPE) {
+        return Err(SpApiError::denied(
+            "The application no longer has the scope sellingpartnerapi::client_credential:rotation.",
+        ));
+    }
     Ok(app)
 }
 

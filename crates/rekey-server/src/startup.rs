@@ -46,10 +46,23 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     }
     make_private_key_file(&config.data_dir)?;
     let store = SqlStore::connect(&url, config.database_max_connections).await?;
-    if config.auto_migrate {
-        store.migrate().await?;
-    }
+    check_schema(&store, config.auto_migrate).await?;
     Ok(store)
+}
+
+/// Migrates the database when `auto_migrate` (else refuses a database behind this binary),
+/// and refuses newer migrations this binary cannot run against (see docs/upgrading.md).
+pub async fn check_schema(
+    store: &SqlStore,
+    auto_migrate: bool,
+) -> anyhow::Result<rekey_store::SchemaStatus> {
+    store
+        .prepare_schema(auto_migrate)
+        .await
+        .map_err(|e| match e {
+            rekey_core::error::CoreError::Invalid(why) => anyhow::anyhow!(why),
+            e => e.into(),
+        })
 }
 
 /// Opens the database of a command that works on an existing one (`signing-keys`,
@@ -425,6 +438,7 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let flusher = tokio::spawn(flush_last_use_periodically(state.clone(), stop_rx.clone()));
         let reloader = tokio::spawn(reload_keys_periodically(state.clone(), stop_rx.clone()));
+        let heartbeat = tokio::spawn(report_node_periodically(state.clone(), stop_rx.clone()));
         let mut workers = Vec::new();
         if state.config.role != NodeRole::Api {
             workers.push(tokio::spawn(state.dispatcher.clone().run(stop_rx.clone())));
@@ -449,6 +463,7 @@ impl Application {
         .await;
         let _ = stop_tx.send(true);
         let _ = reloader.await;
+        let _ = heartbeat.await;
         if let Some(m) = metrics {
             let _ = m.await;
         }
@@ -592,6 +607,41 @@ async fn sweep_periodically(state: SharedState, mut stop: watch::Receiver<bool>)
             _ = tick.tick() => {
                 if let Err(e) = state.ops.sweep_expiry().await {
                     tracing::warn!(error = &e as &dyn std::error::Error, "sweep failed; will retry");
+                }
+                if let Err(e) = state.ops.rotate_signing_key_if_due().await {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "scheduled signing-key rotation failed; will retry");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How often a node writes its row in `nodes` (`rekey doctor` reads them).
+pub const NODE_REPORT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Writes this node's row in `nodes` at start and every [`NODE_REPORT_INTERVAL`].
+async fn report_node_periodically(state: SharedState, mut stop: watch::Receiver<bool>) {
+    let node = rekey_core::model::NodeInfo {
+        id: uuid::Uuid::new_v4().to_string(),
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        public_url: state.issuer().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        schema_version: rekey_store::newest_known_migration(),
+        started_at: state.now(),
+        last_seen_at: state.now(),
+        clock_skew_ms: 0,
+    };
+    let mut tick = tokio::time::interval(NODE_REPORT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                // The node's own clock, not the state's (a test's manual clock).
+                let now = rekey_core::clock::SystemClock.now();
+                if let Err(e) = state.store.record_node(&node, now).await {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "node report failed; will retry");
                 }
             }
             _ = stop.changed() => return,

@@ -104,6 +104,7 @@ impl AppState {
                     config.auth_failures_per_address,
                 ),
                 allow_insecure_destinations: config.allow_insecure_destinations,
+                signing_keys: config.signing_key_timing(),
                 console_sessions: rekey_core::ops::console::SessionLimits {
                     idle_secs: config.console_session_idle_seconds,
                     max_secs: config.console_session_max_seconds,

@@ -14,10 +14,14 @@
 //! (see [`ClientCache`]).
 
 mod client_cache;
+mod copy;
 mod rows;
+mod schema;
 mod sql_store;
 
 pub use client_cache::ClientCache;
+pub use copy::CopiedTable;
+pub use schema::{newest_known_migration, MigrationRef, NewerMigration, SchemaStatus};
 pub use sql_store::{Backend, SqlStore};
 
 #[cfg(feature = "testing")]

@@ -283,3 +283,16 @@ pub(crate) fn console_session(row: &AnyRow) -> Result<ConsoleSession, CoreError>
         api_token_id: opt_uuid(row, "api_token_id")?.map(ApiTokenId),
     })
 }
+
+pub(crate) fn node(r: &AnyRow) -> Result<rekey_core::model::NodeInfo, CoreError> {
+    Ok(rekey_core::model::NodeInfo {
+        id: r.try_get("id").map_err(db_err)?,
+        hostname: r.try_get("hostname").map_err(db_err)?,
+        public_url: r.try_get("public_url").map_err(db_err)?,
+        version: r.try_get("version").map_err(db_err)?,
+        schema_version: r.try_get("schema_version").map_err(db_err)?,
+        started_at: Timestamp::from_millis(r.try_get("started_at").map_err(db_err)?),
+        last_seen_at: Timestamp::from_millis(r.try_get("last_seen_at").map_err(db_err)?),
+        clock_skew_ms: r.try_get("clock_skew_ms").map_err(db_err)?,
+    })
+}

@@ -12,7 +12,8 @@ use rekey_core::error::{CoreError, CoreResult, OpError};
 use rekey_core::metrics::StoreGauges;
 use rekey_core::model::{
     ApiToken, ApiTokenId, App, AppId, AuditEvent, ConsoleLink, ConsoleSession, ConsoleSessionId,
-    Membership, Org, OrgId, Outcome, Principal, Secret, SecretId, StoredSigningKey, User, UserId,
+    Membership, NodeInfo, Org, OrgId, Outcome, Principal, Secret, SecretId, StoredSigningKey, User,
+    UserId,
 };
 use rekey_core::model::{DeliveryId, DestinationId};
 use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
@@ -21,16 +22,12 @@ use rekey_core::store::{
     SecretPlan, Store,
 };
 use sqlx::any::AnyPoolOptions;
-use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool};
 
 use crate::client_cache::{self, keep_cache_invalidated, listen_for_client_changes, ClientCache};
 use crate::rows::{
     self, db_err, to_json_list, APP_COLUMNS, DELIVERY_COLUMNS, DESTINATION_COLUMNS, SECRET_COLUMNS,
 };
-
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Which database a [`SqlStore`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,16 +291,14 @@ impl SqlStore {
         Ok(Some(ClientRecord { app, secrets }))
     }
 
-    /// Applies pending forward-only migrations.
-    pub async fn migrate(&self) -> CoreResult<()> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator
-            .run(&self.pool)
-            .await
-            .map_err(|e| CoreError::storage("migration failed", e))
+    /// Applies pending forward-only migrations (see [`SqlStore::prepare_schema`]).
+    pub async fn migrate(&self) -> CoreResult<crate::schema::SchemaStatus> {
+        self.prepare_schema(true).await
+    }
+
+    /// Which database this is.
+    pub fn kind(&self) -> Backend {
+        self.backend
     }
 
     pub async fn close(&self) {
@@ -1218,6 +1213,19 @@ impl Store for SqlStore {
         .collect()
     }
 
+    async fn list_all_destinations(&self, limit: u32) -> CoreResult<Vec<Destination>> {
+        sqlx::query(&format!(
+            "SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY created_at, id LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::destination)
+        .collect()
+    }
+
     async fn delete_destination(
         &self,
         app: AppId,
@@ -1702,6 +1710,96 @@ impl Store for SqlStore {
                 .map_err(db_err)?;
         self.commit(tx).await?;
         Ok(recorded)
+    }
+
+    async fn record_node(&self, node: &NodeInfo, node_now: Timestamp) -> CoreResult<()> {
+        let db_now = self.database_now().await?;
+        sqlx::query(
+            "INSERT INTO nodes (id, hostname, public_url, version, schema_version, started_at, \
+             last_seen_at, clock_skew_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, \
+             clock_skew_ms = excluded.clock_skew_ms, public_url = excluded.public_url",
+        )
+        .bind(node.id.clone())
+        .bind(node.hostname.clone())
+        .bind(node.public_url.clone())
+        .bind(node.version.clone())
+        .bind(node.schema_version)
+        .bind(ms(node.started_at))
+        .bind(ms(db_now))
+        .bind(ms(node_now) - ms(db_now))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        // Nodes gone for a day are forgotten.
+        sqlx::query("DELETE FROM nodes WHERE last_seen_at < $1")
+            .bind(ms(db_now) - DAY * 1000)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_nodes(&self, since: Timestamp) -> CoreResult<Vec<NodeInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, hostname, public_url, version, schema_version, started_at, \
+             last_seen_at, clock_skew_ms FROM nodes WHERE last_seen_at >= $1 \
+             ORDER BY last_seen_at DESC, id",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(rows::node).collect()
+    }
+
+    async fn database_now(&self) -> CoreResult<Timestamp> {
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+            Backend::Postgres => {
+                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+            }
+        };
+        let now: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(Timestamp::from_millis(now))
+    }
+
+    async fn is_server_admin(&self, user: UserId) -> CoreResult<bool> {
+        let flag: Option<i64> = sqlx::query_scalar("SELECT server_admin FROM users WHERE id = $1")
+            .bind(user.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(flag == Some(1))
+    }
+
+    async fn list_server_admins(&self) -> CoreResult<Vec<User>> {
+        sqlx::query(
+            "SELECT id, email, display_name, created_at FROM users WHERE server_admin = 1 \
+             ORDER BY email",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(rows::user)
+        .collect()
+    }
+
+    async fn set_server_admin(&self, user: UserId, admin: bool) -> CoreResult<()> {
+        let done = sqlx::query("UPDATE users SET server_admin = $1 WHERE id = $2")
+            .bind(flag(admin))
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(CoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn gauges(&self, now: Timestamp) -> CoreResult<StoreGauges> {

@@ -5,9 +5,11 @@
 mod apps;
 mod audit;
 mod destinations;
+mod doctor;
 mod members;
 mod secrets;
 mod server;
+mod store_copy;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,9 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::SigningKeys(cmd) => server::signing_keys(cmd).await,
+        Command::ServerAdmins(cmd) => server::server_admins(cmd).await,
+        Command::Doctor(args) => doctor::run(args).await,
+        Command::Store(crate::cli::StoreCommand::Copy(args)) => store_copy::run(args).await,
         Command::ServerKey(crate::cli::ServerKeyCommand::Generate) => {
             println!("{}", rekey_core::crypto::ServerKey::generate().to_base64());
             Ok(ExitCode::SUCCESS)

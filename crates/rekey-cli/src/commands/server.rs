@@ -6,19 +6,22 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use rekey_core::clock::{Clock, SystemClock};
+use rekey_core::error::OpError;
 use rekey_core::model::{AuditContext, Membership, Org, OrgId, Principal, Role, User, UserId};
 use rekey_core::ops::api_tokens::new_api_token;
 use rekey_core::ops::console::new_link;
+use rekey_core::ops::signing_keys::add_successor;
 use rekey_core::store::{MembershipChanges, Store};
-use rekey_core::token::generate_signing_key;
 use rekey_server::startup::{
-    check_server_key, configured_server_key, open_existing_store, open_store, server_key_for,
-    NewKey,
+    check_schema, check_server_key, configured_server_key, open_existing_store, open_store,
+    server_key_for, NewKey,
 };
 use rekey_server::{telemetry, Application, Config};
 use secrecy::ExposeSecret;
 
-use crate::cli::{ConsoleLinkArgs, InitArgs, OutputFormat, ServerArgs, SigningKeysCommand};
+use crate::cli::{
+    ConsoleLinkArgs, InitArgs, OutputFormat, ServerAdminsCommand, ServerArgs, SigningKeysCommand,
+};
 
 pub(super) async fn migrate(args: &ServerArgs) -> anyhow::Result<ExitCode> {
     let mut config = load_config(args)?;
@@ -28,7 +31,15 @@ pub(super) async fn migrate(args: &ServerArgs) -> anyhow::Result<ExitCode> {
     if let Some(key) = configured_server_key(&config)? {
         check_server_key(&store, &key).await?;
     }
-    println!("database is up to date");
+    let status = check_schema(&store, true).await?;
+    println!("database is up to date (migration {})", status.applied);
+    for m in &status.newer {
+        println!(
+            "the database also has migration {} ({}) from a newer release; this binary runs \
+             against it: upgrade it",
+            m.version, m.description
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -137,6 +148,8 @@ pub(super) async fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     store
         .change_membership(org.id, &|_| Ok(changes.clone()))
         .await?;
+    // Whoever sets the server up administers it (signing-key rotation through the API).
+    store.set_server_admin(user.id, true).await?;
     match args.output {
         OutputFormat::Json => println!(
             "{}",
@@ -259,50 +272,26 @@ pub(super) async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<Exit
     }
     if rotate {
         let key = server_key_for(&config, &store, NewKey::MustExist).await?;
-        // One key waits at a time: a second rotation inside the window would leave the
-        // current key signing until the first waiting one starts anyway.
-        if let Some(waiting) = store
-            .list_signing_keys()
-            .await?
-            .into_iter()
-            .find(|k| k.signs_from.is_some_and(|t| now < t))
-        {
-            bail!(
-                "signing key {} is already published and starts signing at {}: rotate again \
-                 after that",
-                waiting.kid,
-                waiting.signs_from().to_rfc3339()
-            );
-        }
-        let mut new = generate_signing_key(&key.sealer("signing-keys"), now);
-        // Published now, signing later: every node reloads it and every verifier's cached
-        // JWKS expires before its first token.
-        let signs_from = now.plus_secs(config.signing_key_prepublish_seconds);
-        new.signs_from = Some(signs_from);
-        let ev = AuditContext {
+        let audit = AuditContext {
             actor: "cli:signing-keys".into(),
             ..Default::default()
-        }
-        .event(now, "signing_key.rotated")
-        .details(serde_json::json!({ "kid": new.kid }));
-        store
-            .add_signing_key(
-                &new,
-                signs_from.plus_secs(config.signing_key_overlap_seconds),
-                &[ev],
-            )
-            .await
-            .map_err(|e| match e {
-                rekey_core::error::CoreError::Conflict(_) => anyhow::anyhow!(
-                    "another signing-key rotation happened at the same moment; see \
-                     `rekey signing-keys list`"
-                ),
-                e => e.into(),
-            })?;
+        };
+        let new = add_successor(
+            &store,
+            &key.sealer("signing-keys"),
+            now,
+            config.signing_key_timing(),
+            &audit,
+        )
+        .await
+        .map_err(|e| match e {
+            OpError::Conflict(why) => anyhow::anyhow!("{why}; see `rekey signing-keys list`"),
+            e => e.into(),
+        })?;
         println!(
             "new signing key {}: published now, signing from {} (the current key signs until then)",
             new.kid,
-            signs_from.to_rfc3339()
+            new.signs_from().to_rfc3339()
         );
     }
     for k in store.list_signing_keys().await? {
@@ -318,6 +307,40 @@ pub(super) async fn signing_keys(cmd: SigningKeysCommand) -> anyhow::Result<Exit
             k.created_at.to_rfc3339(),
             state
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn server_admins(cmd: ServerAdminsCommand) -> anyhow::Result<ExitCode> {
+    let (args, change) = match cmd {
+        ServerAdminsCommand::List(a) => (a, None),
+        ServerAdminsCommand::Add(a) => (a.server, Some((a.email, true))),
+        ServerAdminsCommand::Remove(a) => (a.server, Some((a.email, false))),
+    };
+    let config = load_config(&args)?;
+    let store = open_existing_store(&config).await?;
+    server_key_for(&config, &store, NewKey::MustExist).await?;
+    if let Some((email, admin)) = change {
+        let Some(user) = store.find_user_by_email(email.trim()).await? else {
+            bail!("no user has the email {}", email.trim());
+        };
+        store.set_server_admin(user.id, admin).await?;
+        let now = SystemClock.now();
+        let action = if admin {
+            "server_admin.added"
+        } else {
+            "server_admin.removed"
+        };
+        let ev = AuditContext {
+            actor: "cli:server-admins".into(),
+            ..Default::default()
+        }
+        .event(now, action)
+        .details(serde_json::json!({ "user": user.id.to_string() }));
+        store.append_audit(&[ev]).await?;
+    }
+    for user in store.list_server_admins().await? {
+        println!("{}  {}", user.email, user.id);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@
 //! - [`secrets`]: rotate, regenerate, finish, revoke;
 //! - [`members`]: add a member, set a role, remove a member (atomic, an owner always remains);
 //! - [`api_tokens`]: create, list, revoke;
+//! - [`signing_keys`]: signing-key rotation (on request and on schedule);
 //! - [`sweep`]: expiry of secrets and expiry warnings (a worker's periodic task).
 
 pub mod api_tokens;
@@ -18,6 +19,7 @@ pub mod console;
 pub mod destinations;
 pub mod members;
 pub mod secrets;
+pub mod signing_keys;
 pub mod sweep;
 pub mod tokens;
 
@@ -103,6 +105,8 @@ pub struct Settings {
     pub allow_insecure_destinations: bool,
     /// How long console sessions last.
     pub console_sessions: console::SessionLimits,
+    /// When new signing keys sign, how long old ones stay published, the schedule.
+    pub signing_keys: signing_keys::SigningKeyTiming,
 }
 
 /// The use cases, over the store, the clock and the keys they need.
@@ -120,6 +124,7 @@ pub struct Rekey {
     pub webhook_key_sealer: Sealer,
     /// Opens the signing keys stored in the database.
     signing_key_sealer: Sealer,
+    signing_key_timing: signing_keys::SigningKeyTiming,
     /// The token signing keys, replaced whole on reload (another node may add one).
     keys: RwLock<Arc<KeySet>>,
     issuer: String,
@@ -152,6 +157,7 @@ impl Rekey {
             outbox_sealer: server_key.sealer("outbox"),
             webhook_key_sealer: server_key.sealer("webhook-keys"),
             signing_key_sealer: server_key.sealer("signing-keys"),
+            signing_key_timing: settings.signing_keys,
             keys: RwLock::new(Arc::new(keys)),
             issuer: settings.issuer,
             user_token_ttl_secs: settings.user_token_ttl_secs,

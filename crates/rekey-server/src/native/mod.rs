@@ -16,7 +16,10 @@ use crate::state::SharedState;
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/openapi.json", get(serve_openapi))
-        .route("/api/v1/signing-keys", get(orgs::list_signing_keys))
+        .route(
+            "/api/v1/signing-keys",
+            get(orgs::list_signing_keys).post(orgs::rotate_signing_key),
+        )
         .route("/api/v1/orgs/{org_id}", get(orgs::get_org))
         .route(
             "/api/v1/orgs/{org_id}/members",
@@ -110,6 +113,7 @@ pub fn routes() -> Router<SharedState> {
         orgs::remove_member,
         orgs::list_audit,
         orgs::list_signing_keys,
+        orgs::rotate_signing_key,
         apps::create_app,
         apps::list_apps,
         apps::get_app,

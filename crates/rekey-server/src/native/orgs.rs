@@ -327,7 +327,7 @@ pub(super) async fn remove_member(
 }
 
 /// `GET /api/v1/signing-keys`: the token signing keys (public metadata), for any
-/// authenticated caller. Adding a key is an operator's act: `rekey signing-keys rotate`.
+/// authenticated caller. Rotating them: [`rotate_signing_key`].
 #[utoipa::path(
     get,
     path = "/api/v1/signing-keys",
@@ -349,13 +349,45 @@ pub(super) async fn list_signing_keys(
         items: keys
             .iter()
             .filter(|k| k.publish_until.is_none_or(|t| now < t))
-            .map(|k| rekey_proto::native::SigningKeyView {
-                signing: k.kid == signing,
-                kid: k.kid.clone(),
-                algorithm: k.algorithm.clone(),
-                created_at: k.created_at.to_rfc3339(),
-                publish_until: k.publish_until.map(|t| t.to_rfc3339()),
-            })
+            .map(|k| signing_key_view(k, &signing))
             .collect(),
     }))
+}
+
+fn signing_key_view(
+    k: &rekey_core::model::StoredSigningKey,
+    signing: &str,
+) -> rekey_proto::native::SigningKeyView {
+    rekey_proto::native::SigningKeyView {
+        signing: k.kid == signing,
+        kid: k.kid.clone(),
+        algorithm: k.algorithm.clone(),
+        created_at: k.created_at.to_rfc3339(),
+        publish_until: k.publish_until.map(|t| t.to_rfc3339()),
+        signs_from: k.signs_from.map(|t| t.to_rfc3339()),
+    }
+}
+
+/// `POST /api/v1/signing-keys`: a server administrator rotates the signing key. The new key
+/// is published at once and signs `signing_key_prepublish_seconds` later; 409 while another
+/// rotated-in key waits to sign.
+#[utoipa::path(
+    post,
+    path = "/api/v1/signing-keys",
+    tag = "keys",
+    responses(
+        (status = 201, description = "The new key, published, signing later", body = rekey_proto::native::SigningKeyView),
+        (status = 401, description = "No valid access token", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not a server administrator", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A rotated-in key waits to sign already", body = rekey_proto::native::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn rotate_signing_key(
+    State(state): State<SharedState>,
+    caller: Caller,
+) -> Result<(StatusCode, Json<rekey_proto::native::SigningKeyView>), ApiError> {
+    let key = state.ops.rotate_signing_key(&caller.actor()).await?;
+    let signing = state.keys().signing_kid_at(state.now()).to_string();
+    Ok((StatusCode::CREATED, Json(signing_key_view(&key, &signing))))
 }

@@ -13,7 +13,10 @@ use crate::state::SharedState;
 /// `GET /.well-known/jwks.json`
 pub async fn jwks(State(state): State<SharedState>) -> impl IntoResponse {
     (
-        [(header::CACHE_CONTROL, "public, max-age=300")],
+        [(
+            header::CACHE_CONTROL,
+            format!("public, max-age={}", state.config.jwks_max_age_seconds),
+        )],
         Json(state.keys().jwks().clone()),
     )
 }

@@ -117,17 +117,7 @@ async fn a_signing_key_rotation_never_makes_a_token_another_node_refuses() {
             "the new key signs only from its time"
         );
         assert_eq!(status_on_b(before).await, 200, "{}", db_name(&a));
-        let jwks: Value = reqwest::get(format!("{}/.well-known/jwks.json", a.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(jwks["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|k| k["kid"] == new.kid));
+        assert!(published_kids(&a.base).await.contains(&new.kid));
 
         b_state.reload_keys().await.unwrap();
         // Tokens carry whole seconds: the first one issued at or after the key's time.
@@ -158,4 +148,153 @@ async fn a_signing_key_rotation_never_makes_a_token_another_node_refuses() {
 
 fn db_name(app: &crate::helpers::TestApp) -> &str {
     &app.db.url
+}
+
+/// Rotation through the native API is for server administrators only (an org owner runs
+/// one org, not the server); it publishes the key before it signs, like the CLI, and refuses a
+/// second rotation while the first key waits.
+#[tokio::test]
+async fn only_a_server_administrator_rotates_the_signing_key_through_the_api() {
+    let app = crate::helpers::spawn_app().await;
+    let owner = app.owner_access_token().await;
+    let rotate = |token: String| {
+        let url = app.url("/api/v1/signing-keys");
+        let http = app.http.clone();
+        async move { http.post(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let refused = rotate(owner.clone()).await;
+    assert_eq!(refused.status(), 403);
+    let problem: Value = refused.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("server administrator"),
+        "{problem}"
+    );
+    assert_eq!(app.store().list_signing_keys().await.unwrap().len(), 1);
+
+    app.store()
+        .set_server_admin(app.first_owner().await, true)
+        .await
+        .unwrap();
+    let created = rotate(owner.clone()).await;
+    assert_eq!(created.status(), 201);
+    let key: Value = created.json().await.unwrap();
+    let prepublish = app.state.config.signing_key_prepublish_seconds;
+    let signs_from = app.clock.now().plus_secs(prepublish).to_rfc3339();
+    assert_eq!(key["signsFrom"], signs_from.as_str(), "{key}");
+    assert_eq!(key["signing"], false);
+    // This node knows it at once (published in its JWKS), and still signs with the old key.
+    assert!(published_kids(&app.base)
+        .await
+        .contains(&key["kid"].as_str().unwrap().to_string()));
+    assert_ne!(app.state.keys().signing_kid(), key["kid"].as_str().unwrap());
+
+    let again = rotate(owner).await;
+    assert_eq!(again.status(), 409);
+    let audit = app
+        .store()
+        .list_audit(
+            &rekey_core::store::AuditFilter {
+                action: Some("signing_key.rotated".into()),
+                ..Default::default()
+            },
+            rekey_core::store::Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert!(audit[0].actor.starts_with("user:"), "{:?}", audit[0].actor);
+    app.shutdown().await;
+}
+
+/// `signing_key_rotation_days`: the sweeper publishes the successor its pre-publication
+/// before the current key's time is up, once; it signs from then, and the cycle repeats.
+#[tokio::test]
+async fn scheduled_rotation_publishes_each_successor_before_it_signs() {
+    let mut config = test_config();
+    config.signing_key_rotation_days = 2;
+    let app = spawn_app_on(TestDb::sqlite().await, config.clone()).await;
+    let first = app.store().list_signing_keys().await.unwrap()[0].clone();
+    let prepublish = config.signing_key_prepublish_seconds;
+    assert!(app
+        .state
+        .ops
+        .rotate_signing_key_if_due()
+        .await
+        .unwrap()
+        .is_none());
+
+    let period = 2 * 86_400;
+    let due = first.signs_from().plus_secs(period - prepublish);
+    app.clock.advance(std::time::Duration::from_millis(
+        (due.as_millis() - app.clock.now().as_millis() - 1000) as u64,
+    ));
+    assert!(
+        app.state
+            .ops
+            .rotate_signing_key_if_due()
+            .await
+            .unwrap()
+            .is_none(),
+        "a second early"
+    );
+    app.clock.advance(std::time::Duration::from_secs(1));
+    let second = app
+        .state
+        .ops
+        .rotate_signing_key_if_due()
+        .await
+        .unwrap()
+        .expect("due now");
+    assert_eq!(second.signs_from(), first.signs_from().plus_secs(period));
+    assert!(
+        app.state
+            .ops
+            .rotate_signing_key_if_due()
+            .await
+            .unwrap()
+            .is_none(),
+        "one successor at a time"
+    );
+    assert_eq!(app.state.keys().signing_kid_at(app.clock.now()), first.kid);
+    app.clock
+        .advance(std::time::Duration::from_secs(prepublish as u64 + 1));
+    assert_eq!(app.state.keys().signing_kid_at(app.clock.now()), second.kid);
+    // The old key stays published for the overlap after the switch.
+    assert_eq!(
+        published_kids(&app.base).await,
+        vec![first.kid.clone(), second.kid.clone()]
+    );
+
+    // Its successor is due its pre-publication before its own time is up.
+    app.clock.advance(std::time::Duration::from_secs(
+        (period - prepublish - 1) as u64,
+    ));
+    let third = app
+        .state
+        .ops
+        .rotate_signing_key_if_due()
+        .await
+        .unwrap()
+        .expect("the next one");
+    assert_eq!(third.signs_from(), second.signs_from().plus_secs(period));
+    app.shutdown().await;
+}
+
+/// The kids a node's JWKS publishes.
+async fn published_kids(base: &str) -> Vec<String> {
+    let jwks: Value = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
 }

@@ -189,3 +189,45 @@ async fn unknown_sp_api_resources_are_404_error_lists() {
     let res = app.http.get(app.url(PATH)).send().await.unwrap();
     assert_error_list(res, 404, "NotFound").await;
 }
+
+/// A token's claims say what the app could do when it was issued; a rotation checks what the
+/// app may do now. Before, a token kept rotating after the app lost the rotation scope, and
+/// SP-API ignored `ownerOnlySecretRotation` (which CSP enforces).
+#[tokio::test]
+async fn rotation_checks_the_apps_settings_now_not_the_tokens_claims() {
+    let app = spawn_app().await;
+    let owner = app.owner_access_token().await;
+    let patch = |app_id: uuid::Uuid, body: Value| {
+        let url = app.url(&format!("/api/v1/orgs/{}/apps/{app_id}", app.org_id));
+        let req = app.http.patch(url).bearer_auth(owner.clone()).json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        }
+    };
+
+    let (id, secret, app_id) = enrolled_app(&app).await;
+    let token = app.lwa_token(&id, &secret, Some(ROTATION_SCOPE)).await;
+    patch(app_id, json!({ "scopes": ["other"] })).await;
+    let e = assert_error_list(app.spapi_rotate(&token).await, 403, "Unauthorized").await;
+    assert!(
+        e["details"]
+            .as_str()
+            .unwrap()
+            .contains("no longer has the scope"),
+        "{e}"
+    );
+    assert_eq!(app.valid_secrets(app_id).await, 1);
+
+    let (id, secret, app_id) = enrolled_app(&app).await;
+    let token = app.lwa_token(&id, &secret, Some(ROTATION_SCOPE)).await;
+    patch(app_id, json!({ "ownerOnlySecretRotation": true })).await;
+    assert_error_list(app.spapi_rotate(&token).await, 403, "Unauthorized").await;
+    assert_eq!(app.valid_secrets(app_id).await, 1);
+    // And back: the same token rotates once the flag is off again (after the rate limit's
+    // minute: the refused attempt counted).
+    patch(app_id, json!({ "ownerOnlySecretRotation": false })).await;
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(app.spapi_rotate(&token).await.status(), 204);
+    assert_eq!(app.valid_secrets(app_id).await, 2);
+}
