@@ -179,7 +179,7 @@ def throughput(args):
         db = sqlite3.connect(f"file:{server.data_dir}/rekey.db?mode=ro", uri=True)
         committed = db.execute("SELECT (SELECT COUNT(*) FROM secrets) - (SELECT COUNT(*) FROM apps)").fetchone()[0]
         db.close()
-        delivered = count_files(Path(server.spool_root) / "rot")
+        delivered = count_files(Path(server.spool_root) / server.org_id / "rot")
         rps = answered / (int(r["duration_us"]) / 1e6)
         print(
             f"rotation file destination    c={args.connections} rps={rps:.0f} "

@@ -50,6 +50,7 @@ class Server:
             REKEY_FILE_DESTINATION_ROOT=self.spool_root,
             # moto and local receivers are plain http on loopback.
             REKEY_ALLOW_INSECURE_DESTINATIONS="true",
+            REKEY_ALLOWED_DESTINATION_NETWORKS='["127.0.0.0/8", "::1/128"]',
             # Stop at once (the drain after SIGTERM has its own test).
             REKEY_SHUTDOWN_DRAIN_SECONDS="0",
             RUST_LOG="trace",

@@ -26,7 +26,7 @@ def test_destinations_rotation_and_deliveries_through_the_cli(server):
     created = cli_json(server, "apps", "create", "--name", "cli-flow")
     app_id, client_id = created["app"]["id"], created["app"]["clientId"]
     name = "cli-flow-" + app_id[:8]
-    spool = os.path.join(server.spool_root, name)
+    spool = os.path.join(server.spool_root, server.org_id, name)
     dest = cli_json(server, "destinations", "set", app_id, "--directory", name)
     assert dest["kind"] == "file" and dest["notificationType"] == "APPLICATION_OAUTH_CLIENT_NEW_SECRET"
     assert cli_json(server, "destinations", "list", app_id)["items"][0]["directory"] == name

@@ -217,7 +217,7 @@ def test_three_nodes_through_a_kill_9_and_a_signing_key_rotation(tmp_path, schem
         _, cid, _ = apps[app_index]
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            new = [s for s in spooled_secrets(cluster.spool / f"app{app_index}").values()
+            new = [s for s in spooled_secrets(cluster.spool / cluster.org_id / f"app{app_index}").values()
                    if s not in known[cid]]
             if new:
                 with lock:
@@ -293,7 +293,8 @@ def test_three_nodes_through_a_kill_9_and_a_signing_key_rotation(tmp_path, schem
     missing = ids
     while missing and time.monotonic() < deadline:
         missing = [line for line in ids if not os.path.exists(
-            cluster.spool / app_dir[line.split()[1]] / f"{line.split()[0]}.json")]
+            cluster.spool / cluster.org_id / app_dir[line.split()[1]]
+            / f"{line.split()[0]}.json")]
         time.sleep(0.2)
     assert missing == [], f"{len(missing)} notifications not delivered"
     assert psql("SELECT COUNT(*) FROM deliveries WHERE state = 'dead'", schema) == "0"

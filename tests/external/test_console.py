@@ -176,7 +176,7 @@ def test_a_developer_signs_in_with_a_link_creates_rotates_and_finishes(console_s
             break
         time.sleep(0.2)
     assert states == ["delivered", "delivered"], states
-    spool = os.path.join(srv.spool_root, "console-story")
+    spool = os.path.join(srv.spool_root, srv.org_id, "console-story")
     contents = [open(os.path.join(spool, f), encoding="utf-8").read() for f in os.listdir(spool)]
     assert len(contents) == 2 and sum(second in c for c in contents) == 1
 

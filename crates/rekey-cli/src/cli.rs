@@ -590,4 +590,11 @@ pub(crate) enum AuditCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Check the organization's audit hash chain: every event is linked to the one before
+    /// it, so an event edited, deleted, inserted or reordered in the database shows here.
+    /// Exits 1 when the chain is broken.
+    Verify {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }

@@ -311,6 +311,15 @@ impl NativeApi {
             .await
     }
 
+    /// Checks the org's audit hash chain (owners and admins).
+    pub async fn verify_audit(
+        &self,
+        org: &str,
+    ) -> Result<rekey_proto::native::AuditVerification, ClientError> {
+        self.get(&format!("/orgs/{}/audit-events/verify", seg(org)))
+            .await
+    }
+
     pub async fn list_signing_keys(&self) -> Result<SigningKeyList, ClientError> {
         self.get("/signing-keys").await
     }

@@ -84,6 +84,11 @@ impl ServerKey {
             .collect()
     }
 
+    /// Key of the audit trail's hash chains (see `audit_chain`).
+    pub fn audit_hasher(&self) -> KeyedHasher {
+        KeyedHasher::new(&self.derive("audit-chain"))
+    }
+
     /// Hasher for console sign-in links and session cookies.
     pub fn console_hasher(&self) -> KeyedHasher {
         KeyedHasher::new(&self.derive("console-hash"))

@@ -7,6 +7,7 @@
 //! Layout:
 //! - [`clock`]: `Timestamp` and the `Clock` trait (system and manual clocks);
 //! - [`model`]: orgs, users, roles, apps, secrets, audit events;
+//! - [`audit_chain`]: the audit trail's hash chains and their verification;
 //! - [`secret`]: generation and format of client secrets and API tokens;
 //! - [`crypto`]: the server key and what is derived from it;
 //! - [`token`]: Ed25519-signed JWT access tokens and the published key set;
@@ -19,6 +20,7 @@
 //!   batched last-use times).
 
 pub mod apps;
+pub mod audit_chain;
 pub mod auth;
 pub mod clock;
 pub mod crypto;

@@ -512,28 +512,61 @@ mod tests {
     }
 }
 
-/// The host of `url` when it names an internal address: an IP literal that is loopback,
-/// private, link-local (cloud metadata), shared, unspecified, multicast or otherwise not
-/// public, or `localhost`. A server that sends webhooks must not be made to probe its own
-/// network. (Names that resolve to such addresses are not caught here: see docs/choices.md.)
-pub fn internal_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+/// Which addresses destinations may reach: public ones, and the networks the operator lists
+/// in `allowed_destination_networks` (on-premises receivers, tests on loopback).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddressPolicy {
+    pub allowed: Vec<ipnet::IpNet>,
+}
+
+impl AddressPolicy {
+    pub fn permits(&self, ip: std::net::IpAddr) -> bool {
+        // An IPv4-mapped IPv6 address is the IPv4 address it carries.
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        is_public(ip) || self.allowed.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Why a destination's address is refused, in words safe to show to members.
+pub const ADDRESS_NOT_ALLOWED: &str = "the destination's address is not allowed on this server \
+     (a loopback, private, link-local or otherwise internal address; the server's operator may \
+     allow its network with allowed_destination_networks)";
+
+/// The host (without brackets) and port a URL connects to, if it names one.
+pub fn url_host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host_port.split(':').next().unwrap_or(""),
-    };
-    let lower = host.trim_end_matches('.').to_ascii_lowercase();
-    let internal = if lower == "localhost" || lower.ends_with(".localhost") {
-        true
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        443
     } else {
-        match lower.parse::<std::net::IpAddr>() {
-            Ok(ip) => !is_public(ip),
-            Err(_) => false,
-        }
+        80
     };
-    internal.then_some(host.to_string())
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match host_port.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    (!host.is_empty()).then(|| (host.trim_end_matches('.').to_string(), port))
+}
+
+/// Checks a destination's network addresses before it is saved (the server resolves names;
+/// see `rekey_dispatch::guard`). `Err` says why, in words safe to show.
+#[async_trait::async_trait]
+pub trait DestinationCheck: Send + Sync {
+    async fn check(&self, target: &Target) -> Result<(), String>;
 }
 
 fn is_public(ip: std::net::IpAddr) -> bool {
@@ -568,11 +601,16 @@ fn is_public(ip: std::net::IpAddr) -> bool {
 }
 
 #[cfg(test)]
-mod internal_host_tests {
-    use super::internal_host;
+mod address_tests {
+    use super::{url_host_port, AddressPolicy};
+
+    fn literal(url: &str) -> std::net::IpAddr {
+        url_host_port(url).unwrap().0.parse().unwrap()
+    }
 
     #[test]
-    fn internal_addresses_are_named_and_public_ones_pass() {
+    fn internal_addresses_are_refused_and_public_ones_permitted() {
+        let policy = AddressPolicy::default();
         for url in [
             "https://127.0.0.1:5432/",
             "https://169.254.169.254/latest/meta-data/",
@@ -585,20 +623,41 @@ mod internal_host_tests {
             "https://[fd00::1]/",
             "https://[fe80::1]/",
             "https://[::ffff:127.0.0.1]/",
-            "https://localhost/",
-            "https://api.localhost:8443/",
+            "https://[::ffff:169.254.169.254]/",
             "https://user@127.0.0.1/",
-            "https://LOCALHOST./",
+            "https://224.0.0.1/",
+            "https://[ff02::1]/",
         ] {
-            assert!(internal_host(url).is_some(), "{url}");
+            assert!(!policy.permits(literal(url)), "{url}");
         }
-        for url in [
-            "https://hooks.example.com/rekey",
-            "https://93.184.216.34/",
-            "https://[2606:4700::1111]/",
-            "https://localhost.example.com/",
-        ] {
-            assert_eq!(internal_host(url), None, "{url}");
+        for url in ["https://93.184.216.34/", "https://[2606:4700::1111]/"] {
+            assert!(policy.permits(literal(url)), "{url}");
         }
+    }
+
+    #[test]
+    fn listed_networks_are_permitted_and_nothing_else() {
+        let policy = AddressPolicy {
+            allowed: vec!["127.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
+        };
+        assert!(policy.permits(literal("http://127.0.0.1:9000/")));
+        assert!(policy.permits(literal("http://[::ffff:127.0.0.2]/")));
+        assert!(policy.permits(literal("http://[fd00::5]/")));
+        assert!(!policy.permits(literal("http://10.0.0.1/")));
+        assert!(!policy.permits(literal("http://[::1]/")));
+    }
+
+    #[test]
+    fn host_and_port_come_from_the_authority() {
+        assert_eq!(
+            url_host_port("https://user:pw@Hooks.Example.com./x?y#z"),
+            Some(("Hooks.Example.com".into(), 443))
+        );
+        assert_eq!(
+            url_host_port("http://[::1]:8080/"),
+            Some(("::1".into(), 8080))
+        );
+        assert_eq!(url_host_port("http://h:99999/"), None);
+        assert_eq!(url_host_port("not a url"), None);
     }
 }

@@ -102,6 +102,8 @@ pub enum Denied {
     UsersOnly,
     #[error("This action needs a server administrator (rekey server-admins add)")]
     NotServerAdmin,
+    #[error("Introspection needs an app with the rekey:introspect scope")]
+    NotAnIntrospector,
 }
 
 /// The decision: `Ok` when `subject` may do `action`.

@@ -383,6 +383,26 @@ pub trait Store: Send + Sync + 'static {
     async fn database_now(&self) -> CoreResult<Timestamp>;
     /// Whether `user` is a server administrator (may rotate the signing keys).
     async fn is_server_admin(&self, user: UserId) -> CoreResult<bool>;
+    /// Records that the access token `jti` is revoked until `expires_at` (when it would have
+    /// expired anyway), with `audit`. Revoking it again changes nothing.
+    async fn revoke_token(
+        &self,
+        jti: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()>;
+    /// Whether the access token `jti` was revoked.
+    async fn is_token_revoked(&self, jti: &str) -> CoreResult<bool>;
+    /// Forgets revocations of tokens that expired before `before`; returns how many.
+    async fn prune_revoked_tokens(&self, before: Timestamp) -> CoreResult<u64>;
+    /// The key of the audit hash chains: set once, by whatever opened the store with the
+    /// server key (later calls change nothing); writing an audit event fails without it.
+    fn set_audit_key(&self, key: crate::crypto::KeyedHasher);
+    /// Walks the audit chain `chain` (an org id, or `audit_chain::SERVER_CHAIN`) and its head.
+    async fn verify_audit_chain(&self, chain: &str) -> CoreResult<crate::audit_chain::ChainReport>;
+    /// Every audit chain that has a head.
+    async fn list_audit_chains(&self) -> CoreResult<Vec<String>>;
     /// The server administrators, by email.
     async fn list_server_admins(&self) -> CoreResult<Vec<User>>;
     /// Makes `user` a server administrator or not; `NotFound` if there is no such user.

@@ -417,4 +417,65 @@ mod tests {
         assert_eq!(b.verify(&jwt, now), Err(TokenError::UnknownKey));
         assert_eq!(a.verify("not.a.jwt", now), Err(TokenError::Malformed));
     }
+
+    /// Tokens that name a key this server publishes but were not signed as they read: claims
+    /// altered after signing, a damaged signature, another issuer, another algorithm.
+    #[test]
+    fn forged_tokens_with_a_known_kid_are_refused() {
+        let sealer = ServerKey::generate().sealer("signing-keys");
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        let keys =
+            KeySet::load("iss", &[generate_signing_key(&sealer, now)], &sealer, now).unwrap();
+        let mut c = claims(now);
+        c.iss = "iss".into();
+        let jwt = keys.sign(&c).unwrap();
+        assert!(keys.verify(&jwt, now).is_ok());
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let reencode = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let payload: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        for (field, value) in [
+            ("perms", serde_json::json!(["csp:org_owner"])),
+            ("context_name", serde_json::json!("another-org")),
+            (
+                "scope",
+                serde_json::json!("sellingpartnerapi::client_credential:rotation"),
+            ),
+            ("exp", serde_json::json!(c.exp + 86_400)),
+            ("sub", serde_json::json!("someone-else")),
+        ] {
+            let mut altered = payload.clone();
+            altered[field] = value;
+            let forged = format!("{}.{}.{}", parts[0], reencode(&altered), parts[2]);
+            assert_eq!(
+                keys.verify(&forged, now),
+                Err(TokenError::BadSignature),
+                "{field}"
+            );
+        }
+        let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        sig[0] ^= 1;
+        let damaged = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(sig));
+        assert_eq!(keys.verify(&damaged, now), Err(TokenError::BadSignature));
+        let mut other_issuer = claims(now);
+        other_issuer.iss = "https://evil.example".into();
+        let signed_elsewhere = keys.sign(&other_issuer).unwrap();
+        assert_eq!(
+            keys.verify(&signed_elsewhere, now),
+            Err(TokenError::BadSignature)
+        );
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        for alg in ["none", "HS256"] {
+            let mut h = header.clone();
+            h["alg"] = serde_json::json!(alg);
+            let forged = format!("{}.{}.{}", reencode(&h), parts[1], parts[2]);
+            assert!(keys.verify(&forged, now).is_err(), "{alg}");
+            let unsigned = format!("{}.{}.", reencode(&h), parts[1]);
+            assert!(
+                keys.verify(&unsigned, now).is_err(),
+                "{alg} without a signature"
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! Tests drive [`Dispatcher::try_execute_batch`] / [`Dispatcher::drain`] instead of sleeping.
 
 mod dispatcher;
+pub mod guard;
 pub mod sinks;
 
 pub use dispatcher::{DispatchSettings, Dispatcher};

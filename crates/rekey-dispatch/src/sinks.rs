@@ -1,6 +1,7 @@
 //! Where notifications go: AWS SQS (official SDK), Standard Webhooks, a spool directory.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use rekey_core::clock::Clock;
 use rekey_core::crypto::Sealer;
-use rekey_core::notify::{signing_key_context, Delivery, Destination, Target};
+use rekey_core::model::OrgId;
+use rekey_core::notify::{
+    signing_key_context, url_host_port, Delivery, Destination, Target, ADDRESS_NOT_ALLOWED,
+};
+
+use crate::guard::DestinationGuard;
 use ring::hmac;
 use tokio::sync::Mutex;
 
@@ -42,21 +48,25 @@ pub struct DestinationSinks {
     sqs: SqsSink,
     webhook: WebhookSink,
     spool_root: std::path::PathBuf,
+    guard: DestinationGuard,
 }
 
 impl DestinationSinks {
     /// `webhook_keys` opens the sealed webhook signing keys; `clock` stamps webhooks;
     /// `spool_root` is where `file` destinations live.
+    /// `guard` decides which addresses webhooks and SQS endpoint overrides may reach.
     pub fn new(
         webhook_keys: Sealer,
         clock: Arc<dyn Clock>,
         timeout: Duration,
         spool_root: std::path::PathBuf,
+        guard: DestinationGuard,
     ) -> Self {
         Self {
             sqs: SqsSink::default(),
-            webhook: WebhookSink::new(webhook_keys, clock, timeout),
+            webhook: WebhookSink::new(webhook_keys, clock, timeout, &guard),
             spool_root,
+            guard,
         }
     }
 }
@@ -75,15 +85,23 @@ impl Sink for DestinationSinks {
                 region,
                 endpoint_url,
             } => {
+                if let Some(endpoint) = endpoint_url {
+                    // The SDK resolves for itself: checked just before (a DNS answer that
+                    // changes in between is the one gap; overrides are for development).
+                    self.guard
+                        .check_url(endpoint)
+                        .await
+                        .map_err(|e| SendError(format!("could not deliver: {e}")))?;
+                }
                 self.sqs
                     .send(queue_url, region, endpoint_url.as_deref(), delivery, body)
                     .await
             }
             Target::Webhook { url } => self.webhook.send(dest, url, delivery, body).await,
             Target::File { directory } => {
-                // Validated as relative, safe segments when the destination was set.
-                let dir = self.spool_root.join(Path::new(directory));
-                write_spool_file(&dir, delivery, body).await
+                // Validated as relative, safe segments when the destination was set; each org
+                // writes only below its own directory.
+                write_spool_file(&self.spool_root, delivery, directory, body).await
             }
         }
     }
@@ -94,6 +112,7 @@ impl Sink for DestinationSinks {
 /// the root it will be made in) that is a writable directory. `Ok` says what answered.
 pub async fn probe(
     target: &Target,
+    org: OrgId,
     spool_root: &Path,
     timeout: Duration,
 ) -> Result<String, SendError> {
@@ -136,7 +155,7 @@ pub async fn probe(
             }
         }
         Target::File { directory } => {
-            let dir = spool_root.join(Path::new(directory));
+            let dir = spool_dir(spool_root, org, directory);
             let existing = if dir.exists() {
                 dir.as_path()
             } else {
@@ -225,6 +244,8 @@ pub struct WebhookSink {
     http: reqwest::Client,
     keys: Sealer,
     clock: Arc<dyn Clock>,
+    /// For IP-literal URLs, which the client's resolver never sees.
+    policy: rekey_core::notify::AddressPolicy,
 }
 
 impl WebhookSink {
@@ -233,14 +254,25 @@ impl WebhookSink {
         clippy::expect_used,
         reason = "the builder fails only without a TLS backend; an OS RNG failure leaves nothing safe to do"
     )]
-    pub fn new(keys: Sealer, clock: Arc<dyn Clock>, timeout: Duration) -> Self {
+    pub fn new(
+        keys: Sealer,
+        clock: Arc<dyn Clock>,
+        timeout: Duration,
+        guard: &DestinationGuard,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(guard.resolver()))
             .user_agent(concat!("rekey-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds");
-        Self { http, keys, clock }
+        Self {
+            http,
+            keys,
+            clock,
+            policy: guard.policy().clone(),
+        }
     }
 
     async fn send(
@@ -260,6 +292,12 @@ impl WebhookSink {
             .map_err(|_| SendError("the webhook signing key does not open".into()))?;
         let secret =
             String::from_utf8(secret).map_err(|_| SendError("bad webhook signing key".into()))?;
+        let literal = url_host_port(url).and_then(|(host, _)| host.parse::<IpAddr>().ok());
+        if literal.is_some_and(|ip| !self.policy.permits(ip)) {
+            return Err(SendError(format!(
+                "could not deliver: {ADDRESS_NOT_ALLOWED}"
+            )));
+        }
         let id = delivery.notification_id.to_string();
         let timestamp = self.clock.now().as_secs().to_string();
         let signature = sign_webhook(&secret, &id, &timestamp, body)
@@ -274,15 +312,33 @@ impl WebhookSink {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| SendError(format!("webhook request failed: {}", e.without_url())))?;
+            .map_err(|e| {
+                let reason = coarse_reason(&e);
+                tracing::debug!(error = %e.without_url(), "webhook request failed");
+                SendError(format!("could not deliver: {reason}"))
+            })?;
         if res.status().is_success() {
             Ok(())
         } else {
             Err(SendError(format!(
-                "webhook answered HTTP {}",
+                "could not deliver: the receiver answered HTTP {}",
                 res.status().as_u16()
             )))
         }
+    }
+}
+
+/// Why a webhook request failed, coarsely: members read it (`lastError`), and the details of
+/// a refused connection would tell them about hosts they cannot see.
+fn coarse_reason(e: &reqwest::Error) -> String {
+    if crate::guard::is_not_allowed(e) {
+        ADDRESS_NOT_ALLOWED.to_string()
+    } else if e.is_timeout() {
+        "the receiver did not answer in time".into()
+    } else if e.is_connect() {
+        "no connection to the receiver".into()
+    } else {
+        "the request failed".into()
     }
 }
 
@@ -305,37 +361,100 @@ pub fn sign_webhook(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> Opt
 
 /// Writes `<dir>/<notificationId>.json` (0600) atomically: temp file, fsync, rename. A
 /// duplicate delivery rewrites the same file.
-async fn write_spool_file(dir: &Path, delivery: &Delivery, body: &[u8]) -> Result<(), SendError> {
-    let dir = dir.to_path_buf();
+/// Where an org's `file` destination `directory` lives: `<root>/<org id>/<directory>`, so
+/// that no org can name another org's directory (the directory is validated as relative,
+/// ASCII segments without `.` or `..` when it is set).
+pub fn spool_dir(root: &Path, org: OrgId, directory: &str) -> std::path::PathBuf {
+    root.join(org.to_string()).join(Path::new(directory))
+}
+
+/// Writes one notification as `<notificationId>.json` (0600) into the org's spool directory,
+/// atomically (a temporary file renamed into place). Directories below the root are made 0700
+/// and must be real directories: a symbolic link anywhere below the root (made by someone on
+/// the host) is refused, not followed, so it cannot lead a write into another org's directory.
+async fn write_spool_file(
+    root: &Path,
+    delivery: &Delivery,
+    directory: &str,
+    body: &[u8],
+) -> Result<(), SendError> {
+    let root = root.to_path_buf();
+    let below: Vec<String> = std::iter::once(delivery.org_id.to_string())
+        .chain(directory.split('/').map(str::to_string))
+        .collect();
     let name = format!("{}.json", delivery.notification_id);
     let body = body.to_vec();
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || -> Result<(), SendError> {
         use std::io::Write as _;
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt as _;
-            builder.mode(0o700);
+        std::fs::create_dir_all(&root).map_err(spool_error)?;
+        let mut dir = root;
+        for part in &below {
+            dir.push(part);
+            make_real_dir(&dir)?;
         }
-        builder.create(&dir)?;
         let tmp = dir.join(format!(".{name}.tmp"));
+        // A leftover from a crash, or anything someone put there: removed, never opened.
+        if let Err(e) = std::fs::remove_file(&tmp) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(spool_error(e));
+            }
+        }
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        // create_new is O_EXCL, which also refuses to follow a symbolic link.
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt as _;
             opts.mode(0o600);
         }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(&name))?;
-        std::fs::File::open(&dir)?.sync_all()
+        let mut f = opts.open(&tmp).map_err(spool_error)?;
+        f.write_all(&body).map_err(spool_error)?;
+        f.sync_all().map_err(spool_error)?;
+        // rename replaces a link named like the file; it never writes through it.
+        std::fs::rename(&tmp, dir.join(&name)).map_err(spool_error)?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(spool_error)
     })
     .await
     .map_err(|_| SendError("the spool writer stopped".into()))?
-    .map_err(|e| SendError(format!("cannot write to the spool directory: {}", e.kind())))
+}
+
+fn spool_error(e: std::io::Error) -> SendError {
+    SendError(format!("cannot write to the spool directory: {}", e.kind()))
+}
+
+/// `dir` as a real directory (made 0700 if missing); a symbolic link or a file is refused.
+fn make_real_dir(dir: &Path) -> Result<(), SendError> {
+    let is_real_dir = || std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    let refused = || {
+        SendError(
+            "cannot write to the spool directory: a path below the spool root is not a \
+             directory (a symbolic link?)"
+                .into(),
+        )
+    };
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(refused()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut builder = std::fs::DirBuilder::new();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt as _;
+                builder.mode(0o700);
+            }
+            match builder.create(dir) {
+                Ok(()) => Ok(()),
+                // Another delivery made it at the same moment: check what is there now.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    is_real_dir().then_some(()).ok_or_else(refused)
+                }
+                Err(e) => Err(spool_error(e)),
+            }
+        }
+        Err(e) => Err(spool_error(e)),
+    }
 }
 
 #[cfg(test)]

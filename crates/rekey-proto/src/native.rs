@@ -183,6 +183,30 @@ pub struct AuditEventList {
     pub items: Vec<AuditEventView>,
 }
 
+/// `GET .../audit-events/verify`: the org's audit hash chain, checked link by link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditVerification {
+    /// Whether every link and the chain's head check out.
+    pub intact: bool,
+    /// Events checked.
+    pub events: u64,
+    /// Events from before the chain existed, at its start, not linked.
+    pub unlinked: u64,
+    /// The first broken link, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<AuditBrokenLink>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditBrokenLink {
+    /// The event where the chain breaks; absent when it breaks at its end (events deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RotateRequest {

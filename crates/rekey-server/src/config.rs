@@ -70,6 +70,9 @@ pub struct Config {
     pub forwarded_header: crate::extract::ForwardedHeader,
     pub file_destination_root: PathBuf,
     pub allow_insecure_destinations: bool,
+    /// Networks (CIDRs) of internal addresses that webhooks and SQS endpoint overrides may
+    /// reach (on-premises receivers, tests on loopback). Public addresses need no entry.
+    pub allowed_destination_networks: Vec<String>,
     pub delivery_max_attempts: u32,
     pub delivery_backoff_base_ms: u64,
     pub delivery_backoff_max_seconds: u64,
@@ -138,6 +141,7 @@ impl Default for Config {
             forwarded_header: crate::extract::ForwardedHeader::XForwardedFor,
             file_destination_root: PathBuf::new(),
             allow_insecure_destinations: false,
+            allowed_destination_networks: Vec::new(),
             delivery_max_attempts: 12,
             delivery_backoff_base_ms: 1000,
             delivery_backoff_max_seconds: 600,
@@ -352,6 +356,7 @@ impl Config {
             ));
         }
         self.trusted_proxy_nets()?;
+        self.allowed_destination_nets()?;
         self.metrics_addr()?;
         // Any app may ask for tokens up to the largest lifetime an app may have.
         let longest_ttl = rekey_core::apps::MAX_TOKEN_TTL_SECS
@@ -412,18 +417,14 @@ impl Config {
 
     /// `trusted_proxies` parsed: CIDRs, or single addresses (a /32 or /128).
     pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        self.trusted_proxies
-            .iter()
-            .map(|p| {
-                p.parse::<ipnet::IpNet>()
-                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        ConfigError(format!(
-                            "trusted_proxies: {p:?} is not an IP address or CIDR (e.g. 10.0.0.0/8)"
-                        ))
-                    })
-            })
-            .collect()
+        parse_nets("trusted_proxies", &self.trusted_proxies)
+    }
+
+    pub fn allowed_destination_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        parse_nets(
+            "allowed_destination_networks",
+            &self.allowed_destination_networks,
+        )
     }
 
     /// When signing keys sign and stay published, and the rotation schedule.
@@ -522,6 +523,22 @@ pub fn known_keys() -> Vec<String> {
         Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
         _ => Vec::new(),
     }
+}
+
+/// CIDRs (or single addresses) of the setting `key`.
+fn parse_nets(key: &str, values: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    values
+        .iter()
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError(format!(
+                        "{key}: {p:?} is not an IP address or CIDR (e.g. 10.0.0.0/8)"
+                    ))
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -128,6 +128,35 @@ impl FromRequestParts<SharedState> for Caller {
     }
 }
 
+/// `axum::extract::Path` for the native API: a path it cannot decode (a percent-escape that
+/// is not UTF-8, a segment of the wrong type) is refused with the API's problem+json instead
+/// of axum's plain-text 400.
+pub struct NativePath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for NativePath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        decode_path(parts, state)
+            .await
+            .map(Self)
+            .map_err(ApiError::bad_request)
+    }
+}
+
+/// The path parameters, or why they cannot be decoded (in words safe to send back).
+pub async fn decode_path<S: Send + Sync, T: DeserializeOwned + Send>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<T, &'static str> {
+    axum::extract::Path::<T>::from_request_parts(parts, state)
+        .await
+        .map(|p| p.0)
+        .map_err(|_| {
+            "The path is not valid: a segment is not UTF-8 text or not of the expected form"
+        })
+}
+
 /// Request id and source address, for audit events.
 #[derive(Debug, Clone, Default)]
 pub struct AuditMeta {

@@ -165,6 +165,7 @@ pub async fn server_key_for(
     if recorded != mine {
         return Err(missing());
     }
+    store.set_audit_key(key.audit_hasher());
     let path = config.data_dir.join("server.key");
     make_private_dir(&config.data_dir)?;
     write_private_file(&path, key.to_base64().as_bytes())?;
@@ -178,9 +179,16 @@ async fn database_is_empty(store: &dyn Store) -> anyhow::Result<bool> {
         && store.list_signing_keys().await?.is_empty())
 }
 
-/// Stops when `key` is not the database's key. A database from before key checks is
-/// checked against its signing keys (sealed with the key), then gets its key check.
+/// Stops when `key` is not the database's key; when it is, the store links audit events
+/// with it from then on. A database from before key checks is checked against its signing
+/// keys (sealed with the key), then gets its key check.
 pub async fn check_server_key(store: &dyn Store, key: &ServerKey) -> anyhow::Result<()> {
+    check_key(store, key).await?;
+    store.set_audit_key(key.audit_hasher());
+    Ok(())
+}
+
+async fn check_key(store: &dyn Store, key: &ServerKey) -> anyhow::Result<()> {
     let mine = key.key_check();
     let mismatch = || {
         anyhow::anyhow!(
@@ -393,6 +401,7 @@ impl Application {
             Some(addr) => Some(MetricsEndpoint::bind(addr).await?),
             None => None,
         };
+        store.set_audit_key(key.audit_hasher());
         let mut config = config;
         if config.public_url.is_empty() {
             // With port 0 the issuer must name the port actually bound.

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use rekey_core::clock::{Clock, Timestamp};
 use rekey_core::crypto::{Sealer, ServerKey};
 use rekey_core::error::{CoreError, CoreResult};
+use rekey_core::notify::AddressPolicy;
 use rekey_core::ops::{Rekey, Settings};
 use rekey_core::store::Store;
 use rekey_core::throttle::FailureThrottle;
@@ -75,11 +76,17 @@ impl AppState {
             send_timeout: Duration::from_secs(config.delivery_timeout_seconds),
             poll_interval: Duration::from_millis(config.dispatcher_poll_ms),
         };
+        let guard = rekey_dispatch::guard::DestinationGuard::new(AddressPolicy {
+            allowed: config
+                .allowed_destination_nets()
+                .map_err(|e| CoreError::Invalid(e.to_string()))?,
+        });
         let sinks = DestinationSinks::new(
             server_key.sealer("webhook-keys"),
             clock.clone(),
             settings.send_timeout,
             config.spool_root(),
+            guard.clone(),
         );
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
@@ -104,6 +111,7 @@ impl AppState {
                     config.auth_failures_per_address,
                 ),
                 allow_insecure_destinations: config.allow_insecure_destinations,
+                destination_check: Arc::new(guard),
                 signing_keys: config.signing_key_timing(),
                 console_sessions: rekey_core::ops::console::SessionLimits {
                     idle_secs: config.console_session_idle_seconds,

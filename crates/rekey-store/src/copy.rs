@@ -25,6 +25,8 @@ const TABLES: &[(&str, &str)] = &[
     ("destinations", "id"),
     ("deliveries", "id"),
     ("audit_events", "seq"),
+    ("audit_chain_heads", "chain"),
+    ("revoked_tokens", "jti"),
     ("console_links", "hash"),
     ("console_sessions", "id"),
 ];

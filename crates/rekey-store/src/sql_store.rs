@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rekey_core::audit_chain;
 use rekey_core::clock::Timestamp;
-use rekey_core::crypto::SecretHash;
+use rekey_core::crypto::{KeyedHasher, SecretHash};
 use rekey_core::error::{CoreError, CoreResult, OpError};
 use rekey_core::metrics::StoreGauges;
 use rekey_core::model::{
@@ -60,6 +61,8 @@ pub struct SqlStore {
     cache: Option<Arc<ClientCache>>,
     /// SQLite only: whose turn it is to write (see [`WriteTx`]).
     write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The audit chains' key, set by whoever opened the store with the server key.
+    audit_key: Arc<std::sync::OnceLock<KeyedHasher>>,
 }
 
 /// A write transaction. On SQLite it also holds this process's write turn: writers wait in
@@ -73,6 +76,7 @@ pub(crate) struct WriteTx {
     changed_clients: Vec<String>,
     /// The audit events written, logged (one info line each) once the commit succeeded.
     audited: Vec<AuditEvent>,
+    audit_key: Arc<std::sync::OnceLock<KeyedHasher>>,
 }
 
 impl Deref for WriteTx {
@@ -136,6 +140,7 @@ impl SqlStore {
             url: url.into(),
             cache: None,
             write_turn: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            audit_key: Arc::default(),
         })
     }
 
@@ -176,6 +181,7 @@ impl SqlStore {
             _turn: turn,
             changed_clients: Vec::new(),
             audited: Vec::new(),
+            audit_key: self.audit_key.clone(),
         })
     }
 
@@ -188,6 +194,7 @@ impl SqlStore {
             _turn,
             changed_clients,
             audited,
+            audit_key: _,
         } = tx;
         let committed = tx.commit().await.map_err(db_err);
         if let Some(cache) = &self.cache {
@@ -396,34 +403,109 @@ fn log_audit_event(e: &AuditEvent) {
     );
 }
 
+/// Writes audit events, each linked into its chain (see `rekey_core::audit_chain`). The
+/// chain's head row is locked (an upsert) until the transaction ends, so events of one chain
+/// are linked one after the other even across nodes.
 async fn insert_audit(tx: &mut WriteTx, events: &[AuditEvent]) -> CoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let key = tx.audit_key.clone();
+    let Some(key) = key.get() else {
+        return Err(CoreError::storage_msg(
+            "the audit chain key is not set (the store was opened without the server key)",
+        ));
+    };
     tx.audited.extend_from_slice(events);
     let conn: &mut AnyConnection = tx;
     for e in events {
+        let chain = audit_chain::chain_of(e);
+        let previous: String = sqlx::query_scalar(
+            "INSERT INTO audit_chain_heads (chain, last_link, events) VALUES ($1, '', 0) \
+             ON CONFLICT (chain) DO UPDATE SET events = audit_chain_heads.events \
+             RETURNING last_link",
+        )
+        .bind(chain.clone())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        let fields = AuditFields::of(e);
+        let link = audit_chain::link(key, &previous, &fields.content());
         sqlx::query(
             "INSERT INTO audit_events (id, time, action, actor, org_id, app_id, secret_id, \
-             request_id, source, outcome, details) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             request_id, source, outcome, details, chain, prev_link, link) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
-        .bind(e.id.to_string())
-        .bind(ms(e.time))
+        .bind(fields.id.clone())
+        .bind(fields.time_ms)
         .bind(e.action.clone())
         .bind(e.actor.clone())
-        .bind(e.org_id.map(|v| v.to_string()))
-        .bind(e.app_id.map(|v| v.to_string()))
-        .bind(e.secret_id.map(|v| v.to_string()))
+        .bind(fields.org_id.clone())
+        .bind(fields.app_id.clone())
+        .bind(fields.secret_id.clone())
         .bind(e.request_id.clone())
         .bind(e.source.clone())
-        .bind(match e.outcome {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-        })
-        .bind(e.details.to_string())
+        .bind(fields.outcome)
+        .bind(fields.details.clone())
+        .bind(chain.clone())
+        .bind(previous)
+        .bind(link.clone())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE audit_chain_heads SET last_link = $1, events = events + 1 WHERE chain = $2",
+        )
+        .bind(link)
+        .bind(chain)
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
     }
     Ok(())
+}
+
+/// An audit event's fields as they are stored (and hashed).
+struct AuditFields<'a> {
+    event: &'a AuditEvent,
+    id: String,
+    time_ms: i64,
+    org_id: Option<String>,
+    app_id: Option<String>,
+    secret_id: Option<String>,
+    outcome: &'static str,
+    details: String,
+}
+
+impl<'a> AuditFields<'a> {
+    fn of(e: &'a AuditEvent) -> Self {
+        Self {
+            event: e,
+            id: e.id.to_string(),
+            time_ms: ms(e.time),
+            org_id: e.org_id.map(|v| v.to_string()),
+            app_id: e.app_id.map(|v| v.to_string()),
+            secret_id: e.secret_id.map(|v| v.to_string()),
+            outcome: audit_chain::outcome_str(e.outcome),
+            details: e.details.to_string(),
+        }
+    }
+
+    fn content(&self) -> audit_chain::LinkContent<'_> {
+        audit_chain::LinkContent {
+            id: &self.id,
+            time_ms: self.time_ms,
+            action: &self.event.action,
+            actor: &self.event.actor,
+            org_id: self.org_id.as_deref(),
+            app_id: self.app_id.as_deref(),
+            secret_id: self.secret_id.as_deref(),
+            request_id: self.event.request_id.as_deref(),
+            source: self.event.source.as_deref(),
+            outcome: self.outcome,
+            details: &self.details,
+        }
+    }
 }
 
 /// The statement that writes an app's mutable settings.
@@ -1774,6 +1856,136 @@ impl Store for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(flag == Some(1))
+    }
+
+    async fn revoke_token(
+        &self,
+        jti: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> CoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let added = sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti.to_string())
+        .bind(ms(expires_at))
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if added.rows_affected() == 1 {
+            insert_audit(&mut tx, audit).await?;
+        }
+        self.commit(tx).await
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> CoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens WHERE jti = $1")
+            .bind(jti.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn prune_revoked_tokens(&self, before: Timestamp) -> CoreResult<u64> {
+        let done = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+            .bind(ms(before))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    fn set_audit_key(&self, key: KeyedHasher) {
+        let _ = self.audit_key.set(key);
+    }
+
+    async fn verify_audit_chain(&self, chain: &str) -> CoreResult<audit_chain::ChainReport> {
+        let Some(key) = self.audit_key.get() else {
+            return Err(CoreError::storage_msg("the audit chain key is not set"));
+        };
+        let mut verifier = audit_chain::ChainVerifier::new(key, chain);
+        // Events from before the chains have no chain column: they belong to the chain of
+        // their org. Pages by seq, oldest first.
+        let mut after = i64::MIN;
+        'pages: loop {
+            let rows = sqlx::query(
+                "SELECT seq, id, time, action, actor, org_id, app_id, secret_id, request_id, \
+                 source, outcome, details, prev_link, link FROM audit_events \
+                 WHERE COALESCE(chain, COALESCE(org_id, '')) = $1 AND seq > $2 \
+                 ORDER BY seq LIMIT 1000",
+            )
+            .bind(chain.to_string())
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = sqlx::Row::try_get(last, "seq").map_err(db_err)?;
+            for r in &rows {
+                let text = |c: &str| -> CoreResult<Option<String>> {
+                    sqlx::Row::try_get(r, c).map_err(db_err)
+                };
+                let (id, action, actor, outcome, details) = (
+                    text("id")?.unwrap_or_default(),
+                    text("action")?.unwrap_or_default(),
+                    text("actor")?.unwrap_or_default(),
+                    text("outcome")?.unwrap_or_default(),
+                    text("details")?.unwrap_or_default(),
+                );
+                let (org_id, app_id, secret_id, request_id, source) = (
+                    text("org_id")?,
+                    text("app_id")?,
+                    text("secret_id")?,
+                    text("request_id")?,
+                    text("source")?,
+                );
+                let content = audit_chain::LinkContent {
+                    id: &id,
+                    time_ms: sqlx::Row::try_get(r, "time").map_err(db_err)?,
+                    action: &action,
+                    actor: &actor,
+                    org_id: org_id.as_deref(),
+                    app_id: app_id.as_deref(),
+                    secret_id: secret_id.as_deref(),
+                    request_id: request_id.as_deref(),
+                    source: source.as_deref(),
+                    outcome: &outcome,
+                    details: &details,
+                };
+                let (prev_link, link) = (text("prev_link")?, text("link")?);
+                if !verifier.next(&content, prev_link.as_deref(), link.as_deref()) {
+                    break 'pages;
+                }
+            }
+        }
+        let head = sqlx::query("SELECT last_link, events FROM audit_chain_heads WHERE chain = $1")
+            .bind(chain.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let head = match &head {
+            Some(r) => {
+                let last: String = sqlx::Row::try_get(r, "last_link").map_err(db_err)?;
+                let events: i64 = sqlx::Row::try_get(r, "events").map_err(db_err)?;
+                Some((last, u64::try_from(events).unwrap_or(0)))
+            }
+            None => None,
+        };
+        Ok(verifier.finish(head.as_ref().map(|(l, n)| (l.as_str(), *n))))
+    }
+
+    async fn list_audit_chains(&self) -> CoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT chain FROM audit_chain_heads ORDER BY chain")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
     }
 
     async fn list_server_admins(&self) -> CoreResult<Vec<User>> {

@@ -5,6 +5,8 @@
 
 use rekey_core::error::CoreError;
 
+use rekey_core::store::Store as _;
+
 use crate::SqlStore;
 
 /// The environment variable that names the PostgreSQL server for tests.
@@ -27,6 +29,7 @@ impl TestDb {
         let url = SqlStore::sqlite_url(&path);
         let store = SqlStore::connect(&url, 4).await.expect("open sqlite");
         store.migrate().await.expect("migrate sqlite");
+        store.set_audit_key(test_audit_key());
         Self {
             store,
             url,
@@ -66,6 +69,7 @@ impl TestDb {
         let url = format!("{base}{sep}options[search_path]={schema}");
         let store = SqlStore::connect(&url, 4).await?;
         store.migrate().await?;
+        store.set_audit_key(test_audit_key());
         Ok(Self {
             store,
             url,
@@ -80,6 +84,12 @@ impl TestDb {
         dbs.extend(Self::postgres().await);
         dbs
     }
+}
+
+/// The audit chains' key of test databases (a server started on one keeps it: the first
+/// key set wins).
+pub fn test_audit_key() -> rekey_core::crypto::KeyedHasher {
+    rekey_core::crypto::KeyedHasher::new(&[7; 32])
 }
 
 impl SqlStore {

@@ -99,7 +99,9 @@ async fn check(config: &rekey_server::Config, url: Option<&str>, report: &mut Re
     if !check_schema(&store, report).await {
         return;
     }
-    check_server_key(config, &store, report).await;
+    if check_server_key(config, &store, report).await {
+        check_audit_chains(&store, report).await;
+    }
     let now = SystemClock.now();
     let issuer = check_nodes(config, &store, now, report).await;
     check_signing_keys(config, &store, now, report).await;
@@ -214,7 +216,12 @@ async fn check_schema(store: &SqlStore, report: &mut Report) -> bool {
     true
 }
 
-async fn check_server_key(config: &rekey_server::Config, store: &SqlStore, report: &mut Report) {
+/// Returns whether the key matches (the audit chains can then be checked with it).
+async fn check_server_key(
+    config: &rekey_server::Config,
+    store: &SqlStore,
+    report: &mut Report,
+) -> bool {
     let key = match configured_server_key(config) {
         Ok(Some(key)) => key,
         Ok(None) => {
@@ -225,16 +232,18 @@ async fn check_server_key(config: &rekey_server::Config, store: &SqlStore, repor
                     config.data_dir.join("server.key").display()
                 ),
             );
-            return;
+            return false;
         }
         Err(e) => {
             report.problem("server key", chain(e.as_ref()));
-            return;
+            return false;
         }
     };
     match store.key_check().await {
         Ok(Some(recorded)) if recorded == key.key_check() => {
-            report.ok("server key", "matches the database")
+            report.ok("server key", "matches the database");
+            store.set_audit_key(key.audit_hasher());
+            return true;
         }
         Ok(Some(_)) => report.problem(
             "server key",
@@ -246,6 +255,45 @@ async fn check_server_key(config: &rekey_server::Config, store: &SqlStore, repor
             "the database has no key check yet (the next `rekey serve` records it)",
         ),
         Err(e) => report.problem("server key", chain(&e)),
+    }
+    false
+}
+
+async fn check_audit_chains(store: &SqlStore, report: &mut Report) {
+    let chains = match store.list_audit_chains().await {
+        Ok(c) => c,
+        Err(e) => {
+            report.problem("audit", chain(&e));
+            return;
+        }
+    };
+    let (mut events, mut broken) = (0, Vec::new());
+    for c in &chains {
+        match store.verify_audit_chain(c).await {
+            Ok(r) => {
+                events += r.events;
+                if let Some(b) = r.broken {
+                    let name = if c.is_empty() {
+                        "the server's"
+                    } else {
+                        c.as_str()
+                    };
+                    let at = b
+                        .event_id
+                        .map_or_else(|| "its end".into(), |e| format!("event {e}"));
+                    broken.push(format!("chain {name} at {at}: {}", b.reason));
+                }
+            }
+            Err(e) => broken.push(chain(&e)),
+        }
+    }
+    if broken.is_empty() {
+        report.ok(
+            "audit",
+            format!("{} chain(s) intact, {events} linked events", chains.len()),
+        );
+    } else {
+        report.problem("audit", broken.join("; "));
     }
 }
 
@@ -472,18 +520,29 @@ async fn check_destinations(config: &rekey_server::Config, store: &SqlStore, rep
         report.ok("destinations", "none set");
         return;
     }
-    // Many apps share a queue or a receiver: each target is probed once.
-    let mut targets = Vec::new();
+    // Many apps share a queue or a receiver: each target (of each org, for spool
+    // directories) is probed once.
+    let mut targets: Vec<(rekey_core::notify::Target, rekey_core::model::OrgId, usize)> =
+        Vec::new();
     for d in &destinations {
-        if !targets.contains(&d.target) {
-            targets.push(d.target.clone());
+        let org = match store.get_app(d.app_id).await {
+            Ok(Some(app)) => app.org_id,
+            _ => continue,
+        };
+        match targets
+            .iter_mut()
+            .find(|(t, o, _)| *t == d.target && *o == org)
+        {
+            Some((_, _, apps)) => *apps += 1,
+            None => targets.push((d.target.clone(), org, 1)),
         }
     }
     let timeout = Duration::from_secs(config.delivery_timeout_seconds.clamp(1, 10));
     let mut failed = Vec::new();
-    for target in &targets {
-        if let Err(e) = rekey_dispatch::sinks::probe(target, &config.spool_root(), timeout).await {
-            let apps = destinations.iter().filter(|d| &d.target == target).count();
+    let spool_root = config.spool_root();
+    for (target, org, apps) in &targets {
+        let probe = rekey_dispatch::sinks::probe(target, *org, &spool_root, timeout);
+        if let Err(e) = probe.await {
             failed.push(format!("{} ({apps} app(s)): {e}", describe(target)));
         }
     }

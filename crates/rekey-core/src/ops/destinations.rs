@@ -36,6 +36,10 @@ impl Rekey {
         if !self.allow_insecure_destinations {
             check_secure(&target)?;
         }
+        self.destination_check
+            .check(&target)
+            .await
+            .map_err(OpError::Invalid)?;
         let now = self.now();
         let id = DestinationId::new();
         let signing_secret = matches!(target, Target::Webhook { .. }).then(generate_webhook_secret);
@@ -205,15 +209,7 @@ fn check_secure(target: &Target) -> Result<(), OpError> {
             }
             !queue_url.starts_with("https://")
         }
-        Target::Webhook { url } => {
-            if let Some(host) = crate::notify::internal_host(url) {
-                return Err(OpError::Invalid(format!(
-                    "Webhook URLs must name a public host, not {host} (a loopback, private, \
-                     link-local or otherwise internal address): {HINT}"
-                )));
-            }
-            !url.starts_with("https://")
-        }
+        Target::Webhook { url } => !url.starts_with("https://"),
         Target::File { .. } => false,
     };
     if insecure {

@@ -8,6 +8,7 @@
 //! - [`apps`]: create, update (settings and role together), delete;
 //! - [`destinations`]: set, remove, test a destination; retry a dead delivery;
 //! - [`secrets`]: rotate, regenerate, finish, revoke;
+//! - [`introspection`]: RFC 7662 introspection and RFC 7009 revocation;
 //! - [`members`]: add a member, set a role, remove a member (atomic, an owner always remains);
 //! - [`api_tokens`]: create, list, revoke;
 //! - [`signing_keys`]: signing-key rotation (on request and on schedule);
@@ -17,6 +18,7 @@ pub mod api_tokens;
 pub mod apps;
 pub mod console;
 pub mod destinations;
+pub mod introspection;
 pub mod members;
 pub mod secrets;
 pub mod signing_keys;
@@ -103,6 +105,8 @@ pub struct Settings {
     pub throttle: FailureThrottle,
     /// Plain-http destinations and SQS endpoint overrides (local development only).
     pub allow_insecure_destinations: bool,
+    /// Refuses destinations whose addresses are internal (resolving names).
+    pub destination_check: Arc<dyn crate::notify::DestinationCheck>,
     /// How long console sessions last.
     pub console_sessions: console::SessionLimits,
     /// When new signing keys sign, how long old ones stay published, the schedule.
@@ -130,6 +134,7 @@ pub struct Rekey {
     issuer: String,
     user_token_ttl_secs: i64,
     allow_insecure_destinations: bool,
+    destination_check: Arc<dyn crate::notify::DestinationCheck>,
     pub throttle: FailureThrottle,
     pub last_use: LastUseRecorder,
     /// Wakes this node's dispatcher after a notification was committed.
@@ -162,6 +167,7 @@ impl Rekey {
             issuer: settings.issuer,
             user_token_ttl_secs: settings.user_token_ttl_secs,
             allow_insecure_destinations: settings.allow_insecure_destinations,
+            destination_check: settings.destination_check,
             throttle: settings.throttle,
             last_use: LastUseRecorder::default(),
             wake_dispatcher,

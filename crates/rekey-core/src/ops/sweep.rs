@@ -28,6 +28,8 @@ pub struct SweepReport {
     pub warnings: usize,
     /// Console sign-in links and sessions deleted (ended more than a day ago).
     pub console_pruned: u64,
+    /// Token revocations forgotten (their tokens expired).
+    pub revocations_pruned: u64,
 }
 
 /// How long ended console links and sessions are kept (for a support question the same day).
@@ -155,6 +157,8 @@ impl Rekey {
             .store
             .prune_console(now.plus_secs(-CONSOLE_KEEP_SECS))
             .await?;
+        // A revoked token that expired fails on its own: its revocation is no longer needed.
+        report.revocations_pruned = state.store.prune_revoked_tokens(now).await?;
         Ok(report)
     }
 }

@@ -14,6 +14,7 @@ use crate::error::CoreError;
 use crate::metrics::THROTTLED_REQUESTS;
 use crate::model::{ApiTokenId, App, AuditContext, OrgId, Principal, SecretId, UserId};
 use crate::secret::is_valid_client_id;
+use crate::store::ClientRecord;
 use crate::token::{AccessClaims, TokenError};
 
 /// A client-credentials request, as the dialect parsed it.
@@ -132,44 +133,64 @@ impl Rekey {
         }
     }
 
+    /// Authenticates an app by its client id and secret, under the token endpoint's rules
+    /// (the failure throttle included): the app's record and the id of the secret that
+    /// matched. Also the client authentication of introspection and revocation.
+    pub async fn authenticate_client(
+        &self,
+        client_id: &str,
+        secrets: &[String],
+        source: &str,
+        now: Timestamp,
+    ) -> Result<(std::sync::Arc<ClientRecord>, SecretId), TokenRefusal> {
+        // The throttle turns a failed authentication into 429 once the client id or the
+        // address is over its budget; a valid secret always passes (see `throttle`).
+        let failed = |known_client: bool| {
+            // Only a client id that names an app gets a window of its own: any other string
+            // counts against the address alone (a flood of made-up ids adds no keys).
+            let client_id = Some(client_id).filter(|_| known_client);
+            self.failed_authentication(
+                client_id,
+                Some(source),
+                now,
+                TokenRefusal::InvalidClient { known_client },
+            )
+        };
+        // Ids Rekey never issues (wrong length or characters) fail without a lookup.
+        if !is_valid_client_id(client_id) {
+            return Err(failed(false));
+        }
+        let Some(client) = self.store.load_client(client_id).await? else {
+            return Err(failed(false));
+        };
+        let matched = secrets.iter().find_map(|candidate| {
+            match_secret(&client.secrets, &self.secret_hasher.hash(candidate), now)
+        });
+        match matched.map(|s| s.id) {
+            Some(secret) => Ok((client, secret)),
+            None => Err(failed(true)),
+        }
+    }
+
     /// The client-credentials grant.
     pub async fn issue_client_token(
         &self,
         req: ClientTokenRequest<'_>,
     ) -> Result<IssuedToken, TokenRefusal> {
         let now = self.now();
-        let (client_id, source) = (Some(req.client_id), Some(req.source));
-        // The throttle turns a failed authentication into 429 once the client id or the
-        // address is over its budget; a valid secret always passes (see `throttle`).
-        let failed = |known_client: bool| {
-            // Only a client id that names an app gets a window of its own: any other string
-            // counts against the address alone (a flood of made-up ids adds no keys).
-            let client_id = client_id.filter(|_| known_client);
-            self.failed_authentication(
-                client_id,
-                source,
-                now,
-                TokenRefusal::InvalidClient { known_client },
-            )
-        };
-        // Ids Rekey never issues (wrong length or characters) fail without a lookup.
-        if !is_valid_client_id(req.client_id) {
-            return Err(failed(false));
-        }
-        let Some(client) = self.store.load_client(req.client_id).await? else {
-            return Err(failed(false));
-        };
-        let matched = req.secrets.iter().find_map(|candidate| {
-            match_secret(&client.secrets, &self.secret_hasher.hash(candidate), now)
-        });
-        let Some(secret) = matched else {
-            return Err(failed(true));
-        };
+        let (client, secret_id) = self
+            .authenticate_client(req.client_id, req.secrets, req.source, now)
+            .await?;
         let app = &client.app;
         let scopes = grant_scopes(app, req.scope).map_err(|e| match e {
             ClientAuthError::GrantNotAllowed => TokenRefusal::GrantNotAllowed,
             ClientAuthError::ScopeNotAllowed(s) => TokenRefusal::ScopeNotAllowed(s),
-            ClientAuthError::BadCredentials => failed(true),
+            ClientAuthError::BadCredentials => self.failed_authentication(
+                Some(req.client_id),
+                Some(req.source),
+                now,
+                TokenRefusal::InvalidClient { known_client: true },
+            ),
         })?;
         let (context_name, perms) = match &req.csp {
             Some(csp) => {
@@ -184,7 +205,7 @@ impl Rekey {
             }
             None => (None, None),
         };
-        self.last_use.record(secret.id, now);
+        self.last_use.record(secret_id, now);
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: app.client_id.clone(),
@@ -193,7 +214,7 @@ impl Rekey {
             exp: now.as_secs() + app.access_token_ttl_secs,
             jti: Uuid::new_v4().to_string(),
             scope: scopes.join(" "),
-            sid: Some(secret.id.to_string()),
+            sid: Some(secret_id.to_string()),
             tid: None,
             context_name,
             perms,
@@ -256,6 +277,10 @@ impl Rekey {
             TokenError::Expired => AuthFailure::Expired,
             _ => AuthFailure::Invalid,
         })?;
+        // Revoked by its app (RFC 7009), on any node.
+        if self.store.is_token_revoked(&claims.jti).await? {
+            return Err(AuthFailure::Revoked);
+        }
         if let Some(sid) = &claims.sid {
             let sid = SecretId::parse(sid).ok_or(AuthFailure::Revoked)?;
             let secret = self

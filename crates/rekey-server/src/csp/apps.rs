@@ -1,6 +1,7 @@
 //! The oauth-apps endpoints and their `/secret` sub-resource.
 
-use axum::extract::{Path, RawQuery, State};
+use super::CspPath as Path;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rekey_core::apps::{replace_if_given as set, AppSettings, MAX_DURATION_SECS};

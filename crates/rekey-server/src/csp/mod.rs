@@ -62,6 +62,25 @@ pub struct CspError {
 /// The module code Rekey reports in `moduleCode` (identity and access management).
 const MODULE_CODE: i32 = 1;
 
+/// `axum::extract::Path` for the CSP API: an undecodable path is a `CspErrorResponse` 400.
+pub struct CspPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for CspPath<T>
+{
+    type Rejection = CspError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, CspError> {
+        crate::extract::decode_path(parts, state)
+            .await
+            .map(Self)
+            .map_err(CspError::bad_request)
+    }
+}
+
 impl CspError {
     pub fn new(status: StatusCode, error_code: &'static str, message: impl Into<String>) -> Self {
         Self {

@@ -1,6 +1,7 @@
 //! Apps and their secrets' metadata.
 
-use axum::extract::{Path, RawQuery, State};
+use crate::extract::NativePath as Path;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rekey_core::apps::{replace_if_given as set, AppSettings};

@@ -1,6 +1,7 @@
 //! Notification preferences (destinations) and the deliveries of the outbox.
 
-use axum::extract::{Path, RawQuery, State};
+use crate::extract::NativePath as Path;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rekey_core::model::DeliveryId;

@@ -31,6 +31,10 @@ pub fn routes() -> Router<SharedState> {
         )
         .route("/api/v1/orgs/{org_id}/audit-events", get(orgs::list_audit))
         .route(
+            "/api/v1/orgs/{org_id}/audit-events/verify",
+            get(orgs::verify_audit),
+        )
+        .route(
             "/api/v1/orgs/{org_id}/api-tokens",
             get(tokens::list).post(tokens::create),
         )
@@ -112,6 +116,7 @@ pub fn routes() -> Router<SharedState> {
         orgs::set_member_role,
         orgs::remove_member,
         orgs::list_audit,
+        orgs::verify_audit,
         orgs::list_signing_keys,
         orgs::rotate_signing_key,
         apps::create_app,

@@ -2,7 +2,8 @@
 //! also returned in the response (an operator asked for it); the notification goes to the
 //! app's destination too when one is registered.
 
-use axum::extract::{Path, State};
+use crate::extract::NativePath as Path;
+use axum::extract::State;
 use axum::Json;
 use rekey_core::apps::MAX_DURATION_SECS;
 use rekey_core::ops::secrets::{NewSecret, RotateInput};

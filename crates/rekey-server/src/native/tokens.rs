@@ -1,6 +1,7 @@
 //! Users' API tokens: create (for oneself), list, revoke.
 
-use axum::extract::{Path, State};
+use crate::extract::NativePath as Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use rekey_core::model::{ApiToken, ApiTokenId};

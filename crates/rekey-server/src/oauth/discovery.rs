@@ -24,21 +24,24 @@ pub async fn jwks(State(state): State<SharedState>) -> impl IntoResponse {
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414)
 pub async fn metadata(State(state): State<SharedState>) -> Json<ServerMetadata> {
     let iss = state.issuer();
+    let client_auth = || vec!["client_secret_basic".into(), "client_secret_post".into()];
     Json(ServerMetadata {
         issuer: iss.to_string(),
         token_endpoint: format!("{iss}/oauth2/token"),
         jwks_uri: format!("{iss}/.well-known/jwks.json"),
         grant_types_supported: vec!["client_credentials".into()],
-        token_endpoint_auth_methods_supported: vec![
-            "client_secret_basic".into(),
-            "client_secret_post".into(),
-        ],
+        token_endpoint_auth_methods_supported: client_auth(),
         token_endpoint_auth_signing_alg_values_supported: vec!["EdDSA".into()],
         response_types_supported: vec!["token".into()],
         scopes_supported: vec![
             "sellingpartnerapi::client_credential:rotation".into(),
             "sellingpartnerapi::notifications".into(),
+            rekey_core::ops::introspection::INTROSPECT_SCOPE.into(),
         ],
+        introspection_endpoint: Some(format!("{iss}/oauth2/introspect")),
+        introspection_endpoint_auth_methods_supported: client_auth(),
+        revocation_endpoint: Some(format!("{iss}/oauth2/revoke")),
+        revocation_endpoint_auth_methods_supported: client_auth(),
     })
 }
 

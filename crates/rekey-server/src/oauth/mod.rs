@@ -1,6 +1,7 @@
 //! The OAuth 2.0 side: token endpoints of every dialect, and key/metadata discovery.
 
 pub mod discovery;
+pub mod introspect;
 pub mod token;
 
 use axum::routing::{get, post};
@@ -12,6 +13,8 @@ pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/auth/o2/token", post(token::lwa_token))
         .route("/oauth2/token", post(token::generic_token))
+        .route("/oauth2/introspect", post(introspect::introspect))
+        .route("/oauth2/revoke", post(introspect::revoke))
         .route("/csp/gateway/am/api/auth/authorize", post(token::csp_token))
         .route("/csp/gateway/am/api/auth/token", post(token::csp_token))
         .route(

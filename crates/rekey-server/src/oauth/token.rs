@@ -105,7 +105,7 @@ fn counted(dialect: &'static str, started: Instant, result: &Result<Issued, OAut
 }
 
 /// Reads the body within the configured limit (413 in the OAuth shape above it).
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, OAuthError> {
+pub(super) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, OAuthError> {
     axum::body::to_bytes(body, state.config.body_limit_bytes)
         .await
         .map_err(|_| OAuthError::payload_too_large())
@@ -166,14 +166,14 @@ pub fn parse_params(
 
 /// Client credentials from the request: at most one method (RFC 6749 section 2.3).
 #[derive(Debug)]
-struct ClientCredentials {
-    client_id: String,
+pub(super) struct ClientCredentials {
+    pub(super) client_id: String,
     /// Candidate secrets: as decoded, then as sent (some clients do not URL-encode).
-    secrets: Vec<String>,
-    basic: bool,
+    pub(super) secrets: Vec<String>,
+    pub(super) basic: bool,
 }
 
-fn client_credentials_from(
+pub(super) fn client_credentials_from(
     dialect: Dialect,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
@@ -253,7 +253,7 @@ pub(crate) struct Issued {
 
 /// Renders a refusal of the token use cases in RFC 6749's shape. A failed client
 /// authentication is 401 with Basic (and always on the LWA path), else 400.
-fn refusal(e: TokenRefusal, dialect: Dialect, basic: bool) -> OAuthError {
+pub(super) fn refusal(e: TokenRefusal, dialect: Dialect, basic: bool) -> OAuthError {
     match e {
         TokenRefusal::Throttled { retry_after_secs } => OAuthError::throttled(retry_after_secs),
         TokenRefusal::InvalidClient { .. } => {

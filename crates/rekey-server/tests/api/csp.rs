@@ -541,6 +541,9 @@ async fn bad_input_is_a_400_csp_error_never_a_500() {
         app.http.get(app.url("/csp/gateway/am/api/orgs/not-a-guid/oauth-apps")),
         app.http.get(format!("{b}/{long_id}")),
         app.http.get(format!("{b}/bad!id")),
+        // Percent-escapes that are not UTF-8 used to get axum's text/plain 400.
+        app.http.get(format!("{b}/%C0%AE")),
+        app.http.put(format!("{b}/%FF%FE/secret")).json(&json!({})),
         app.http.get(format!("{b}?pageLimit=0")),
         app.http.get(format!("{b}?pageStart=x")),
         app.http.post(&b).json(&json!({ "displayName": "x", "unknownField": 1 })),

@@ -45,6 +45,7 @@ pub(crate) fn test_config() -> Config {
         role: rekey_server::config::NodeRole::Api,
         // Local webhook receivers and moto are plain http on loopback.
         allow_insecure_destinations: true,
+        allowed_destination_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
         // Tests stop their servers at once.
         shutdown_drain_seconds: 0,
         ..Config::default()
@@ -170,6 +171,31 @@ pub(crate) async fn add_user(
 }
 
 impl TestApp {
+    /// A second org with an owner: its id, and the owner's API token and access token.
+    pub(crate) async fn other_org(&self) -> (OrgId, String, String) {
+        let org = Org {
+            id: OrgId::new(),
+            name: "other org".into(),
+            created_at: self.clock.now(),
+        };
+        self.store().create_org(&org, &[]).await.unwrap();
+        let (_, api_token) = add_user(
+            self.store(),
+            &self.key,
+            org.id,
+            Role::OrgOwner,
+            self.clock.now(),
+        )
+        .await;
+        let access = self.user_access_token(&api_token).await;
+        (org.id, api_token, access)
+    }
+
+    /// The org's spool directory `name` (`<file_destination_root>/<org id>/<name>`).
+    pub(crate) fn spool_dir(&self, name: &str) -> std::path::PathBuf {
+        self.spool.join(self.org_id.to_string()).join(name)
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -4,13 +4,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
 mod authorization;
+mod cross_org;
 mod csp;
+mod forged_tokens;
 mod helpers;
+mod introspection;
 mod management;
 mod no_leaks;
 mod openapi;
 mod rotation;
 mod signing_keys;
 mod spapi_errors;
+mod spool;
 mod sqs;
 mod token_endpoints;

@@ -255,6 +255,17 @@ async fn bad_input_gets_a_problem_never_a_500() {
                 .bearer_auth(&token),
             404,
         ),
+        // Percent-escapes that are not UTF-8 used to get axum's text/plain 400.
+        (
+            app.http.get(format!("{base}/%C0%AE")).bearer_auth(&token),
+            400,
+        ),
+        (
+            app.http
+                .post(format!("{base}/%FF/secrets/rotate"))
+                .bearer_auth(&token),
+            400,
+        ),
         (
             app.http
                 .get(format!("{base}?pageLimit=0"))

@@ -15,6 +15,7 @@ use rekey_core::model::{AppId, NotificationId};
 use rekey_core::notify::{envelope, Delivery, DeliveryState, Destination, NotificationType};
 use rekey_core::store::{Page, Store};
 use rekey_dispatch::{DispatchSettings, Dispatcher, SendError, Sink};
+use rekey_server::Application;
 use rekey_store::testing::TestDb;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -71,12 +72,12 @@ async fn spapi_rotation_delivers_the_new_secret_and_the_old_one_works_for_seven_
         );
         assert_eq!(app.valid_secrets(c.app.id).await, 2);
         assert!(
-            read_spool(&app.spool.join("out")).is_empty(),
+            read_spool(&app.spool_dir("out")).is_empty(),
             "nothing delivered before the dispatcher runs"
         );
 
         assert_eq!(app.drain().await, 1);
-        let files = read_spool(&app.spool.join("out"));
+        let files = read_spool(&app.spool_dir("out"));
         assert_eq!(files.len(), 1);
         let n = &files[0];
         assert_eq!(n["notificationVersion"], "1.0");
@@ -157,7 +158,7 @@ async fn the_new_secret_is_not_in_the_database_file_before_or_after_delivery() {
         .await;
     assert_eq!(app.spapi_rotate(&token).await.status(), 204);
     app.drain().await;
-    let new = read_spool(&app.spool.join("out"))[0]["payload"]["applicationOAuthClientNewSecret"]
+    let new = read_spool(&app.spool_dir("out"))[0]["payload"]["applicationOAuthClientNewSecret"]
         ["newClientSecret"]
         .as_str()
         .unwrap()
@@ -239,7 +240,10 @@ async fn a_webhook_down_during_rotation_gets_the_same_notification_once_it_is_ba
         .await
         .unwrap()[0];
     assert_eq!(d.state, DeliveryState::Pending);
-    assert_eq!(d.last_error.as_deref(), Some("webhook answered HTTP 500"));
+    assert_eq!(
+        d.last_error.as_deref(),
+        Some("could not deliver: the receiver answered HTTP 500")
+    );
     assert!(
         d.next_attempt_at > app.clock.now(),
         "the retry waits for its backoff"
@@ -602,7 +606,7 @@ async fn expiry_warnings_are_queued_once_per_threshold() {
         "59 days left: the 60-day warning"
     );
     app.drain().await;
-    let files = read_spool(&app.spool.join("out"));
+    let files = read_spool(&app.spool_dir("out"));
     assert_eq!(files.len(), 2);
     for f in &files {
         assert_eq!(
@@ -683,7 +687,7 @@ async fn destinations_are_set_listed_tested_and_removed() {
         .unwrap();
     assert_eq!(res.status(), 202);
     app.drain().await;
-    let files = read_spool(&app.spool.join("out"));
+    let files = read_spool(&app.spool_dir("out"));
     assert!(files[0]["payload"]["testNotification"].is_object());
     let res = app
         .http
@@ -707,6 +711,7 @@ async fn destinations_are_set_listed_tested_and_removed() {
 async fn plain_http_destinations_and_endpoint_overrides_need_the_operators_consent() {
     let mut config = test_config();
     config.allow_insecure_destinations = false;
+    config.allowed_destination_networks = Vec::new();
     let app = spawn_app_on(TestDb::sqlite().await, config).await;
     let c = app.create_app(json!({})).await;
     let token = app.owner_access_token().await;
@@ -714,17 +719,53 @@ async fn plain_http_destinations_and_endpoint_overrides_need_the_operators_conse
         "/api/v1/orgs/{}/apps/{}/destinations/APPLICATION_OAUTH_CLIENT_NEW_SECRET",
         app.org_id, c.app.id
     ));
-    for body in [
-        json!({"kind": "webhook", "url": "http://169.254.169.254/latest"}),
+    // Each refusal names the setting an operator would change.
+    let insecure = "allow_insecure_destinations";
+    let internal = "allowed_destination_networks";
+    for (body, setting) in [
+        (
+            json!({"kind": "webhook", "url": "http://169.254.169.254/latest"}),
+            insecure,
+        ),
         // https to an internal address is no better: the server would probe its own network
         // for anyone who may set a destination (issue 15).
-        json!({"kind": "webhook", "url": "https://127.0.0.1:5432/"}),
-        json!({"kind": "webhook", "url": "https://169.254.169.254/latest/meta-data/"}),
-        json!({"kind": "webhook", "url": "https://[::1]:8443/"}),
-        json!({"kind": "webhook", "url": "https://10.0.0.1/"}),
-        json!({"kind": "webhook", "url": "https://localhost/hook"}),
-        json!({"kind": "sqs", "queueUrl": "https://sqs.us-east-1.amazonaws.com/1/q", "region": "us-east-1", "endpointUrl": "https://internal.example"}),
-        json!({"kind": "sqs", "queueUrl": "http://sqs.us-east-1.amazonaws.com/1/q", "region": "us-east-1"}),
+        (
+            json!({"kind": "webhook", "url": "https://127.0.0.1:5432/"}),
+            internal,
+        ),
+        (
+            json!({"kind": "webhook", "url": "https://169.254.169.254/latest/meta-data/"}),
+            internal,
+        ),
+        (
+            json!({"kind": "webhook", "url": "https://[::1]:8443/"}),
+            internal,
+        ),
+        (
+            json!({"kind": "webhook", "url": "https://[::ffff:10.1.2.3]/"}),
+            internal,
+        ),
+        (
+            json!({"kind": "webhook", "url": "https://10.0.0.1/"}),
+            internal,
+        ),
+        // A name is resolved: every address it has must be public.
+        (
+            json!({"kind": "webhook", "url": "https://localhost/hook"}),
+            internal,
+        ),
+        (
+            json!({"kind": "webhook", "url": "https://LOCALHOST.:8443/hook"}),
+            internal,
+        ),
+        (
+            json!({"kind": "sqs", "queueUrl": "https://sqs.us-east-1.amazonaws.com/1/q", "region": "us-east-1", "endpointUrl": "https://internal.example"}),
+            insecure,
+        ),
+        (
+            json!({"kind": "sqs", "queueUrl": "http://sqs.us-east-1.amazonaws.com/1/q", "region": "us-east-1"}),
+            insecure,
+        ),
     ] {
         let res = app
             .http
@@ -735,10 +776,9 @@ async fn plain_http_destinations_and_endpoint_overrides_need_the_operators_conse
             .await
             .unwrap();
         assert_eq!(res.status(), 400, "{body}");
-        // The refusal names the setting an operator would change for local development.
         let problem: Value = res.json().await.unwrap();
         let detail = problem["detail"].as_str().unwrap();
-        assert!(detail.contains("allow_insecure_destinations"), "{detail}");
+        assert!(detail.contains(setting), "{body}: {detail}");
     }
     for body in [
         json!({"kind": "webhook", "url": "https://hooks.example/rekey"}),
@@ -784,4 +824,65 @@ async fn an_sqs_destination_takes_its_region_from_the_queue_url_when_none_is_giv
     assert_eq!(res.status(), 400);
     let problem: Value = res.json().await.unwrap();
     assert!(problem["detail"].as_str().unwrap().contains("region"));
+}
+
+/// A name that resolved to an allowed address when the destination was set may resolve to an
+/// internal one later (DNS rebinding): every send resolves again, through the guard, and the
+/// connection goes only to the addresses it checked. Here a node whose policy does not list
+/// loopback refuses to deliver to `localhost` (the member sees a coarse reason, nothing about
+/// the target), while a node that lists it delivers.
+#[tokio::test]
+async fn every_send_checks_the_address_it_connects_to() {
+    let app = spawn_app().await;
+    let (receiver, _status, mut rx) = start_receiver().await;
+    let port = receiver
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook");
+    let c = app.create_app(json!({})).await;
+    app.set_destination(
+        c.app.id,
+        "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+        json!({"kind": "webhook", "url": format!("http://localhost:{port}/hook")}),
+    )
+    .await;
+    let mut strict = test_config();
+    strict.allowed_destination_networks = Vec::new();
+    let other_node = Application::build_with(
+        strict,
+        Arc::new(app.db.store.clone()),
+        app.clock.clone(),
+        &app.key,
+    )
+    .await
+    .unwrap();
+    let token = app
+        .lwa_token(&c.app.client_id, &c.client_secret, Some(ROTATION_SCOPE))
+        .await;
+    assert_eq!(app.spapi_rotate(&token).await.status(), 204);
+    assert_eq!(other_node.state().dispatcher.drain().await.unwrap(), 1);
+    let d = &app
+        .store()
+        .list_deliveries(app.org_id, None, None, Page::default())
+        .await
+        .unwrap()[0];
+    assert_eq!(d.state, DeliveryState::Pending);
+    let error = d.last_error.as_deref().unwrap();
+    assert!(
+        error.starts_with("could not deliver: the destination's address is not allowed"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("127.0.0.1") && !error.contains(port),
+        "{error}"
+    );
+    assert!(rx.try_recv().is_err(), "nothing reached the receiver");
+
+    app.clock.advance(Duration::from_secs(600));
+    assert_eq!(app.drain().await, 1);
+    assert!(
+        rx.try_recv().is_ok(),
+        "a node that allows loopback delivers"
+    );
 }

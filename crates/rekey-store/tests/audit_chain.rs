@@ -1,0 +1,185 @@
+//! The audit trail's hash chains on both stores: whatever is done to the rows directly in the
+//! database (an edit, a deletion, a reordering, the newest events cut off) is found by
+//! `verify_audit_chain`, which the API's `audit-events/verify`, `rekey audit verify` and
+//! `rekey doctor` run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rekey_core::audit_chain::SERVER_CHAIN;
+use rekey_core::clock::Timestamp;
+use rekey_core::model::{AuditContext, Org, OrgId};
+use rekey_core::store::Store;
+use rekey_store::testing::TestDb;
+
+/// An org with `n` audit events (and one of the server's), on a fresh database.
+async fn org_with_events(db: &TestDb, n: usize) -> OrgId {
+    let org = Org {
+        id: OrgId::new(),
+        name: "o".into(),
+        created_at: Timestamp::from_millis(1),
+    };
+    db.store.create_org(&org, &[]).await.unwrap();
+    let ctx = AuditContext {
+        actor: "user:x".into(),
+        ..Default::default()
+    };
+    for i in 0..n {
+        let e = ctx
+            .event(Timestamp::from_millis(1000 + i as i64), "secret.rotated")
+            .org(org.id)
+            .details(serde_json::json!({ "n": i }));
+        db.store.append_audit(&[e]).await.unwrap();
+    }
+    let server_event = ctx.event(Timestamp::from_millis(5), "signing_key.rotated");
+    db.store.append_audit(&[server_event]).await.unwrap();
+    org.id
+}
+
+/// The seq of the org's `i`-th event (0-based, oldest first).
+fn nth(org: OrgId, i: usize) -> String {
+    format!("(SELECT seq FROM audit_events WHERE org_id = '{org}' ORDER BY seq LIMIT 1 OFFSET {i})")
+}
+
+#[tokio::test]
+async fn an_intact_chain_verifies_and_every_direct_change_to_its_rows_is_found() {
+    // What is done, the statements that do it, and the event (by age) where the chain
+    // breaks (`None`: at its end).
+    type Tampering = (&'static str, fn(OrgId) -> Vec<String>, Option<usize>);
+    let tamperings: [Tampering; 5] = [
+        (
+            "edit",
+            |o| {
+                vec![format!(
+                    "UPDATE audit_events SET details = '{{\"n\":99}}' WHERE seq = {}",
+                    nth(o, 2)
+                )]
+            },
+            Some(2),
+        ),
+        (
+            "edit the actor",
+            |o| {
+                vec![format!(
+                    "UPDATE audit_events SET actor = 'user:y' WHERE seq = {}",
+                    nth(o, 0)
+                )]
+            },
+            Some(0),
+        ),
+        (
+            "delete",
+            |o| {
+                vec![format!(
+                    "DELETE FROM audit_events WHERE seq = {}",
+                    nth(o, 1)
+                )]
+            },
+            // The chain breaks at the event after the deleted one.
+            Some(2),
+        ),
+        // The oldest event moved to the end: content and links kept, position not.
+        (
+            "reorder",
+            |o| {
+                vec![format!(
+                    "UPDATE audit_events SET seq = (SELECT MAX(seq) FROM audit_events) + 1 \
+                     WHERE seq = {}",
+                    nth(o, 0)
+                )]
+            },
+            Some(1),
+        ),
+        (
+            "cut off the newest",
+            |o| {
+                vec![format!(
+                    "DELETE FROM audit_events WHERE seq = {}",
+                    nth(o, 3)
+                )]
+            },
+            None,
+        ),
+    ];
+    for (what, tamper, breaks_at) in tamperings {
+        for db in TestDb::all().await {
+            let org = org_with_events(&db, 4).await;
+            let report = db.store.verify_audit_chain(&org.to_string()).await.unwrap();
+            assert_eq!(
+                (report.events, report.unlinked, report.broken.clone()),
+                (4, 0, None),
+                "{what}"
+            );
+            let server = db.store.verify_audit_chain(SERVER_CHAIN).await.unwrap();
+            assert_eq!((server.events, server.broken), (1, None));
+            let mut ids: Vec<String> = db
+                .store
+                .list_audit(
+                    &rekey_core::store::AuditFilter::org(org),
+                    rekey_core::store::Page::default(),
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id.to_string())
+                .collect();
+            ids.reverse();
+            for sql in tamper(org) {
+                db.store.execute_raw(&sql).await.unwrap();
+            }
+            let report = db.store.verify_audit_chain(&org.to_string()).await.unwrap();
+            let broken = report
+                .broken
+                .unwrap_or_else(|| panic!("{what} went unnoticed on {}", db.url));
+            assert_eq!(
+                broken.event_id,
+                breaks_at.map(|i| ids[i].clone()),
+                "{what}: {broken:?}"
+            );
+            // Other chains are untouched.
+            assert_eq!(
+                db.store
+                    .verify_audit_chain(SERVER_CHAIN)
+                    .await
+                    .unwrap()
+                    .broken,
+                None,
+                "{what}"
+            );
+        }
+    }
+}
+
+/// A link recomputed without the server key's audit key does not verify: rewriting an event
+/// and its link by hand (with another key, or a plain hash) is found too.
+#[tokio::test]
+async fn rewriting_an_event_with_a_link_made_without_the_key_is_found() {
+    for db in TestDb::all().await {
+        let org = org_with_events(&db, 2).await;
+        let forged = rekey_core::audit_chain::link(
+            &rekey_core::crypto::KeyedHasher::new(&[1; 32]),
+            "",
+            &rekey_core::audit_chain::LinkContent {
+                id: "x",
+                time_ms: 0,
+                action: "secret.rotated",
+                actor: "user:y",
+                org_id: None,
+                app_id: None,
+                secret_id: None,
+                request_id: None,
+                source: None,
+                outcome: "success",
+                details: "{}",
+            },
+        );
+        db.store
+            .execute_raw(&format!(
+                "UPDATE audit_events SET actor = 'user:y', link = '{forged}' WHERE seq = {}",
+                nth(org, 1)
+            ))
+            .await
+            .unwrap();
+        let report = db.store.verify_audit_chain(&org.to_string()).await.unwrap();
+        assert!(report.broken.is_some(), "{}", db.url);
+    }
+}
