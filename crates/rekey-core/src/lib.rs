@@ -8,6 +8,7 @@
 //! - [`clock`]: `Timestamp` and the `Clock` trait (system and manual clocks);
 //! - [`model`]: orgs, users, roles, apps, secrets, audit events;
 //! - [`audit_chain`]: the audit trail's hash chains and their verification;
+//! - [`audit_tally`]: failed authentications and refused actions, counted for the audit trail;
 //! - [`secret`]: generation and format of client secrets and API tokens;
 //! - [`crypto`]: the server key and what is derived from it;
 //! - [`token`]: Ed25519-signed JWT access tokens and the published key set;
@@ -21,6 +22,7 @@
 
 pub mod apps;
 pub mod audit_chain;
+pub mod audit_tally;
 pub mod auth;
 pub mod clock;
 pub mod crypto;

@@ -142,11 +142,13 @@ async fn not_found(State(state): State<SharedState>, headers: HeaderMap) -> Resp
 /// `POST /applications/2023-11-30/clientSecret`
 pub async fn rotate_application_client_secret(
     State(state): State<SharedState>,
+    axum::Extension(client): axum::Extension<crate::extract::ClientAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let rid = request_id(&headers);
-    let res = match handle_rotate(&state, &headers, body, &rid).await {
+    let source = client.0.to_string();
+    let res = match handle_rotate(&state, &headers, body, &rid, &source).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     };
@@ -201,6 +203,7 @@ async fn handle_rotate(
     headers: &HeaderMap,
     body: Body,
     rid: &str,
+    source: &str,
 ) -> Result<(), SpApiError> {
     let app = authorize(state, headers).await?;
     check_body(state, body).await?;
@@ -224,7 +227,7 @@ async fn handle_rotate(
         audit: AuditContext {
             actor: format!("app:{}", app.id),
             request_id: Some(rid.to_string()),
-            source: None,
+            source: Some(source.to_string()),
         },
     };
     crate::telemetry::record_actor(&actor.audit.actor);

@@ -486,6 +486,12 @@ impl Application {
                 "final last-use flush failed"
             );
         }
+        if let Err(e) = state.ops.flush_audit_tally().await {
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "final audit tally flush failed"
+            );
+        }
         tracing::info!("rekey stopped");
         Ok(())
     }
@@ -602,6 +608,9 @@ async fn flush_last_use_periodically(state: SharedState, mut stop: watch::Receiv
             _ = tick.tick() => {
                 if let Err(e) = state.ops.last_use.flush(&*state.store).await {
                     tracing::warn!(error = &e as &dyn std::error::Error, "last-use flush failed; will retry");
+                }
+                if let Err(e) = state.ops.flush_audit_tally().await {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "audit tally flush failed");
                 }
             }
             _ = stop.changed() => return,

@@ -87,7 +87,7 @@ impl Rekey {
         org: OrgId,
     ) -> Result<Vec<ApiToken>, OpError> {
         let subject = self.subject(actor, org).await?;
-        policy::authorize(subject, Action::Read)?;
+        self.decide(actor, org, subject, Action::Read)?;
         let user = match actor.principal {
             _ if policy::authorize(subject, Action::ManageOthersApiTokens).is_ok() => None,
             Principal::User(u) => Some(u),
@@ -105,13 +105,13 @@ impl Rekey {
         id: ApiTokenId,
     ) -> Result<ApiToken, OpError> {
         let subject = self.subject(actor, org).await?;
-        policy::authorize(subject, Action::Read)?;
+        self.decide(actor, org, subject, Action::Read)?;
         let token = match self.store.get_api_token(id).await? {
             Some(t) if t.org_id == org => t,
             _ => return Err(OpError::NotFound),
         };
         if actor.principal != Principal::User(token.user_id) {
-            policy::authorize(subject, Action::ManageOthersApiTokens)?;
+            self.decide(actor, org, subject, Action::ManageOthersApiTokens)?;
         }
         let now = self.now();
         let ev = actor

@@ -32,7 +32,9 @@ impl Rekey {
         role: Role,
     ) -> Result<AddedMember, OpError> {
         let subject = self.subject(actor, org).await?;
-        policy::authorize(
+        self.decide(
+            actor,
+            org,
             subject,
             Action::ChangeMember {
                 old: None,
@@ -112,7 +114,7 @@ impl Rekey {
     ) -> Result<Membership, OpError> {
         let subject = self.subject(actor, org).await?;
         // Strangers learn nothing about who exists.
-        policy::authorize(subject, Action::Read)?;
+        self.decide(actor, org, subject, Action::Read)?;
         match principal {
             Principal::User(u) => {
                 self.store.get_user(u).await?.ok_or(OpError::NotFound)?;
@@ -155,7 +157,7 @@ impl Rekey {
         principal: Principal,
     ) -> Result<(), OpError> {
         let subject = self.subject(actor, org).await?;
-        policy::authorize(subject, Action::Read)?;
+        self.decide(actor, org, subject, Action::Read)?;
         let now = self.now();
         let ctx = &actor.audit;
         self.store

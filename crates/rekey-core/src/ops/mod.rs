@@ -27,6 +27,7 @@ pub mod tokens;
 
 use std::sync::{Arc, RwLock};
 
+use crate::audit_tally::TallyKey;
 use crate::clock::{Clock, Timestamp};
 use crate::crypto::{KeyedHasher, Sealer, ServerKey};
 use crate::error::{CoreResult, OpError};
@@ -137,6 +138,8 @@ pub struct Rekey {
     destination_check: Arc<dyn crate::notify::DestinationCheck>,
     pub throttle: FailureThrottle,
     pub last_use: LastUseRecorder,
+    /// Failed authentications and refused actions, until the next flush to the audit trail.
+    pub tally: crate::audit_tally::AuditTally,
     /// Wakes this node's dispatcher after a notification was committed.
     wake_dispatcher: Arc<dyn Fn() + Send + Sync>,
 }
@@ -170,6 +173,7 @@ impl Rekey {
             destination_check: settings.destination_check,
             throttle: settings.throttle,
             last_use: LastUseRecorder::default(),
+            tally: Default::default(),
             wake_dispatcher,
         }
     }
@@ -250,8 +254,48 @@ impl Rekey {
         action: Action,
     ) -> Result<Option<Role>, OpError> {
         let subject = self.subject(actor, org).await?;
-        policy::authorize(subject, action)?;
+        self.decide(actor, org, subject, action)?;
         Ok(subject.role)
+    }
+
+    /// Asks the policy about `action` by `actor` in `org`; a refusal is also counted for the
+    /// audit trail (an `action.refused` event per caller, source and reason at each flush).
+    pub(crate) fn decide(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        subject: Subject,
+        action: Action,
+    ) -> Result<(), policy::Denied> {
+        policy::authorize(subject, action).inspect_err(|denied| {
+            let app = match action {
+                Action::ChangeApp(t)
+                | Action::RotateSecret(t)
+                | Action::RotateOwnSecretWithScope(t) => Some(t.id).filter(|id| !id.0.is_nil()),
+                _ => None,
+            };
+            self.tally.record(
+                TallyKey {
+                    action: "action.refused",
+                    org: Some(org),
+                    app,
+                    actor: actor.audit.actor.clone(),
+                    source: actor.audit.source.clone(),
+                    reason: denied.to_string(),
+                },
+                self.now(),
+            );
+        })
+    }
+
+    /// Writes the counted failed authentications and refused actions to the audit trail
+    /// (the server's periodic flush, and at shutdown). Returns how many events.
+    pub async fn flush_audit_tally(&self) -> CoreResult<usize> {
+        let events = self.tally.drain(self.now());
+        if !events.is_empty() {
+            self.store.append_audit(&events).await?;
+        }
+        Ok(events.len())
     }
 
     /// Loads the app `app` of `org` and asks the policy about `action` on it. A stranger
@@ -287,12 +331,12 @@ impl Rekey {
                     service_account: None,
                     owner_only_secret_rotation: false,
                 };
-                policy::authorize(subject, action(unknown))?;
+                self.decide(actor, org, subject, action(unknown))?;
                 return Err(e);
             }
         };
         let target = self.app_target(&app).await?;
-        policy::authorize(subject, action(target))?;
+        self.decide(actor, org, subject, action(target))?;
         Ok((subject, app))
     }
 

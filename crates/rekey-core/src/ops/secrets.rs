@@ -81,7 +81,12 @@ impl Rekey {
     ) -> Result<NewSecret, OpError> {
         let subject = self.subject(actor, app.org_id).await?;
         let target = self.app_target(&app).await?;
-        crate::policy::authorize(subject, Action::RotateOwnSecretWithScope(target))?;
+        self.decide(
+            actor,
+            app.org_id,
+            subject,
+            Action::RotateOwnSecretWithScope(target),
+        )?;
         self.rotate_app(actor, subject, app, input, Action::RotateOwnSecretWithScope)
             .await
     }

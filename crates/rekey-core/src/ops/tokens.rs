@@ -112,16 +112,47 @@ impl Authenticated {
 }
 
 impl Rekey {
-    /// Records a failed authentication: `refusal`, or 429 once the client id or the address
-    /// is over its failure budget.
+    /// Records a failed authentication (for the throttle, and counted for the audit trail):
+    /// `refusal`, or 429 once the client id or the address is over its failure budget.
+    /// `client_id`: the id the throttle counts (only one that names an app); `presented`:
+    /// the id as sent; `app`: the app it names, if any.
     fn failed_authentication(
         &self,
         client_id: Option<&str>,
+        presented: Option<&str>,
+        app: Option<&App>,
         source: Option<&str>,
         now: Timestamp,
         refusal: TokenRefusal,
     ) -> TokenRefusal {
         self.throttle.record_failure(client_id, source, now);
+        let (actor, reason) = match (app, &refusal) {
+            (Some(app), _) => (
+                Principal::App(app.id).to_string(),
+                "invalid client credentials",
+            ),
+            (None, TokenRefusal::InvalidApiToken) => ("api-token".to_string(), "invalid API token"),
+            // An id that names no app may be a secret sent in the wrong field: only its
+            // fingerprint is kept.
+            (None, _) => (
+                format!(
+                    "client:{}",
+                    crate::crypto::log_fingerprint(presented.unwrap_or(""))
+                ),
+                "unknown client id",
+            ),
+        };
+        self.tally.record(
+            crate::audit_tally::TallyKey {
+                action: "auth.failed",
+                org: app.map(|a| a.org_id),
+                app: app.map(|a| a.id),
+                actor,
+                source: source.map(str::to_string),
+                reason: reason.to_string(),
+            },
+            now,
+        );
         match self.throttle.blocked_for(client_id, source, now) {
             Some(wait) => {
                 metrics::counter!(THROTTLED_REQUESTS).increment(1);
@@ -145,30 +176,33 @@ impl Rekey {
     ) -> Result<(std::sync::Arc<ClientRecord>, SecretId), TokenRefusal> {
         // The throttle turns a failed authentication into 429 once the client id or the
         // address is over its budget; a valid secret always passes (see `throttle`).
-        let failed = |known_client: bool| {
+        let failed = |app: Option<&App>| {
             // Only a client id that names an app gets a window of its own: any other string
             // counts against the address alone (a flood of made-up ids adds no keys).
-            let client_id = Some(client_id).filter(|_| known_client);
             self.failed_authentication(
-                client_id,
+                app.map(|_| client_id),
+                Some(client_id),
+                app,
                 Some(source),
                 now,
-                TokenRefusal::InvalidClient { known_client },
+                TokenRefusal::InvalidClient {
+                    known_client: app.is_some(),
+                },
             )
         };
         // Ids Rekey never issues (wrong length or characters) fail without a lookup.
         if !is_valid_client_id(client_id) {
-            return Err(failed(false));
+            return Err(failed(None));
         }
         let Some(client) = self.store.load_client(client_id).await? else {
-            return Err(failed(false));
+            return Err(failed(None));
         };
         let matched = secrets.iter().find_map(|candidate| {
             match_secret(&client.secrets, &self.secret_hasher.hash(candidate), now)
         });
         match matched.map(|s| s.id) {
             Some(secret) => Ok((client, secret)),
-            None => Err(failed(true)),
+            None => Err(failed(Some(&client.app))),
         }
     }
 
@@ -187,6 +221,8 @@ impl Rekey {
             ClientAuthError::ScopeNotAllowed(s) => TokenRefusal::ScopeNotAllowed(s),
             ClientAuthError::BadCredentials => self.failed_authentication(
                 Some(req.client_id),
+                Some(req.client_id),
+                Some(app),
                 Some(req.source),
                 now,
                 TokenRefusal::InvalidClient { known_client: true },
@@ -229,8 +265,16 @@ impl Rekey {
         source: &str,
     ) -> Result<IssuedToken, TokenRefusal> {
         let now = self.now();
-        let invalid =
-            || self.failed_authentication(None, Some(source), now, TokenRefusal::InvalidApiToken);
+        let invalid = || {
+            self.failed_authentication(
+                None,
+                None,
+                None,
+                Some(source),
+                now,
+                TokenRefusal::InvalidApiToken,
+            )
+        };
         let hash = self.api_token_hasher.hash(api_token);
         let Some(record) = self.store.find_api_token_by_hash(&hash).await? else {
             return Err(invalid());

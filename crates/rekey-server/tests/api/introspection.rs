@@ -128,3 +128,91 @@ async fn a_revoked_token_is_refused_on_every_node_and_introspection_stays_in_its
     assert!(!app.store().is_token_revoked(&jti).await.unwrap());
     app.shutdown().await;
 }
+
+/// Failed authentications and refused actions reach the audit trail, counted (one event per
+/// caller, source and reason at each flush, not one row per request); an id that names no
+/// app is kept only as a fingerprint; SP-API events carry the caller's address.
+#[tokio::test]
+async fn failures_and_refusals_are_audited_as_counts_with_their_source() {
+    let app = spawn_app().await;
+    let c = app.create_app(json!({})).await;
+    for _ in 0..5 {
+        assert_eq!(app.status_of(&c.app.client_id, "rks_wrong").await, 400);
+    }
+    let unknown = "rkc_NoSuchClientAtAllForThisTest";
+    for _ in 0..3 {
+        assert_eq!(app.status_of(unknown, "rks_wrong").await, 400);
+    }
+    let developer = app.token_for_role(rekey_core::model::Role::Developer).await;
+    let res = app
+        .http
+        .get(app.url(&format!("/api/v1/orgs/{}/audit-events", app.org_id)))
+        .bearer_auth(&developer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(app.state.ops.flush_audit_tally().await.unwrap() >= 3);
+
+    let all = app
+        .store()
+        .list_audit(&Default::default(), rekey_core::store::Page::default())
+        .await
+        .unwrap();
+    let failed: Vec<_> = all.iter().filter(|e| e.action == "auth.failed").collect();
+    let known = failed
+        .iter()
+        .find(|e| e.app_id.map(|a| a.0) == Some(c.app.id))
+        .expect("the app's failures");
+    assert_eq!(known.details["count"], 5);
+    assert_eq!(known.org_id, Some(app.org_id));
+    assert_eq!(known.source.as_deref(), Some("127.0.0.1"));
+    let stranger = failed
+        .iter()
+        .find(|e| e.org_id.is_none())
+        .expect("the unknown id's failures");
+    assert_eq!(stranger.details["count"], 3);
+    assert!(stranger.actor.starts_with("client:"));
+    assert!(all
+        .iter()
+        .all(|e| !e.actor.contains(unknown) && !e.details.to_string().contains(unknown)));
+    let refused = all
+        .iter()
+        .find(|e| e.action == "action.refused")
+        .expect("the refusal");
+    assert_eq!(refused.org_id, Some(app.org_id));
+    assert!(refused.details["reason"]
+        .as_str()
+        .unwrap()
+        .contains("org_owner or org_admin"));
+
+    app.set_destination(
+        c.app.id,
+        "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+        json!({"kind": "file", "directory": "audited"}),
+    )
+    .await;
+    let token = app
+        .lwa_token(&c.app.client_id, &c.client_secret, Some(ROTATION_SCOPE))
+        .await;
+    assert_eq!(app.spapi_rotate(&token).await.status(), 204);
+    let rotated = app
+        .store()
+        .list_audit(
+            &rekey_core::store::AuditFilter {
+                action: Some("secret.rotated".into()),
+                ..Default::default()
+            },
+            rekey_core::store::Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated[0].source.as_deref(), Some("127.0.0.1"));
+    let chain = app
+        .store()
+        .verify_audit_chain(&app.org_id.to_string())
+        .await
+        .unwrap();
+    assert_eq!(chain.broken, None);
+    app.shutdown().await;
+}
