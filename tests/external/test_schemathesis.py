@@ -29,7 +29,7 @@ def test_the_native_api_holds_its_schema_under_generated_requests(tmp_path):
                 "--url", server.base,
                 "-H", f"Authorization: Bearer {token}",
                 "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
-                "--max-examples", "20", "--seed", "1", "--workers", "1",
+                "--max-examples", "200", "--seed", "1", "--workers", "2",
                 "--report-dir", str(tmp_path / "report"),
             ],
             capture_output=True, text=True, timeout=600,

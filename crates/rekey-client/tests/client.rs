@@ -228,7 +228,8 @@ async fn rotation_with_http_info_then_a_throttled_second_rotation() {
         ErrorBody::SpApi(errors) => assert_eq!(errors[0].0, "QuotaExceeded"),
         other => panic!("{other:?}"),
     }
-    let _ = server.state.dispatcher.drain().await;
+    // The one rotation's notification is delivered, and only it.
+    assert_eq!(server.state.dispatcher.drain().await.unwrap(), 1);
 }
 
 #[tokio::test]

@@ -468,4 +468,63 @@ mod tests {
         assert!(parse_basic(&HeaderValue::from_static("Bearer x")).is_none());
         assert!(parse_basic(&HeaderValue::from_static("Basic !!!")).is_none());
     }
+
+    fn form_encode(v: &str) -> String {
+        form_urlencoded::byte_serialize(v.as_bytes()).collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever the client id and secret hold, RFC 6749's Basic encoding (form-encode
+        /// each, then base64) comes back as they were.
+        #[test]
+        fn basic_credentials_round_trip(id in ".{1,40}", secret in ".{0,80}") {
+            let raw = format!("{}:{}", form_encode(&id), form_encode(&secret));
+            let v = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(raw))).unwrap();
+            let (parsed_id, secrets) = parse_basic(&v).unwrap();
+            proptest::prop_assert_eq!(parsed_id, id);
+            proptest::prop_assert_eq!(&secrets[0], &secret);
+        }
+
+        /// Any bytes as a Basic header or a body, of any content type and dialect: parsed or
+        /// refused with an OAuth error, never a panic; what parses has no empty value.
+        #[test]
+        fn arbitrary_requests_parse_or_are_refused(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            header_text in "[ -~]{0,80}",
+            content_type in proptest::sample::select(vec![
+                "application/x-www-form-urlencoded", "application/json", "text/plain", "",
+            ]),
+        ) {
+            if let Ok(v) = HeaderValue::from_str(&header_text) {
+                let _ = parse_basic(&v);
+            }
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(content_type) {
+                h.insert(header::CONTENT_TYPE, v);
+            }
+            for dialect in [Dialect::Lwa, Dialect::Generic, Dialect::Csp] {
+                match parse_params(dialect, &h, &body) {
+                    Ok(params) => proptest::prop_assert!(params.values().all(|v| !v.is_empty())),
+                    Err(e) => proptest::prop_assert_eq!(e.code, "invalid_request"),
+                }
+            }
+        }
+
+        /// Form bodies: what a standard encoder writes is what the endpoint reads.
+        #[test]
+        fn form_bodies_round_trip(
+            params in proptest::collection::btree_map("[a-z_]{1,12}", ".{1,40}", 0..6),
+        ) {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params.iter())
+                .finish();
+            let parsed = parse_params(Dialect::Generic, &form_headers(), body.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(parsed.len(), params.len());
+            for (k, v) in &params {
+                proptest::prop_assert_eq!(&parsed[k], v);
+            }
+        }
+    }
 }

@@ -12,6 +12,10 @@ fn committed_path() -> std::path::PathBuf {
 async fn the_served_document_is_the_committed_openapi_json() {
     let generated = rekey_server::native::openapi_json();
     if std::env::var("REKEY_UPDATE_OPENAPI").is_ok() {
+        assert!(
+            !rekey_store::testing::in_ci(),
+            "REKEY_UPDATE_OPENAPI is refused in CI: CI compares, it never rewrites"
+        );
         std::fs::write(committed_path(), &generated).unwrap();
     }
     let committed = std::fs::read_to_string(committed_path()).unwrap_or_default();

@@ -143,6 +143,33 @@ async fn spapi_rotation_delivers_the_new_secret_and_the_old_one_works_for_seven_
     }
 }
 
+/// Searches the SQLite database and its WAL for `needle`. The database file must exist and
+/// hold data (a missing file would otherwise pass); the WAL and shared-memory files may be
+/// gone after a checkpoint.
+fn assert_not_in_database(path: &std::path::Path, needle: &str, when: &str) {
+    let main = std::fs::read(path).expect("the database file exists");
+    let mut searched = 0;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", path.display());
+        let bytes = if suffix.is_empty() {
+            main.clone()
+        } else {
+            match std::fs::read(&file) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("{file}: {e}"),
+            }
+        };
+        searched += bytes.len();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "the new secret is in {file} {when}"
+        );
+    }
+    // The app, its secrets and the outbox are somewhere in what was searched.
+    assert!(searched > 8192, "searched only {searched} bytes {when}");
+}
+
 #[tokio::test]
 async fn the_new_secret_is_not_in_the_database_file_before_or_after_delivery() {
     let app = spawn_app().await;
@@ -153,25 +180,35 @@ async fn the_new_secret_is_not_in_the_database_file_before_or_after_delivery() {
         json!({"kind": "file", "directory": "out"}),
     )
     .await;
-    let token = app
-        .lwa_token(&c.app.client_id, &c.client_secret, None)
-        .await;
-    assert_eq!(app.spapi_rotate(&token).await.status(), 204);
-    app.drain().await;
-    let new = read_spool(&app.spool_dir("out"))[0]["payload"]["applicationOAuthClientNewSecret"]
-        ["newClientSecret"]
+    let owner = app.owner_access_token().await;
+    let res = app
+        .http
+        .post(app.url(&format!(
+            "/api/v1/orgs/{}/apps/{}/secrets/rotate",
+            app.org_id, c.app.id
+        )))
+        .bearer_auth(owner)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let rotated: Value = res.json().await.unwrap();
+    let new = rotated["clientSecret"].as_str().unwrap().to_string();
+    let path = app.db.sqlite_path.clone().unwrap();
+    // Committed, waiting in the outbox (sealed), not delivered yet.
+    assert_not_in_database(&path, &new, "before delivery");
+    assert_eq!(app.drain().await, 1);
+    let delivered = read_spool(&app.spool_dir("out"))[0]["payload"]
+        ["applicationOAuthClientNewSecret"]["newClientSecret"]
         .as_str()
         .unwrap()
         .to_string();
-    let db = app.shutdown().await;
-    let path = db.sqlite_path.clone().unwrap();
-    for suffix in ["", "-wal", "-shm"] {
-        let bytes = std::fs::read(format!("{}{suffix}", path.display())).unwrap_or_default();
-        assert!(
-            !bytes.windows(new.len()).any(|w| w == new.as_bytes()),
-            "the new secret is in {suffix}"
-        );
-    }
+    assert_eq!(delivered, new);
+    assert_not_in_database(&path, &new, "after delivery");
+    // Kept until the end: dropping it deletes the files.
+    let _db = app.shutdown().await;
+    assert_not_in_database(&path, &new, "after shutdown");
 }
 
 /// An in-process webhook receiver whose answer can be switched.
