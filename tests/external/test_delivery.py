@@ -1,13 +1,19 @@
 """Delivery that survives a crash and an outage, checked with boto3 against moto and the
 real `rekey` binary."""
 
+import http.server
 import json
+import os
+import socket
+import subprocess
+import threading
 import time
+import uuid
 
 import boto3
 import requests
 
-from conftest import FAST_DELIVERY_ENV, free_port, new_server, start_moto
+from conftest import FAST_DELIVERY_ENV, Server, free_port, new_server, start_moto
 
 ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"
 NEW_SECRET = "APPLICATION_OAUTH_CLIENT_NEW_SECRET"
@@ -138,3 +144,163 @@ def test_a_queue_that_is_down_during_rotation_gets_the_notification_once_it_is_b
     finally:
         moto.kill()
         server.stop()
+
+
+def test_no_delivered_secret_reaches_the_log_at_trace_level(tmp_path):
+    """The rotation path at RUST_LOG=trace (the fixtures' level): secrets delivered to SQS on
+    moto and to a webhook that fails twice before it accepts never appear in the server's
+    log, nor does the first secret of either app."""
+    moto_port = free_port()
+    moto = start_moto(moto_port, tmp_path / "moto.log")
+    attempts = []
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers["content-length"]))
+            attempts.append(json.loads(body))
+            self.send_response(500 if len(attempts) <= 2 else 204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    srv = new_server(tmp_path)
+    srv.start(**FAST_DELIVERY_ENV)
+    try:
+        endpoint = f"http://127.0.0.1:{moto_port}"
+        client = sqs(endpoint)
+        queue_url = client.create_queue(QueueName="leak-check")["QueueUrl"]
+        to_sqs = srv.create_app(ROTATION_SCOPE)
+        set_sqs_destination(srv, to_sqs["app"]["id"], queue_url, endpoint)
+        to_hook = srv.create_app(ROTATION_SCOPE)
+        res = srv.api(
+            "PUT", f"/api/v1/orgs/{srv.org_id}/apps/{to_hook['app']['id']}/destinations/{NEW_SECRET}",
+            json={"kind": "webhook", "url": f"http://127.0.0.1:{hook.server_address[1]}/hook"},
+        )
+        assert res.status_code == 200, res.text
+        secrets = [to_sqs["clientSecret"], to_hook["clientSecret"]]
+        for app in (to_sqs, to_hook):
+            token = lwa_token(srv, app["app"]["clientId"], app["clientSecret"]).json()["access_token"]
+            rotate(srv, token)
+        messages = receive(client, queue_url)
+        assert len(messages) == 1
+        secrets.append(json.loads(messages[0]["Body"])["payload"]
+                       ["applicationOAuthClientNewSecret"]["newClientSecret"])
+        deadline = time.monotonic() + 20
+        while len(attempts) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(attempts) == 3, "two failures, then delivered"
+        secrets.append(attempts[-1]["payload"]["applicationOAuthClientNewSecret"]["newClientSecret"])
+    finally:
+        srv.stop()
+        hook.shutdown()
+        moto.kill()
+    log = open(srv.log_path, encoding="utf-8", errors="replace").read()
+    assert "TRACE" in log, "the log is at trace level"
+    for secret in secrets:
+        assert secret not in log, "a secret is in the log"
+
+
+class SlowProxy:
+    """A TCP proxy in front of moto that holds each connection `delay` seconds before
+    passing it on: a send is then reliably in flight when the test kills the sender."""
+
+    def __init__(self, target_port, delay):
+        self.target_port, self.delay = target_port, delay
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+
+            def serve(client=client):
+                time.sleep(self.delay)
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+
+                def pipe(a, b):
+                    try:
+                        while data := a.recv(65536):
+                            b.sendall(data)
+                    except OSError:
+                        pass
+                    finally:
+                        for s in (a, b):
+                            try:
+                                s.shutdown(socket.SHUT_RDWR)
+                            except OSError:
+                                pass
+
+                threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+                pipe(upstream, client)
+
+            threading.Thread(target=serve, daemon=True).start()
+
+
+def test_a_node_killed_while_a_send_is_in_flight_delivers_the_same_notification_after_restart(tmp_path):
+    """kill -9 of the dispatching node while its SQS send is held in flight (a proxy delays
+    it), on PostgreSQL when it is configured: after the restart and the lease's end, the same
+    notificationId arrives (at least once) and the delivery ends delivered."""
+    moto_port = free_port()
+    moto = start_moto(moto_port, tmp_path / "moto.log")
+    proxy = SlowProxy(moto_port, delay=3)
+    env = dict(FAST_DELIVERY_ENV, REKEY_DELIVERY_LEASE_SECONDS="5",
+               REKEY_DELIVERY_TIMEOUT_SECONDS="4")
+    pg = os.environ.get("REKEY_TEST_POSTGRES_URL")
+    schema = None
+    if pg:
+        schema = f"rekey_ext_{int(time.time())}_{uuid.uuid4().hex[:8]}"
+        subprocess.run(["psql", pg, "-qc", f"CREATE SCHEMA {schema}"], check=True)
+        sep = "&" if "?" in pg else "?"
+        env.update(REKEY_DATABASE_URL=f"{pg}{sep}options[search_path]={schema}",
+                   REKEY_PUBLIC_URL="http://rekey.kill9.test")
+    try:
+        client = sqs(f"http://127.0.0.1:{moto_port}")
+        queue_url = client.create_queue(QueueName="in-flight")["QueueUrl"]
+        if pg:
+            server = Server(tmp_path / "data", free_port(), tmp_path / "server.log")
+            init = json.loads(server.cli("init", "--email", "o@example.com", "--output", "json",
+                                         env_extra=env))
+            server.api_token, server.org_id = init["apiToken"], init["orgId"]
+        else:
+            server = new_server(tmp_path)
+        server.start(**env)
+        created = server.create_app(ROTATION_SCOPE)
+        app_id, client_id = created["app"]["id"], created["app"]["clientId"]
+        set_sqs_destination(server, app_id, queue_url, f"http://127.0.0.1:{proxy.port}")
+        token = lwa_token(server, client_id, created["clientSecret"]).json()["access_token"]
+        rotate(server, token)
+        deadline = time.monotonic() + 10
+        while proxy.connections == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proxy.connections >= 1, "the send started"
+        server.kill9()
+
+        server.start(**env)
+        messages = receive(client, queue_url, timeout=40)
+        assert messages, "delivered after the restart"
+        ids = {json.loads(m["Body"])["notificationMetadata"]["notificationId"] for m in messages}
+        assert len(ids) == 1, "the same notification, however many times"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            items = server.api("GET", f"/api/v1/orgs/{server.org_id}/deliveries?appId={app_id}").json()["items"]
+            if items and all(d["state"] == "delivered" for d in items):
+                break
+            time.sleep(0.2)
+        assert [d["state"] for d in items] == ["delivered"], items
+        assert items[0]["notificationId"] in ids
+        server.stop()
+    finally:
+        moto.kill()
+        if schema:
+            subprocess.run(["psql", pg, "-qc", f"DROP SCHEMA IF EXISTS {schema} CASCADE"])
