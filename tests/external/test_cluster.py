@@ -514,3 +514,42 @@ def test_store_copy_moves_a_sqlite_deployment_to_postgresql(tmp_path, schema):
     finally:
         pg_node.stop()
         receiver.shutdown()
+
+
+def test_the_sp_api_rotation_limit_holds_across_nodes(tmp_path, schema):
+    """Ten rotations of one app at once, spread over two nodes: one rotates, every other is
+    429 QuotaExceeded. With a bucket per node the second node would let one more through, to
+    be refused as 400 "rotation in progress" instead."""
+    cluster = Cluster(tmp_path, schema)
+    nodes = [cluster.add_node(), cluster.add_node()]
+    for n in nodes:
+        cluster.start(n)
+    env = {"REKEY_API_TOKEN": cluster.api_token}
+    created = json.loads(nodes[0].cli(
+        "apps", "create", "--name", "limited", "--scope",
+        "sellingpartnerapi::client_credential:rotation", "--output", "json", env_extra=env))
+    cid, secret = created["app"]["clientId"], created["clientSecret"]
+    nodes[0].cli("destinations", "set", created["app"]["id"], "--directory", "limited",
+                 "--output", "json", env_extra=env)
+    token_res = requests.post(nodes[0].base + "/auth/o2/token", timeout=5, data={
+        "grant_type": "client_credentials", "client_id": cid, "client_secret": secret,
+        "scope": "sellingpartnerapi::client_credential:rotation"})
+    assert token_res.status_code == 200, token_res.text
+    access = token_res.json()["access_token"]
+    results = []
+    barrier = threading.Barrier(10)
+
+    def rotate(i):
+        barrier.wait()
+        res = requests.post(nodes[i % 2].base + "/applications/2023-11-30/clientSecret",
+                            headers={"x-amz-access-token": access}, timeout=10)
+        code = res.json()["errors"][0]["code"] if res.status_code != 204 else None
+        results.append((res.status_code, code))
+
+    threads = [threading.Thread(target=rotate, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(results, key=str) == sorted([(204, None)] + [(429, "QuotaExceeded")] * 9, key=str), results
+    cluster.stop_all()
