@@ -23,6 +23,8 @@ pub fn chain_of(event: &AuditEvent) -> String {
 /// the stored JSON text itself, so that a verifier reading it back hashes the same bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkContent<'a> {
+    /// The chain the event is linked into (so that a chain cannot be moved to another org).
+    pub chain: &'a str,
     pub id: &'a str,
     pub time_ms: i64,
     pub action: &'a str,
@@ -39,6 +41,7 @@ pub struct LinkContent<'a> {
 impl LinkContent<'_> {
     fn canonical(&self) -> String {
         serde_json::json!([
+            self.chain,
             self.id,
             self.time_ms,
             self.action,
@@ -66,6 +69,13 @@ pub fn outcome_str(outcome: Outcome) -> &'static str {
 /// The link of an event that follows `previous` (empty for the first event of a chain).
 pub fn link(key: &KeyedHasher, previous: &str, content: &LinkContent<'_>) -> String {
     let hash = key.hash(&format!("{previous}\n{}", content.canonical()));
+    hash.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The MAC of a chain's head: its name, its number of linked events and its last link, so
+/// that the head cannot be rewritten (say, to match events cut off at the end) without the key.
+pub fn head_mac(key: &KeyedHasher, chain: &str, events: u64, last_link: &str) -> String {
+    let hash = key.hash(&format!("head\n{chain}\n{events}\n{last_link}"));
     hash.0.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -111,19 +121,22 @@ impl<'k> ChainVerifier<'k> {
         }
     }
 
-    /// The next event, with the links stored with it (`None` for an unlinked event). Returns
-    /// `false` once the chain is broken (later events need not be read).
+    /// The next event, with the links stored with it (`None` for an unlinked event).
+    /// `after_chains_began`: the event was written after the first linked event of any chain
+    /// (an unlinked one there had its links removed). Returns `false` once the chain is
+    /// broken (later events need not be read).
     pub fn next(
         &mut self,
         content: &LinkContent<'_>,
         stored_previous: Option<&str>,
         stored_link: Option<&str>,
+        after_chains_began: bool,
     ) -> bool {
         if self.report.broken.is_some() {
             return false;
         }
         let (Some(stored_previous), Some(stored_link)) = (stored_previous, stored_link) else {
-            if self.report.events == 0 {
+            if self.report.events == 0 && !after_chains_began {
                 self.report.unlinked += 1;
                 return true;
             }
@@ -149,10 +162,15 @@ impl<'k> ChainVerifier<'k> {
         true
     }
 
-    /// Checks the chain's head (`None`: no head was ever written) and returns the report.
-    pub fn finish(mut self, head: Option<(&str, u64)>) -> ChainReport {
+    /// Checks the chain's head (`None`: no head was ever written; else its last link, its
+    /// count and its MAC) and returns the report.
+    pub fn finish(mut self, head: Option<(&str, u64, &str)>) -> ChainReport {
         if self.report.broken.is_none() {
-            let (last, events) = head.unwrap_or(("", 0));
+            let (last, events, mac) = head.unwrap_or(("", 0, ""));
+            if head.is_some() && head_mac(self.key, &self.report.chain, events, last) != mac {
+                self.break_at(None, "the chain's head was changed");
+                return self.report;
+            }
             if last != self.previous || events != self.report.events {
                 self.break_at(
                     None,
@@ -178,6 +196,7 @@ mod tests {
 
     fn content<'a>(id: &'a str, details: &'a str) -> LinkContent<'a> {
         LinkContent {
+            chain: "org",
             id,
             time_ms: 1,
             action: "secret.rotated",
@@ -215,9 +234,10 @@ mod tests {
                 if edited == Some(i) {
                     c.details = "{\"n\":2}";
                 }
-                v.next(&c, Some(&links[i].0), Some(&links[i].1));
+                v.next(&c, Some(&links[i].0), Some(&links[i].1), true);
             }
-            v.finish(Some(head))
+            let mac = head_mac(&key, "org", head.1, head.0);
+            v.finish(Some((head.0, head.1, &mac)))
         };
         let last = links[2].1.as_str();
         assert_eq!(verify(&[0, 1, 2], None, (last, 3)).broken, None);
@@ -233,20 +253,36 @@ mod tests {
         // Another key (a forger without the server key) cannot make links that verify.
         let other = KeyedHasher::new(&[8; 32]);
         let mut v = ChainVerifier::new(&other, "org");
-        v.next(&events[0], Some(""), Some(&links[0].1));
-        assert!(v.finish(Some((links[0].1.as_str(), 1))).broken.is_some());
+        v.next(&events[0], Some(""), Some(&links[0].1), true);
+        let mac = head_mac(&key, "org", 1, &links[0].1);
+        assert!(v
+            .finish(Some((links[0].1.as_str(), 1, &mac)))
+            .broken
+            .is_some());
+        // A head rewritten without the key (to hide the last event) is found.
+        let mut v = ChainVerifier::new(&key, "org");
+        v.next(&events[0], Some(&links[0].0), Some(&links[0].1), true);
+        let forged = head_mac(&other, "org", 1, &links[0].1);
+        let report = v.finish(Some((links[0].1.as_str(), 1, &forged)));
+        assert!(report.broken.unwrap().reason.contains("head"));
     }
 
     #[test]
     fn unlinked_events_before_the_chain_are_counted_and_after_it_break_it() {
         let key = KeyedHasher::new(&[9; 32]);
         let first = link(&key, "", &content("b", "{}"));
+        let mac = head_mac(&key, "org", 1, &first);
         let mut v = ChainVerifier::new(&key, "org");
-        v.next(&content("a", "{}"), None, None);
-        v.next(&content("b", "{}"), Some(""), Some(&first));
-        v.next(&content("c", "{}"), None, None);
-        let report = v.finish(Some((first.as_str(), 1)));
+        v.next(&content("a", "{}"), None, None, false);
+        v.next(&content("b", "{}"), Some(""), Some(&first), true);
+        v.next(&content("c", "{}"), None, None, true);
+        let report = v.finish(Some((first.as_str(), 1, &mac)));
         assert_eq!(report.unlinked, 1);
         assert_eq!(report.broken.unwrap().event_id.as_deref(), Some("c"));
+        // Links removed from a whole chain (and its head deleted) while other chains had
+        // begun: its events are after the start of the chains, so they are not "from before".
+        let mut v = ChainVerifier::new(&key, "org");
+        v.next(&content("d", "{}"), None, None, true);
+        assert!(v.finish(None).broken.is_some());
     }
 }

@@ -135,7 +135,13 @@ impl Target {
                 }
             }
             Target::Webhook { url } => {
-                if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048
+                let parsed = url::Url::parse(url).ok();
+                let http = parsed
+                    .as_ref()
+                    .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+                if !(url.starts_with("https://") || url.starts_with("http://"))
+                    || url.len() > 2048
+                    || !http
                 {
                     return bad("url must be an http(s) URL");
                 }
@@ -535,31 +541,20 @@ pub const ADDRESS_NOT_ALLOWED: &str = "the destination's address is not allowed 
      (a loopback, private, link-local or otherwise internal address; the server's operator may \
      allow its network with allowed_destination_networks)";
 
-/// The host (without brackets) and port a URL connects to, if it names one.
+/// The host (an IP address without brackets, or a name) and port a URL connects to, read by
+/// the `url` crate, the parser the HTTP client itself uses: a URL cannot name one host here
+/// and another one on the wire (`http://127.0.0.1:/`, `http://a\@b/`, percent-encoded or
+/// dotless IPv4 hosts are all read as the client reads them). `None` if it does not parse or
+/// has no host.
 pub fn url_host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let default_port = if scheme.eq_ignore_ascii_case("https") {
-        443
-    } else {
-        80
+    let parsed = url::Url::parse(url).ok()?;
+    let port = parsed.port_or_known_default()?;
+    let host = match parsed.host()? {
+        url::Host::Ipv4(v4) => v4.to_string(),
+        url::Host::Ipv6(v6) => v6.to_string(),
+        url::Host::Domain(d) => d.trim_end_matches('.').to_string(),
     };
-    let (host, port) = match host_port.strip_prefix('[') {
-        Some(v6) => {
-            let (host, after) = v6.split_once(']')?;
-            (host, after.strip_prefix(':'))
-        }
-        None => match host_port.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (host_port, None),
-        },
-    };
-    let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => default_port,
-    };
-    (!host.is_empty()).then(|| (host.trim_end_matches('.').to_string(), port))
+    (!host.is_empty()).then_some((host, port))
 }
 
 /// Checks a destination's network addresses before it is saved (the server resolves names;
@@ -583,6 +578,7 @@ fn is_public(ip: std::net::IpAddr) -> bool {
                 || v4.is_documentation()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b)) // shared address space (RFC 6598)
+                || (a == 198 && (18..20).contains(&b))  // benchmarking (RFC 2544)
                 || (a == 192 && b == 0)                 // IETF protocol assignments
                 || a >= 240) // reserved
         }
@@ -590,12 +586,26 @@ fn is_public(ip: std::net::IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80) // link-local
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)))
+            };
+            // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) reach the IPv4 address they carry.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return embedded(s[6], s[7]);
+            }
+            if s[0] == 0x2002 {
+                return embedded(s[1], s[2]);
+            }
+            // Only global unicast (2000::/3), less the IETF protocol assignments (2001::/23:
+            // Teredo, ORCHID, ...) and documentation (2001:db8::/32). Everything else
+            // (loopback, unique local, link-local, site-local, IPv4-compatible, local-use
+            // NAT64, multicast) is internal.
+            (s[0] & 0xe000) == 0x2000
+                && !(s[0] == 0x2001 && s[1] < 0x0200)
+                && !(s[0] == 0x2001 && s[1] == 0x0db8)
         }
     }
 }
@@ -627,10 +637,32 @@ mod address_tests {
             "https://user@127.0.0.1/",
             "https://224.0.0.1/",
             "https://[ff02::1]/",
+            "https://198.18.0.1/",
+            // Spelled so that a hand-written parser would see another host, or none.
+            "http://127.0.0.1:/x",
+            "http://[::1]:/",
+            "http://127.0.0.1\\@8.8.8.8/",
+            "http://%31%32%37.0.0.1/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            // IPv6 forms that carry or stand for internal addresses.
+            "http://[64:ff9b::7f00:1]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[64:ff9b:1::1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[::127.0.0.1]/",
+            "http://[2001::1]/",
+            "http://[2001:db8::1]/",
+            "http://[fec0::1]/",
         ] {
             assert!(!policy.permits(literal(url)), "{url}");
         }
-        for url in ["https://93.184.216.34/", "https://[2606:4700::1111]/"] {
+        for url in [
+            "https://93.184.216.34/",
+            "https://[2606:4700::1111]/",
+            "https://[64:ff9b::5db8:d822]/",
+            "https://[2002:5db8:d822::]/",
+        ] {
             assert!(policy.permits(literal(url)), "{url}");
         }
     }
@@ -651,7 +683,11 @@ mod address_tests {
     fn host_and_port_come_from_the_authority() {
         assert_eq!(
             url_host_port("https://user:pw@Hooks.Example.com./x?y#z"),
-            Some(("Hooks.Example.com".into(), 443))
+            Some(("hooks.example.com".into(), 443))
+        );
+        assert_eq!(
+            url_host_port("http://127.0.0.1\\@8.8.8.8/"),
+            Some(("127.0.0.1".into(), 80))
         );
         assert_eq!(
             url_host_port("http://[::1]:8080/"),

@@ -140,7 +140,7 @@ proptest! {
         let mut f = fields.clone();
         let content = |f: &[String], t: i64| -> String {
             link(&key, "prev", &LinkContent {
-                id: &f[0], time_ms: t, action: &f[1], actor: &f[2], org_id: Some(&f[3]),
+                chain: "c", id: &f[0], time_ms: t, action: &f[1], actor: &f[2], org_id: Some(&f[3]),
                 app_id: Some(&f[4]), secret_id: Some(&f[5]), request_id: Some(&f[6]),
                 source: Some(&f[7]), outcome: "success", details: &f[8],
             })

@@ -46,8 +46,9 @@ impl DestinationGuard {
     /// `Ok` when every address `url` reaches is allowed. A name that does not resolve now is
     /// let through: it is checked again at every send.
     pub async fn check_url(&self, url: &str) -> Result<(), NotAllowed> {
+        // A URL the client cannot read is never sent either; validation refuses it first.
         let Some((host, port)) = url_host_port(url) else {
-            return Ok(());
+            return Err(NotAllowed);
         };
         if let Ok(ip) = host.parse::<IpAddr>() {
             return self.policy.permits(ip).then_some(()).ok_or(NotAllowed);

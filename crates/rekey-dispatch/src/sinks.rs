@@ -263,6 +263,8 @@ impl WebhookSink {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the target itself, past the guard.
+            .no_proxy()
             .dns_resolver(Arc::new(guard.resolver()))
             .user_agent(concat!("rekey-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -292,11 +294,15 @@ impl WebhookSink {
             .map_err(|_| SendError("the webhook signing key does not open".into()))?;
         let secret =
             String::from_utf8(secret).map_err(|_| SendError("bad webhook signing key".into()))?;
-        let literal = url_host_port(url).and_then(|(host, _)| host.parse::<IpAddr>().ok());
-        if literal.is_some_and(|ip| !self.policy.permits(ip)) {
-            return Err(SendError(format!(
-                "could not deliver: {ADDRESS_NOT_ALLOWED}"
-            )));
+        let refused = || SendError(format!("could not deliver: {ADDRESS_NOT_ALLOWED}"));
+        let Some((host, _)) = url_host_port(url) else {
+            return Err(refused());
+        };
+        if host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| !self.policy.permits(ip))
+        {
+            return Err(refused());
         }
         let id = delivery.notification_id.to_string();
         let timestamp = self.clock.now().as_secs().to_string();

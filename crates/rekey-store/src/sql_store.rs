@@ -418,19 +418,35 @@ async fn insert_audit(tx: &mut WriteTx, events: &[AuditEvent]) -> CoreResult<()>
     };
     tx.audited.extend_from_slice(events);
     let conn: &mut AnyConnection = tx;
-    for e in events {
-        let chain = audit_chain::chain_of(e);
-        let previous: String = sqlx::query_scalar(
-            "INSERT INTO audit_chain_heads (chain, last_link, events) VALUES ($1, '', 0) \
+    // Heads are locked first, in one order (by chain) in every transaction, so that two
+    // nodes writing events of the same orgs cannot deadlock; the events are then linked and
+    // written in their own order.
+    let mut chains: Vec<String> = events.iter().map(audit_chain::chain_of).collect();
+    chains.sort();
+    chains.dedup();
+    let mut heads: std::collections::HashMap<String, (String, u64)> =
+        std::collections::HashMap::new();
+    for chain in chains {
+        let head = sqlx::query(
+            "INSERT INTO audit_chain_heads (chain, last_link, events, mac) VALUES ($1, '', 0, '') \
              ON CONFLICT (chain) DO UPDATE SET events = audit_chain_heads.events \
-             RETURNING last_link",
+             RETURNING last_link, events",
         )
         .bind(chain.clone())
         .fetch_one(&mut *conn)
         .await
         .map_err(db_err)?;
+        let last: String = sqlx::Row::try_get(&head, "last_link").map_err(db_err)?;
+        let count: i64 = sqlx::Row::try_get(&head, "events").map_err(db_err)?;
+        heads.insert(chain, (last, u64::try_from(count).unwrap_or(0)));
+    }
+    for e in events {
+        let chain = audit_chain::chain_of(e);
+        let Some((previous, count)) = heads.get_mut(&chain) else {
+            return Err(CoreError::storage_msg("an audit chain head was not locked"));
+        };
         let fields = AuditFields::of(e);
-        let link = audit_chain::link(key, &previous, &fields.content());
+        let link = audit_chain::link(key, previous, &fields.content(&chain));
         sqlx::query(
             "INSERT INTO audit_events (id, time, action, actor, org_id, app_id, secret_id, \
              request_id, source, outcome, details, chain, prev_link, link) \
@@ -448,15 +464,21 @@ async fn insert_audit(tx: &mut WriteTx, events: &[AuditEvent]) -> CoreResult<()>
         .bind(fields.outcome)
         .bind(fields.details.clone())
         .bind(chain.clone())
-        .bind(previous)
+        .bind(previous.clone())
         .bind(link.clone())
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
+        *previous = link;
+        *count += 1;
+    }
+    for (chain, (last, count)) in heads {
         sqlx::query(
-            "UPDATE audit_chain_heads SET last_link = $1, events = events + 1 WHERE chain = $2",
+            "UPDATE audit_chain_heads SET last_link = $1, events = $2, mac = $3 WHERE chain = $4",
         )
-        .bind(link)
+        .bind(last.clone())
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
+        .bind(audit_chain::head_mac(key, &chain, count, &last))
         .bind(chain)
         .execute(&mut *conn)
         .await
@@ -491,8 +513,9 @@ impl<'a> AuditFields<'a> {
         }
     }
 
-    fn content(&self) -> audit_chain::LinkContent<'_> {
+    fn content<'c>(&'c self, chain: &'c str) -> audit_chain::LinkContent<'c> {
         audit_chain::LinkContent {
+            chain,
             id: &self.id,
             time_ms: self.time_ms,
             action: &self.event.action,
@@ -1909,6 +1932,13 @@ impl Store for SqlStore {
             return Err(CoreError::storage_msg("the audit chain key is not set"));
         };
         let mut verifier = audit_chain::ChainVerifier::new(key, chain);
+        // Where the chains began (recorded by migration 8): an unlinked event after that had
+        // its links removed. Without the record, every event must be linked.
+        let began: i64 = sqlx::query_scalar("SELECT after_seq FROM audit_chain_start WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .unwrap_or(0);
         // Events from before the chains have no chain column: they belong to the chain of
         // their org. Pages by seq, oldest first.
         let mut after = i64::MIN;
@@ -1946,7 +1976,9 @@ impl Store for SqlStore {
                     text("request_id")?,
                     text("source")?,
                 );
+                let seq: i64 = sqlx::Row::try_get(r, "seq").map_err(db_err)?;
                 let content = audit_chain::LinkContent {
+                    chain,
                     id: &id,
                     time_ms: sqlx::Row::try_get(r, "time").map_err(db_err)?,
                     action: &action,
@@ -1960,32 +1992,46 @@ impl Store for SqlStore {
                     details: &details,
                 };
                 let (prev_link, link) = (text("prev_link")?, text("link")?);
-                if !verifier.next(&content, prev_link.as_deref(), link.as_deref()) {
+                let after_chains_began = seq > began;
+                if !verifier.next(
+                    &content,
+                    prev_link.as_deref(),
+                    link.as_deref(),
+                    after_chains_began,
+                ) {
                     break 'pages;
                 }
             }
         }
-        let head = sqlx::query("SELECT last_link, events FROM audit_chain_heads WHERE chain = $1")
-            .bind(chain.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let head =
+            sqlx::query("SELECT last_link, events, mac FROM audit_chain_heads WHERE chain = $1")
+                .bind(chain.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
         let head = match &head {
             Some(r) => {
                 let last: String = sqlx::Row::try_get(r, "last_link").map_err(db_err)?;
                 let events: i64 = sqlx::Row::try_get(r, "events").map_err(db_err)?;
-                Some((last, u64::try_from(events).unwrap_or(0)))
+                let mac: String = sqlx::Row::try_get(r, "mac").map_err(db_err)?;
+                Some((last, u64::try_from(events).unwrap_or(0), mac))
             }
             None => None,
         };
-        Ok(verifier.finish(head.as_ref().map(|(l, n)| (l.as_str(), *n))))
+        Ok(verifier.finish(head.as_ref().map(|(l, n, m)| (l.as_str(), *n, m.as_str()))))
     }
 
     async fn list_audit_chains(&self) -> CoreResult<Vec<String>> {
-        sqlx::query_scalar("SELECT chain FROM audit_chain_heads ORDER BY chain")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)
+        // Every chain there is evidence of: a head, a linked event, an org (a chain whose
+        // head was deleted is still checked).
+        sqlx::query_scalar(
+            "SELECT chain FROM audit_chain_heads \
+             UNION SELECT chain FROM audit_events WHERE chain IS NOT NULL \
+             UNION SELECT id FROM orgs ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
     }
 
     async fn list_server_admins(&self) -> CoreResult<Vec<User>> {

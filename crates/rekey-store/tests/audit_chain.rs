@@ -45,7 +45,7 @@ async fn an_intact_chain_verifies_and_every_direct_change_to_its_rows_is_found()
     // What is done, the statements that do it, and the event (by age) where the chain
     // breaks (`None`: at its end).
     type Tampering = (&'static str, fn(OrgId) -> Vec<String>, Option<usize>);
-    let tamperings: [Tampering; 5] = [
+    let tamperings: [Tampering; 8] = [
         (
             "edit",
             |o| {
@@ -76,6 +76,46 @@ async fn an_intact_chain_verifies_and_every_direct_change_to_its_rows_is_found()
             },
             // The chain breaks at the event after the deleted one.
             Some(2),
+        ),
+        // The newest event deleted and the head rewritten to match, without the key.
+        (
+            "cut off and rewrite the head",
+            |o| {
+                vec![
+                    format!("DELETE FROM audit_events WHERE seq = {}", nth(o, 3)),
+                    format!(
+                        "UPDATE audit_chain_heads SET events = 3, last_link = (SELECT link FROM \
+                         audit_events WHERE seq = {}) WHERE chain = '{o}'",
+                        nth(o, 2)
+                    ),
+                ]
+            },
+            None,
+        ),
+        // Every link removed and the head deleted: the events look older than the chains.
+        (
+            "unlink everything",
+            |o| {
+                vec![
+                    format!("UPDATE audit_events SET chain = NULL, prev_link = NULL, link = NULL WHERE org_id = '{o}'"),
+                    format!("DELETE FROM audit_chain_heads WHERE chain = '{o}'"),
+                ]
+            },
+            Some(0),
+        ),
+        // The whole chain, events and head, moved to another org.
+        (
+            "move the chain",
+            |o| {
+                let other = OrgId::new();
+                vec![
+                    format!("INSERT INTO orgs (id, name, created_at) VALUES ('{other}', 'x', 0)"),
+                    format!("UPDATE audit_events SET org_id = '{other}', chain = '{other}' WHERE org_id = '{o}'"),
+                    format!("UPDATE audit_chain_heads SET chain = '{other}' WHERE chain = '{o}'"),
+                ]
+            },
+            // The links name the chain they were made in.
+            Some(0),
         ),
         // The oldest event moved to the end: content and links kept, position not.
         (
@@ -126,14 +166,18 @@ async fn an_intact_chain_verifies_and_every_direct_change_to_its_rows_is_found()
             for sql in tamper(org) {
                 db.store.execute_raw(&sql).await.unwrap();
             }
-            let report = db.store.verify_audit_chain(&org.to_string()).await.unwrap();
-            let broken = report
-                .broken
-                .unwrap_or_else(|| panic!("{what} went unnoticed on {}", db.url));
-            assert_eq!(
-                broken.event_id,
-                breaks_at.map(|i| ids[i].clone()),
-                "{what}: {broken:?}"
+            // Every chain doctor would check; the break shows in one of them.
+            let mut broken = Vec::new();
+            for chain in db.store.list_audit_chains().await.unwrap() {
+                if let Some(b) = db.store.verify_audit_chain(&chain).await.unwrap().broken {
+                    broken.push(b);
+                }
+            }
+            let expected = breaks_at.map(|i| ids[i].clone());
+            assert!(
+                broken.iter().any(|b| b.event_id == expected),
+                "{what} on {}: expected a break at {expected:?}, found {broken:?}",
+                db.url
             );
             // Other chains are untouched.
             assert_eq!(
@@ -159,6 +203,7 @@ async fn rewriting_an_event_with_a_link_made_without_the_key_is_found() {
             &rekey_core::crypto::KeyedHasher::new(&[1; 32]),
             "",
             &rekey_core::audit_chain::LinkContent {
+                chain: "x",
                 id: "x",
                 time_ms: 0,
                 action: "secret.rotated",

@@ -560,7 +560,11 @@ fn describe(target: &rekey_core::notify::Target) -> String {
     use rekey_core::notify::Target;
     match target {
         Target::Sqs { queue_url, .. } => format!("SQS {queue_url}"),
-        Target::Webhook { url } => format!("webhook {url}"),
+        // Host and port only: a URL's user part or query may hold a credential.
+        Target::Webhook { url } => match rekey_core::notify::url_host_port(url) {
+            Some((host, port)) => format!("webhook {host}:{port}"),
+            None => "webhook (an unreadable URL)".into(),
+        },
         Target::File { directory } => format!("file {directory}"),
     }
 }

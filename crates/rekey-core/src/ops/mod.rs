@@ -274,6 +274,14 @@ impl Rekey {
                 | Action::RotateOwnSecretWithScope(t) => Some(t.id).filter(|id| !id.0.is_nil()),
                 _ => None,
             };
+            // In the org acted in when the caller belongs to it; a stranger's attempt goes to
+            // the caller's own org (naming the target), so that nobody can write into the
+            // trail of an org, or make chains for ids, that are not theirs.
+            let (org, app, reason) = if actor.org_id == org {
+                (org, app, denied.to_string())
+            } else {
+                (actor.org_id, None, format!("{denied} (in org {org})"))
+            };
             self.tally.record(
                 TallyKey {
                     action: "action.refused",
@@ -281,7 +289,7 @@ impl Rekey {
                     app,
                     actor: actor.audit.actor.clone(),
                     source: actor.audit.source.clone(),
-                    reason: denied.to_string(),
+                    reason,
                 },
                 self.now(),
             );

@@ -18,8 +18,18 @@ CREATE INDEX audit_events_by_chain ON audit_events (chain, seq);
 CREATE TABLE audit_chain_heads (
     chain      TEXT PRIMARY KEY,
     last_link  TEXT NOT NULL,
-    events     BIGINT NOT NULL
+    events     BIGINT NOT NULL,
+    -- HMAC over (chain, events, last_link): the head cannot be rewritten without the key.
+    mac        TEXT NOT NULL
 );
+
+-- Where the chains begin: events up to this seq were written before them and carry no
+-- links; any later event without links had them removed.
+CREATE TABLE audit_chain_start (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    after_seq  BIGINT NOT NULL
+);
+INSERT INTO audit_chain_start (id, after_seq) SELECT 1, COALESCE(MAX(seq), 0) FROM audit_events;
 
 -- Additive: binaries that know migration 7 run against it.
 INSERT INTO schema_compat (version, oldest_compatible) VALUES (8, 7);
