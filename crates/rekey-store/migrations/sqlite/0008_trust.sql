@@ -31,5 +31,6 @@ CREATE TABLE audit_chain_start (
 );
 INSERT INTO audit_chain_start (id, after_seq) SELECT 1, COALESCE(MAX(seq), 0) FROM audit_events;
 
--- Additive: binaries that know migration 7 run against it.
-INSERT INTO schema_compat (version, oldest_compatible) VALUES (8, 7);
+-- Not for older binaries: they would write audit events without links (breaking the chains)
+-- and accept revoked tokens. Every node runs a binary that knows migration 8.
+INSERT INTO schema_compat (version, oldest_compatible) VALUES (8, 8);
