@@ -9,6 +9,7 @@ import re
 import shutil
 import time
 
+import jwt
 import pytest
 import requests
 
@@ -218,10 +219,15 @@ def test_a_developer_signs_in_with_a_link_creates_rotates_and_finishes(console_s
     ttl = d.find_element(By.ID, "ttl")
     ttl.clear()
     ttl.send_keys("900")
+    d.find_element(By.ID, "audiences").send_keys("https://billing.example/api urn:ledger")
     navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Save settings']"))
     assert "settings were saved" in d.find_element(By.CSS_SELECTOR, ".notice").text
     assert d.find_element(By.TAG_NAME, "h1").text == "billing-service-v2"
-    assert token(srv, cid, second).json()["expires_in"] == 900
+    assert "https://billing.example/api (default)" in d.find_element(By.CLASS_NAME, "facts").text
+    issued = token(srv, cid, second).json()
+    assert issued["expires_in"] == 900
+    claims = jwt.decode(issued["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == "https://billing.example/api"
 
     # Delete, with its confirmation.
     d.find_element(By.XPATH, "//label[contains(., 'delete billing-service-v2')]/input").click()

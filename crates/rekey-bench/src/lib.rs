@@ -20,5 +20,6 @@ pub fn app_settings(name: &str) -> AppSettings {
         secret_lifetime_secs: 0,
         rotation_grace_secs: 3600,
         owner_only_secret_rotation: false,
+        audiences: Vec::new(),
     }
 }

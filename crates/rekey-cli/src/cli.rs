@@ -276,6 +276,41 @@ pub(crate) enum AppsCommand {
         /// Make the app a service account with this role (org_admin, developer, org_member).
         #[arg(long)]
         service_account_role: Option<String>,
+        /// A resource server the app may ask tokens for (`aud`; repeat for several). The
+        /// first is the audience of tokens whose request names none.
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+    },
+    /// Change an app's settings; what is not given stays as it is.
+    Update {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The app: its id or its client id.
+        app: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Allowed scope (repeat for several; replaces the app's scopes).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Access-token lifetime in seconds.
+        #[arg(long)]
+        token_ttl: Option<i64>,
+        /// Lifetime of each new secret in seconds (0 = never expires).
+        #[arg(long)]
+        secret_lifetime: Option<i64>,
+        /// How long the old secret keeps working after a native or CSP rotation, in seconds.
+        #[arg(long)]
+        rotation_grace: Option<i64>,
+        /// Audience the app may ask tokens for (repeat for several; replaces the app's
+        /// audiences; the first is the default).
+        #[arg(long = "audience", conflicts_with = "no_audiences")]
+        audiences: Vec<String>,
+        /// Remove every audience: tokens carry no `aud` again.
+        #[arg(long)]
+        no_audiences: bool,
     },
     /// List the org's apps.
     List {

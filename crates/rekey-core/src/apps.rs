@@ -27,6 +27,17 @@ pub struct AppSettings {
     pub secret_lifetime_secs: i64,
     pub rotation_grace_secs: i64,
     pub owner_only_secret_rotation: bool,
+    pub audiences: Vec<String>,
+}
+
+/// Most audiences an app may list, and the longest audience.
+pub const MAX_AUDIENCES: usize = 20;
+pub const MAX_AUDIENCE_LEN: usize = 512;
+
+/// An audience as an app may list it and a token request may name it: 1 to 512 printable
+/// ASCII characters without spaces (a URI, usually, but RFC 8707 leaves its form to us).
+pub fn is_valid_audience(a: &str) -> bool {
+    (1..=MAX_AUDIENCE_LEN).contains(&a.len()) && a.bytes().all(|b| b.is_ascii_graphic())
 }
 
 impl AppSettings {
@@ -41,6 +52,7 @@ impl AppSettings {
             secret_lifetime_secs: app.secret_lifetime_secs,
             rotation_grace_secs: app.rotation_grace_secs,
             owner_only_secret_rotation: app.owner_only_secret_rotation,
+            audiences: app.audiences.clone(),
         }
     }
 
@@ -55,6 +67,7 @@ impl AppSettings {
         app.secret_lifetime_secs = self.secret_lifetime_secs;
         app.rotation_grace_secs = self.rotation_grace_secs;
         app.owner_only_secret_rotation = self.owner_only_secret_rotation;
+        app.audiences = self.audiences;
         app.updated_at = now;
         Ok(())
     }
@@ -96,6 +109,17 @@ impl AppSettings {
         }
         if !(0..=MAX_DURATION_SECS).contains(&self.rotation_grace_secs) {
             return bad("rotationGraceSeconds must be between 0 and 315360000");
+        }
+        let mut seen = std::collections::HashSet::new();
+        if self.audiences.len() > MAX_AUDIENCES
+            || !self
+                .audiences
+                .iter()
+                .all(|a| is_valid_audience(a) && seen.insert(a.as_str()))
+        {
+            return bad(
+                "audiences must be at most 20 distinct values of 1 to 512 printable characters without spaces",
+            );
         }
         Ok(())
     }
@@ -175,6 +199,7 @@ pub fn new_app(
         rotation_grace_secs: settings.rotation_grace_secs,
         owner_only_secret_rotation: settings.owner_only_secret_rotation,
         service_account,
+        audiences: settings.audiences,
         created_at: now,
         updated_at: now,
     };
@@ -204,6 +229,7 @@ mod tests {
             secret_lifetime_secs: 100,
             rotation_grace_secs: 10,
             owner_only_secret_rotation: false,
+            audiences: vec!["https://orders.example".into()],
         }
     }
 
@@ -282,6 +308,22 @@ mod tests {
                 },
                 None,
                 "secretLifetimeSeconds",
+            ),
+            (
+                AppSettings {
+                    audiences: vec!["https://a.example".into(), "https://a.example".into()],
+                    ..settings()
+                },
+                None,
+                "audiences",
+            ),
+            (
+                AppSettings {
+                    audiences: vec!["has space".into()],
+                    ..settings()
+                },
+                None,
+                "audiences",
             ),
             (settings(), Some("bad id!".into()), "clientId"),
         ];

@@ -61,6 +61,21 @@ pub fn grant_scopes(app: &App, requested: Option<&str>) -> Result<Vec<String>, C
     Ok(granted)
 }
 
+/// The `aud` of a token for `app`: the audience the request names (`requested`), which must
+/// be one of the app's audiences or `issuer` (Rekey's own APIs), else the app's first
+/// audience, else none. `Err` carries the audience the app may not use (`invalid_target`).
+pub fn select_audience(
+    app: &App,
+    requested: Option<&str>,
+    issuer: &str,
+) -> Result<Option<String>, String> {
+    match requested {
+        Some(a) if a == issuer || app.audiences.iter().any(|x| x == a) => Ok(Some(a.to_string())),
+        Some(a) => Err(a.to_string()),
+        None => Ok(app.audiences.first().cloned()),
+    }
+}
+
 /// Scope tokens are printable ASCII without space, `"` or `\` (RFC 6749 section 3.3).
 pub fn is_valid_scope_token(s: &str) -> bool {
     !s.is_empty()
@@ -89,6 +104,7 @@ mod tests {
             rotation_grace_secs: 0,
             owner_only_secret_rotation: false,
             service_account: false,
+            audiences: Vec::new(),
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
         }
@@ -107,6 +123,35 @@ mod tests {
             created_by: "t".into(),
             revoked_at: None,
             revoked_reason: None,
+        }
+    }
+
+    #[test]
+    fn a_token_gets_the_audience_asked_for_if_the_app_may_use_it_else_its_first() {
+        let issuer = "https://rekey.example";
+        let mut a = app(&[]);
+        // No audiences: no `aud` unless the request names Rekey itself.
+        assert_eq!(select_audience(&a, None, issuer), Ok(None));
+        assert_eq!(
+            select_audience(&a, Some(issuer), issuer),
+            Ok(Some(issuer.into()))
+        );
+        assert_eq!(
+            select_audience(&a, Some("https://orders"), issuer),
+            Err("https://orders".into())
+        );
+        a.audiences = vec!["https://orders".into(), "https://billing".into()];
+        assert_eq!(
+            select_audience(&a, None, issuer),
+            Ok(Some("https://orders".into()))
+        );
+        assert_eq!(
+            select_audience(&a, Some("https://billing"), issuer),
+            Ok(Some("https://billing".into()))
+        );
+        // Exact match only: no prefix, case or trailing-slash leniency.
+        for near in ["https://billing/", "HTTPS://billing", "https://bill"] {
+            assert_eq!(select_audience(&a, Some(near), issuer), Err(near.into()));
         }
     }
 

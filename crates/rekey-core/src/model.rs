@@ -277,6 +277,9 @@ pub struct App {
     pub owner_only_secret_rotation: bool,
     /// Whether the app is also a member of its org (a service account).
     pub service_account: bool,
+    /// RFC 8707: the resource servers the app may ask tokens for (`aud`). The first is the
+    /// audience of a token whose request names none; empty: tokens carry no `aud`.
+    pub audiences: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

@@ -279,18 +279,37 @@ mod tests {
     }
 
     #[test]
-    fn a_rotation_never_leaves_fewer_valid_secrets_than_the_new_one() {
-        // Whatever the old state, the new secret is valid after the rotation.
-        for expires in [
-            None,
-            Some(T0),
-            Some(T0.plus_secs(1)),
-            Some(T0.plus_secs(DAY)),
-        ] {
+    fn a_rotation_keeps_the_old_secret_exactly_while_it_was_still_valid() {
+        // (old secret's expiry, old secret's state and expiry after a rotation with a day of
+        // grace, secrets valid just after it)
+        let cases = [
+            (None, SecretState::Previous, Some(T0.plus_secs(DAY)), 2),
+            (Some(T0), SecretState::Expired, Some(T0), 1),
+            (
+                Some(T0.plus_secs(1)),
+                SecretState::Previous,
+                Some(T0.plus_secs(1)),
+                2,
+            ),
+            (
+                Some(T0.plus_secs(2 * DAY)),
+                SecretState::Previous,
+                Some(T0.plus_secs(DAY)),
+                2,
+            ),
+        ];
+        for (expires, state, expires_after, valid) in cases {
             let cur = secret(SecretState::Current, T0, expires);
             let new = new_current(T0);
             let ch = plan_rotate(std::slice::from_ref(&cur), new.clone(), DAY, T0).unwrap();
-            assert!(valid_after(&[cur], &ch, T0).contains(&new));
+            assert_eq!(
+                state_of(&ch, cur.id),
+                Some((state, expires_after)),
+                "{expires:?}"
+            );
+            let after = valid_after(std::slice::from_ref(&cur), &ch, T0);
+            assert_eq!(after.len(), valid, "{expires:?}");
+            assert_eq!(after.iter().filter(|s| s.id == new.id).count(), 1);
         }
     }
 

@@ -46,18 +46,27 @@ pub fn generate_client_id() -> String {
 }
 
 fn generate_with_prefix(prefix: &str) -> String {
-    loop {
-        let mut s = String::with_capacity(prefix.len() + RANDOM_CHARS + CHECKSUM_CHARS);
-        s.push_str(prefix);
-        s.push_str(&random_base62(RANDOM_CHARS));
-        let checksum = crc32fast::hash(s.as_bytes());
-        s.push_str(&base62_fixed(u64::from(checksum), CHECKSUM_CHARS));
-        // The prefix brings the special character and a lower-case letter; an upper-case
-        // letter and a digit are missing from 43 random characters about once in 10^10.
-        if check_complexity(&s).is_ok() {
-            return s;
-        }
-    }
+    first_complex(std::iter::repeat_with(|| candidate(prefix)))
+}
+
+/// The prefix, random characters and the checksum. The prefix brings the special character
+/// and a lower-case letter; an upper-case letter and a digit are missing from 43 random
+/// characters about once in 10^10, so a candidate almost never needs drawing again.
+fn candidate(prefix: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + RANDOM_CHARS + CHECKSUM_CHARS);
+    s.push_str(prefix);
+    s.push_str(&random_base62(RANDOM_CHARS));
+    let checksum = crc32fast::hash(s.as_bytes());
+    s.push_str(&base62_fixed(u64::from(checksum), CHECKSUM_CHARS));
+    s
+}
+
+/// The first candidate that meets the CSP complexity rule.
+fn first_complex(candidates: impl IntoIterator<Item = String>) -> String {
+    candidates
+        .into_iter()
+        .find(|s| check_complexity(s).is_ok())
+        .unwrap_or_default()
 }
 
 /// `n` characters drawn uniformly from the base62 alphabet.
@@ -234,6 +243,29 @@ mod tests {
         assert!(has_valid_checksum(&s, API_TOKEN_PREFIX));
         assert!(!has_valid_checksum(&tampered, API_TOKEN_PREFIX));
         assert!(!has_valid_checksum(&s, CLIENT_SECRET_PREFIX));
+    }
+
+    /// The candidates themselves (not the loop that keeps only complex ones) meet the rule:
+    /// a prefix without its special character or lower-case letter fails here.
+    #[test]
+    fn candidates_meet_complexity_without_a_retry() {
+        for prefix in [CLIENT_SECRET_PREFIX, API_TOKEN_PREFIX] {
+            for _ in 0..500 {
+                let s = candidate(prefix);
+                assert_eq!(check_complexity(&s), Ok(()), "{prefix}: {}", hint(&s));
+            }
+        }
+        assert_eq!(
+            check_complexity(&candidate("rks")),
+            Err(ComplexityError::NoSpecial)
+        );
+    }
+
+    #[test]
+    fn a_candidate_that_fails_complexity_is_drawn_again() {
+        let weak = "rks_abcdefghijklmnop".to_string();
+        let strong = "rks_abcdefgHIJ123".to_string();
+        assert_eq!(first_complex([weak, strong.clone()]), strong);
     }
 
     #[test]

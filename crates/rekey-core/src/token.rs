@@ -22,6 +22,10 @@ pub struct AccessClaims {
     pub iss: String,
     /// The app's client id, or the user's id for user tokens.
     pub sub: String,
+    /// RFC 8707 / RFC 9068: the resource server the token is for. Absent: any resource
+    /// server trusting the issuer (tokens of apps without audiences, as before them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     pub iat: i64,
@@ -319,6 +323,7 @@ mod tests {
         AccessClaims {
             iss: "http://rekey.test".into(),
             sub: "rkc_x".into(),
+            aud: None,
             client_id: Some("rkc_x".into()),
             iat: now.as_secs(),
             exp: now.as_secs() + 60,

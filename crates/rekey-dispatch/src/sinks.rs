@@ -376,8 +376,9 @@ pub fn spool_dir(root: &Path, org: OrgId, directory: &str) -> std::path::PathBuf
 
 /// Writes one notification as `<notificationId>.json` (0600) into the org's spool directory,
 /// atomically (a temporary file renamed into place). Directories below the root are made 0700
-/// and must be real directories: a symbolic link anywhere below the root (made by someone on
-/// the host) is refused, not followed, so it cannot lead a write into another org's directory.
+/// and walked by handle (`openat` with `O_NOFOLLOW`), one segment at a time, so a symbolic
+/// link anywhere below the root (made by someone on the host, even between two deliveries or
+/// in the middle of one) is refused, never followed into another org's directory.
 async fn write_spool_file(
     root: &Path,
     delivery: &Delivery,
@@ -390,49 +391,19 @@ async fn write_spool_file(
         .collect();
     let name = format!("{}.json", delivery.notification_id);
     let body = body.to_vec();
-    tokio::task::spawn_blocking(move || -> Result<(), SendError> {
-        use std::io::Write as _;
-        std::fs::create_dir_all(&root).map_err(spool_error)?;
-        let mut dir = root;
-        for part in &below {
-            dir.push(part);
-            make_real_dir(&dir)?;
-        }
-        let tmp = dir.join(format!(".{name}.tmp"));
-        // A leftover from a crash, or anything someone put there: removed, never opened.
-        if let Err(e) = std::fs::remove_file(&tmp) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(spool_error(e));
-            }
-        }
-        let mut opts = std::fs::OpenOptions::new();
-        // create_new is O_EXCL, which also refuses to follow a symbolic link.
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp).map_err(spool_error)?;
-        f.write_all(&body).map_err(spool_error)?;
-        f.sync_all().map_err(spool_error)?;
-        // rename replaces a link named like the file; it never writes through it.
-        std::fs::rename(&tmp, dir.join(&name)).map_err(spool_error)?;
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(spool_error)
-    })
-    .await
-    .map_err(|_| SendError("the spool writer stopped".into()))?
+    tokio::task::spawn_blocking(move || spool_write(&root, &below, &name, &body))
+        .await
+        .map_err(|_| SendError("the spool writer stopped".into()))?
 }
 
-fn spool_error(e: std::io::Error) -> SendError {
-    SendError(format!("cannot write to the spool directory: {}", e.kind()))
-}
+#[cfg(unix)]
+fn spool_write(root: &Path, below: &[String], name: &str, body: &[u8]) -> Result<(), SendError> {
+    use rustix::fs::{fsync, mkdirat, openat, renameat, unlinkat, AtFlags, Mode, OFlags, CWD};
+    use rustix::io::Errno;
+    use std::io::Write as _;
 
-/// `dir` as a real directory (made 0700 if missing); a symbolic link or a file is refused.
-fn make_real_dir(dir: &Path) -> Result<(), SendError> {
-    let is_real_dir = || std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let io = |e: Errno| spool_error(std::io::Error::from(e));
     let refused = || {
         SendError(
             "cannot write to the spool directory: a path below the spool root is not a \
@@ -440,27 +411,55 @@ fn make_real_dir(dir: &Path) -> Result<(), SendError> {
                 .into(),
         )
     };
-    match std::fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(refused()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut builder = std::fs::DirBuilder::new();
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::DirBuilderExt as _;
-                builder.mode(0o700);
-            }
-            match builder.create(dir) {
-                Ok(()) => Ok(()),
-                // Another delivery made it at the same moment: check what is there now.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    is_real_dir().then_some(()).ok_or_else(refused)
-                }
-                Err(e) => Err(spool_error(e)),
-            }
+    // The root is the operator's (it may itself be a link); only what is below it is walked.
+    std::fs::create_dir_all(root).map_err(spool_error)?;
+    let mut dir = openat(CWD, root, dir_flags, Mode::empty()).map_err(io)?;
+    for part in below {
+        match mkdirat(&dir, part.as_str(), Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(io(e)),
         }
-        Err(e) => Err(spool_error(e)),
+        dir = match openat(
+            &dir,
+            part.as_str(),
+            dir_flags | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) {
+            Ok(d) => d,
+            Err(Errno::LOOP | Errno::NOTDIR) => return Err(refused()),
+            Err(e) => return Err(io(e)),
+        };
     }
+    let tmp = format!(".{name}.tmp");
+    // A leftover from a crash, or anything someone put there: removed, never opened.
+    match unlinkat(&dir, tmp.as_str(), AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(e) => return Err(io(e)),
+    }
+    let file = openat(
+        &dir,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(io)?;
+    let mut file = std::fs::File::from(file);
+    file.write_all(body).map_err(spool_error)?;
+    file.sync_all().map_err(spool_error)?;
+    // rename replaces a link named like the file; it never writes through it.
+    renameat(&dir, tmp.as_str(), &dir, name).map_err(io)?;
+    fsync(&dir).map_err(io)
+}
+
+#[cfg(not(unix))]
+fn spool_write(_: &Path, _: &[String], _: &str, _: &[u8]) -> Result<(), SendError> {
+    Err(SendError(
+        "file destinations need a Unix host (directories are walked with openat)".into(),
+    ))
+}
+
+fn spool_error(e: std::io::Error) -> SendError {
+    SendError(format!("cannot write to the spool directory: {}", e.kind()))
 }
 
 #[cfg(test)]

@@ -77,6 +77,10 @@ pub struct CreateAppRequest {
     pub rotation_grace_seconds: Option<i64>,
     #[serde(default)]
     pub owner_only_secret_rotation: Option<bool>,
+    /// RFC 8707: the resource servers (`aud`) the app may ask tokens for; the first is the
+    /// audience of a token whose request names none. Leave out for tokens without `aud`.
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
     /// Makes the app a service account with this role in its org.
     #[serde(default)]
     pub service_account_role: Option<String>,
@@ -101,6 +105,9 @@ pub struct UpdateAppRequest {
     pub rotation_grace_seconds: Option<i64>,
     #[serde(default)]
     pub owner_only_secret_rotation: Option<bool>,
+    /// Replaces the app's audiences (`[]` removes them).
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -118,6 +125,9 @@ pub struct AppView {
     pub rotation_grace_seconds: i64,
     pub owner_only_secret_rotation: bool,
     pub service_account: bool,
+    /// The audiences the app may ask tokens for; the first is the default.
+    #[serde(default)]
+    pub audiences: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }

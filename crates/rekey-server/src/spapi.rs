@@ -169,6 +169,9 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<App, SpApiEr
             "The client secret this access token was issued with has expired or was revoked.",
         ),
         AuthFailure::Storage(e) => e.into(),
+        AuthFailure::WrongAudience => {
+            SpApiError::denied("The access token is for another audience than this server.")
+        }
         AuthFailure::Missing | AuthFailure::Invalid => {
             SpApiError::denied("The access token is not valid.")
         }

@@ -263,6 +263,7 @@ mod tests {
             rotation_grace_secs: 0,
             owner_only_secret_rotation: false,
             service_account: false,
+            audiences: Vec::new(),
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
         };

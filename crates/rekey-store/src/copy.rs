@@ -1,6 +1,6 @@
 //! `rekey store copy`: every record of one database into a new, empty one (SQLite to
-//! PostgreSQL as a deployment grows), in one transaction on the target, then the counts
-//! compared. Rows are copied as they are: secret hashes, sealed keys and the key check stay
+//! PostgreSQL as a deployment grows), read from one snapshot of the source and written in one
+//! transaction on the target, then the counts compared. Rows are copied as they are: secret hashes, sealed keys and the key check stay
 //! valid under the same server key.
 
 use rekey_core::error::{CoreError, CoreResult};
@@ -67,6 +67,20 @@ impl SqlStore {
                 )));
             }
         }
+        // One snapshot of the source for every table and count: a node that was left running
+        // cannot make the copy inconsistent (an app without its secrets, a chain without its
+        // head), though what it writes after the snapshot is not copied.
+        let mut source = self.pool.begin().await.map_err(db_err)?;
+        if self.kind() == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *source)
+                .await
+                .map_err(db_err)?;
+        }
+        let mut source_counts = Vec::new();
+        for (table, _) in TABLES {
+            source_counts.push(count_in(&mut source, table).await?);
+        }
         let mut tx = target.pool.begin().await.map_err(db_err)?;
         sqlx::query("DELETE FROM audit_chain_start")
             .execute(&mut *tx)
@@ -84,7 +98,7 @@ impl SqlStore {
                 let rows = sqlx::query(&select)
                     .bind(PAGE)
                     .bind(offset)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *source)
                     .await
                     .map_err(db_err)?;
                 if rows.is_empty() {
@@ -105,17 +119,17 @@ impl SqlStore {
             .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
+        source.rollback().await.map_err(db_err)?;
         let mut counts = Vec::new();
-        for (table, _) in TABLES {
+        for ((table, _), source) in TABLES.iter().zip(source_counts) {
             let copied = CopiedTable {
                 table,
-                source: self.count(table).await?,
+                source,
                 target: target.count(table).await?,
             };
             if copied.source != copied.target {
                 return Err(CoreError::Invalid(format!(
-                    "table {table}: {} rows in the source but {} in the target (was the source \
-                     changed during the copy? stop every node first)",
+                    "table {table}: {} rows in the source's snapshot but {} in the target",
                     copied.source, copied.target
                 )));
             }
@@ -169,6 +183,13 @@ impl SqlStore {
             })
             .collect()
     }
+}
+
+async fn count_in(tx: &mut sqlx::Transaction<'static, sqlx::Any>, table: &str) -> CoreResult<i64> {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)
 }
 
 async fn insert_rows(

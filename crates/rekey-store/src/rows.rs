@@ -125,7 +125,7 @@ pub(crate) fn api_token(row: &AnyRow) -> Result<ApiToken, CoreError> {
 pub(crate) const APP_COLUMNS: &str = "apps.id, apps.org_id, apps.client_id, apps.name, \
     apps.description, apps.grant_types, apps.scopes, apps.access_token_ttl_secs, \
     apps.secret_lifetime_secs, apps.rotation_grace_secs, apps.owner_only_secret_rotation, \
-    apps.service_account, apps.created_at, apps.updated_at";
+    apps.service_account, apps.audiences, apps.created_at, apps.updated_at";
 
 pub(crate) fn app(row: &AnyRow) -> Result<App, CoreError> {
     Ok(App {
@@ -141,6 +141,7 @@ pub(crate) fn app(row: &AnyRow) -> Result<App, CoreError> {
         rotation_grace_secs: int(row, "rotation_grace_secs")?,
         owner_only_secret_rotation: int(row, "owner_only_secret_rotation")? != 0,
         service_account: int(row, "service_account")? != 0,
+        audiences: string_list(row, "audiences")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
     })

@@ -538,7 +538,7 @@ fn update_app_statement(
     sqlx::query(
         "UPDATE apps SET name = $1, description = $2, grant_types = $3, scopes = $4, \
          access_token_ttl_secs = $5, secret_lifetime_secs = $6, rotation_grace_secs = $7, \
-         owner_only_secret_rotation = $8, updated_at = $9 WHERE id = $10",
+         owner_only_secret_rotation = $8, audiences = $9, updated_at = $10 WHERE id = $11",
     )
     .bind(app.name.clone())
     .bind(app.description.clone())
@@ -548,6 +548,7 @@ fn update_app_statement(
     .bind(app.secret_lifetime_secs)
     .bind(app.rotation_grace_secs)
     .bind(flag(app.owner_only_secret_rotation))
+    .bind(to_json_list(&app.audiences))
     .bind(ms(app.updated_at))
     .bind(app.id.to_string())
 }
@@ -903,8 +904,9 @@ impl Store for SqlStore {
         sqlx::query(
             "INSERT INTO apps (id, org_id, client_id, name, description, grant_types, scopes, \
              access_token_ttl_secs, secret_lifetime_secs, rotation_grace_secs, \
-             owner_only_secret_rotation, service_account, secret_version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
+             owner_only_secret_rotation, service_account, audiences, secret_version, created_at, \
+             updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15)",
         )
         .bind(app.id.to_string())
         .bind(app.org_id.to_string())
@@ -918,6 +920,7 @@ impl Store for SqlStore {
         .bind(app.rotation_grace_secs)
         .bind(flag(app.owner_only_secret_rotation))
         .bind(flag(app.service_account))
+        .bind(to_json_list(&app.audiences))
         .bind(ms(app.created_at))
         .bind(ms(app.updated_at))
         .execute(&mut *tx)

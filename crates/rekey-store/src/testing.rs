@@ -109,6 +109,22 @@ impl SqlStore {
         Ok(())
     }
 
+    /// The rows of one query with no parameters, every column read as text (cast them in
+    /// the query); test inspection only.
+    pub async fn query_texts(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, CoreError> {
+        let rows = sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(crate::rows::db_err)?;
+        rows.iter()
+            .map(|r| {
+                (0..sqlx::Row::len(r))
+                    .map(|i| sqlx::Row::try_get(r, i).map_err(crate::rows::db_err))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Terminates the PostgreSQL backends matching a `pg_stat_activity` condition (tests
     /// that cut connections); one `true` per backend terminated.
     pub async fn terminate_backends(&self, condition: &str) -> Result<Vec<bool>, CoreError> {

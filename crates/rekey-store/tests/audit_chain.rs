@@ -199,32 +199,59 @@ async fn an_intact_chain_verifies_and_every_direct_change_to_its_rows_is_found()
 async fn rewriting_an_event_with_a_link_made_without_the_key_is_found() {
     for db in TestDb::all().await {
         let org = org_with_events(&db, 2).await;
-        let forged = rekey_core::audit_chain::link(
-            &rekey_core::crypto::KeyedHasher::new(&[1; 32]),
-            "",
-            &rekey_core::audit_chain::LinkContent {
-                chain: "x",
-                id: "x",
-                time_ms: 0,
+        let row = &db
+            .store
+            .query_texts(&format!(
+                "SELECT id, CAST(time AS TEXT), details, prev_link FROM audit_events \
+                 WHERE seq = {}",
+                nth(org, 1)
+            ))
+            .await
+            .unwrap()[0];
+        let text = |i: usize| row[i].clone().unwrap();
+        let org_text = org.to_string();
+        let (id, time, details, prev) = (text(0), text(1), text(2), text(3));
+        // The newest event, its actor changed, relinked over exactly what is stored now,
+        // and the chain's head rewritten to match: only the key tells a forgery.
+        let forge = |key: &rekey_core::crypto::KeyedHasher| {
+            let content = rekey_core::audit_chain::LinkContent {
+                chain: &org_text,
+                id: &id,
+                time_ms: time.parse().unwrap(),
                 action: "secret.rotated",
                 actor: "user:y",
-                org_id: None,
+                org_id: Some(&org_text),
                 app_id: None,
                 secret_id: None,
                 request_id: None,
                 source: None,
                 outcome: "success",
-                details: "{}",
-            },
-        );
-        db.store
-            .execute_raw(&format!(
-                "UPDATE audit_events SET actor = 'user:y', link = '{forged}' WHERE seq = {}",
-                nth(org, 1)
-            ))
-            .await
-            .unwrap();
-        let report = db.store.verify_audit_chain(&org.to_string()).await.unwrap();
+                details: &details,
+            };
+            let link = rekey_core::audit_chain::link(key, &prev, &content);
+            let mac = rekey_core::audit_chain::head_mac(key, &org_text, 2, &link);
+            vec![
+                format!(
+                    "UPDATE audit_events SET actor = 'user:y', link = '{link}' WHERE seq = {}",
+                    nth(org, 1)
+                ),
+                format!(
+                    "UPDATE audit_chain_heads SET last_link = '{link}', mac = '{mac}' \
+                     WHERE chain = '{org}'"
+                ),
+            ]
+        };
+        // With the server's key the forgery would pass: the content above is exact...
+        for sql in forge(&rekey_store::testing::test_audit_key()) {
+            db.store.execute_raw(&sql).await.unwrap();
+        }
+        let report = db.store.verify_audit_chain(&org_text).await.unwrap();
+        assert!(report.broken.is_none(), "{}: {report:?}", db.url);
+        // ...and with any other key it is found.
+        for sql in forge(&rekey_core::crypto::KeyedHasher::new(&[1; 32])) {
+            db.store.execute_raw(&sql).await.unwrap();
+        }
+        let report = db.store.verify_audit_chain(&org_text).await.unwrap();
         assert!(report.broken.is_some(), "{}", db.url);
     }
 }

@@ -35,6 +35,7 @@ async fn app_in_new_org(s: &dyn Store) -> App {
         rotation_grace_secs: 0,
         owner_only_secret_rotation: false,
         service_account: false,
+        audiences: Vec::new(),
         created_at: T0,
         updated_at: T0,
     };

@@ -42,6 +42,7 @@ fn app(org: OrgId, n: usize) -> App {
         rotation_grace_secs: 7 * 86400,
         owner_only_secret_rotation: false,
         service_account: false,
+        audiences: Vec::new(),
         created_at: T0.plus_secs(n as i64),
         updated_at: T0,
     }

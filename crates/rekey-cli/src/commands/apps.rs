@@ -1,8 +1,8 @@
-//! `rekey apps`: create, list, show, delete.
+//! `rekey apps`: create, list, show, update, delete.
 
 use std::process::ExitCode;
 
-use rekey_proto::native::{AppView, CreateAppRequest};
+use rekey_proto::native::{AppView, CreateAppRequest, UpdateAppRequest};
 
 use super::print_json;
 use crate::api::{ApiClient, Explain as _};
@@ -23,6 +23,7 @@ pub(super) async fn run(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
             token_ttl,
             secret_lifetime,
             service_account_role,
+            audiences,
         } => {
             let c = ApiClient::connect(&api).await?;
             let req = CreateAppRequest {
@@ -33,6 +34,7 @@ pub(super) async fn run(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
                 access_token_ttl_seconds: token_ttl,
                 secret_lifetime_seconds: secret_lifetime,
                 service_account_role,
+                audiences: (!audiences.is_empty()).then_some(audiences),
                 ..Default::default()
             };
             let created = c.api.create_app(&c.org, &req).await.explain()?;
@@ -69,6 +71,39 @@ pub(super) async fn run(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
                 OutputFormat::Human => print_app(&app),
             }
         }
+        AppsCommand::Update {
+            api,
+            app,
+            name,
+            description,
+            scopes,
+            token_ttl,
+            secret_lifetime,
+            rotation_grace,
+            audiences,
+            no_audiences,
+        } => {
+            let c = ApiClient::connect(&api).await?;
+            let req = UpdateAppRequest {
+                name,
+                description,
+                scopes: (!scopes.is_empty()).then_some(scopes),
+                access_token_ttl_seconds: token_ttl,
+                secret_lifetime_seconds: secret_lifetime,
+                rotation_grace_seconds: rotation_grace,
+                audiences: if no_audiences {
+                    Some(Vec::new())
+                } else {
+                    (!audiences.is_empty()).then_some(audiences)
+                },
+                ..Default::default()
+            };
+            let updated = c.api.update_app(&c.org, &app, &req).await.explain()?;
+            match api.output {
+                OutputFormat::Json => print_json(&updated)?,
+                OutputFormat::Human => print_app(&updated),
+            }
+        }
         AppsCommand::Delete { api, app } => {
             let c = ApiClient::connect(&api).await?;
             c.api.delete_app(&c.org, &app).await.explain()?;
@@ -92,6 +127,13 @@ fn print_app(a: &AppView) {
             a.scopes.join(" ")
         }
     );
+    if !a.audiences.is_empty() {
+        println!(
+            "  audiences: {} (default {})",
+            a.audiences.join(" "),
+            a.audiences[0]
+        );
+    }
     println!(
         "  token ttl {} s, secret lifetime {} s{}",
         a.access_token_ttl_seconds,

@@ -18,6 +18,10 @@ use super::Rekey;
 /// The scope an app needs in its allowed scopes to call the introspection endpoint.
 pub const INTROSPECT_SCOPE: &str = "rekey:introspect";
 
+/// How long a revoked `jti` is kept past the token's `exp`: a node whose clock lags still
+/// sees the token as unexpired for that long, and must still find it revoked.
+pub const REVOKED_TOKEN_MARGIN_SECS: i64 = 300;
+
 /// What introspection says about a token.
 #[derive(Debug)]
 pub enum Introspection {
@@ -44,7 +48,7 @@ impl Rekey {
         if !caller.scopes.iter().any(|s| s == INTROSPECT_SCOPE) {
             return Err(Denied::NotAnIntrospector.into());
         }
-        match self.authenticate(token).await {
+        match self.verify_access_token(token).await {
             Ok(auth) if auth.org_id == caller.org_id => {
                 Ok(Introspection::Active(Box::new(auth.claims)))
             }
@@ -76,7 +80,12 @@ impl Rekey {
         self.store
             .revoke_token(
                 &claims.jti,
-                Timestamp::from_millis(claims.exp.saturating_mul(1000)),
+                Timestamp::from_millis(
+                    claims
+                        .exp
+                        .saturating_add(REVOKED_TOKEN_MARGIN_SECS)
+                        .saturating_mul(1000),
+                ),
                 now,
                 &[event],
             )

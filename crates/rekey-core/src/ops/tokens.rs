@@ -23,6 +23,8 @@ pub struct ClientTokenRequest<'a> {
     /// Candidate secrets: as decoded, then as sent (some clients do not URL-encode).
     pub secrets: &'a [String],
     pub scope: Option<&'a str>,
+    /// RFC 8707 `resource` (or `audience`): the resource server the token is for.
+    pub audience: Option<&'a str>,
     /// Where the request came from, for the failure throttle.
     pub source: &'a str,
     /// CSP's token: it carries the org context and a service account's perms.
@@ -58,6 +60,9 @@ pub enum TokenRefusal {
     ScopeNotAllowed(String),
     #[error("the client does not belong to the organization in orgId")]
     WrongOrg,
+    /// RFC 8707 `invalid_target`: the app may not ask tokens for this audience.
+    #[error("the client may not ask tokens for the audience {0}")]
+    AudienceNotAllowed(String),
     #[error("the API token is invalid, expired or revoked")]
     InvalidApiToken,
     #[error(transparent)]
@@ -76,6 +81,9 @@ pub enum AuthFailure {
     /// The client secret or API token that minted the token is no longer valid.
     #[error("The credential that minted this access token is no longer valid")]
     Revoked,
+    /// The token is for another resource server (`aud`), not Rekey's own APIs.
+    #[error("The access token is for another audience")]
+    WrongAudience,
     #[error("The server could not check the access token")]
     Storage(#[from] CoreError),
 }
@@ -228,6 +236,8 @@ impl Rekey {
                 TokenRefusal::InvalidClient { known_client: true },
             ),
         })?;
+        let aud = crate::auth::select_audience(app, req.audience, &self.issuer)
+            .map_err(TokenRefusal::AudienceNotAllowed)?;
         let (context_name, perms) = match &req.csp {
             Some(csp) => {
                 if csp.org_id.is_some_and(|org| org != app.org_id.to_string()) {
@@ -245,6 +255,7 @@ impl Rekey {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: app.client_id.clone(),
+            aud,
             client_id: Some(app.client_id.clone()),
             iat: now.as_secs(),
             exp: now.as_secs() + app.access_token_ttl_secs,
@@ -290,6 +301,7 @@ impl Rekey {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: record.user_id.to_string(),
+            aud: None,
             client_id: None,
             iat: now.as_secs(),
             exp: now.as_secs() + ttl,
@@ -312,10 +324,21 @@ impl Rekey {
         })
     }
 
-    /// Authenticates a bearer access token: a valid signature and expiry, and a minting
-    /// credential (client secret or API token) that is still valid now, so that revoking a
-    /// secret or an API token cuts off its access tokens at once.
+    /// Authenticates a bearer access token on Rekey's own APIs: [`Self::verify_access_token`],
+    /// and a token for another resource server (an `aud` other than the issuer) is refused,
+    /// so that a resource server cannot replay the tokens it receives against Rekey.
     pub async fn authenticate(&self, token: &str) -> Result<Authenticated, AuthFailure> {
+        let auth = self.verify_access_token(token).await?;
+        match &auth.claims.aud {
+            Some(aud) if *aud != self.issuer => Err(AuthFailure::WrongAudience),
+            _ => Ok(auth),
+        }
+    }
+
+    /// Verifies an access token for any audience: a valid signature and expiry, and a
+    /// minting credential (client secret or API token) that is still valid now, so that
+    /// revoking a secret or an API token cuts off its access tokens at once.
+    pub async fn verify_access_token(&self, token: &str) -> Result<Authenticated, AuthFailure> {
         let now = self.now();
         let claims = self.keys().verify(token, now).map_err(|e| match e {
             TokenError::Expired => AuthFailure::Expired,

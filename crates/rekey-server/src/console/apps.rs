@@ -236,6 +236,7 @@ async fn create(
         secret_lifetime_secs: c.default_secret_lifetime_seconds,
         rotation_grace_secs: c.default_rotation_grace_seconds,
         owner_only_secret_rotation: false,
+        audiences: Vec::new(),
     };
     let input = NewApp {
         settings,
@@ -295,6 +296,7 @@ struct AppView {
     description: String,
     client_id: String,
     scopes: Vec<String>,
+    audiences: Vec<String>,
     token_ttl: String,
     secret_lifetime: String,
     grace: String,
@@ -435,6 +437,7 @@ pub(super) async fn app_page(
             description: app.description.clone(),
             client_id: app.client_id.clone(),
             scopes: app.scopes.clone(),
+            audiences: app.audiences.clone(),
             token_ttl: duration(app.access_token_ttl_secs),
             secret_lifetime: duration(app.secret_lifetime_secs),
             grace: duration(app.rotation_grace_secs),
@@ -624,6 +627,7 @@ struct EditPage {
     name: String,
     description: String,
     scopes: String,
+    audiences: String,
     access_token_ttl_seconds: String,
     secret_lifetime_seconds: String,
     rotation_grace_seconds: String,
@@ -639,6 +643,8 @@ struct EditForm {
     description: String,
     #[serde(default)]
     scopes: String,
+    #[serde(default)]
+    audiences: String,
     access_token_ttl_seconds: String,
     secret_lifetime_seconds: String,
     rotation_grace_seconds: String,
@@ -654,6 +660,7 @@ impl EditPage {
             name: app.name.clone(),
             description: app.description.clone(),
             scopes: app.scopes.join(" "),
+            audiences: app.audiences.join(" "),
             access_token_ttl_seconds: app.access_token_ttl_secs.to_string(),
             secret_lifetime_seconds: app.secret_lifetime_secs.to_string(),
             rotation_grace_seconds: app.rotation_grace_secs.to_string(),
@@ -671,6 +678,7 @@ impl EditPage {
             name: form.name,
             description: form.description,
             scopes: form.scopes,
+            audiences: form.audiences,
             access_token_ttl_seconds: form.access_token_ttl_seconds,
             secret_lifetime_seconds: form.secret_lifetime_seconds,
             rotation_grace_seconds: form.rotation_grace_seconds,
@@ -732,6 +740,11 @@ async fn edit(
                 form.description.trim().to_string(),
             );
             let scopes: Vec<String> = form.scopes.split_whitespace().map(str::to_string).collect();
+            let audiences: Vec<String> = form
+                .audiences
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
             let owner_only = form.owner_only_secret_rotation.is_some();
             state
                 .ops
@@ -743,6 +756,7 @@ async fn edit(
                         s.name = name;
                         s.description = description;
                         s.scopes = scopes;
+                        s.audiences = audiences;
                         s.access_token_ttl_secs = ttl;
                         s.secret_lifetime_secs = lifetime;
                         s.rotation_grace_secs = grace;

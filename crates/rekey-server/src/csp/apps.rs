@@ -243,6 +243,8 @@ fn new_app_input(req: OauthAppRequest, c: &Config) -> Result<NewApp, CspError> {
         rotation_grace_secs: validate_grace(req.secret_rotation_expiration_in_seconds)?
             .unwrap_or(c.default_rotation_grace_seconds),
         owner_only_secret_rotation: req.owner_only_secret_rotation.unwrap_or(false),
+        // CSP's wire shape has no audiences: set them through the native API.
+        audiences: Vec::new(),
     };
     Ok(NewApp {
         settings,

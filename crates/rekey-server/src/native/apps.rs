@@ -110,6 +110,7 @@ fn new_app_input(req: CreateAppRequest, c: &Config) -> Result<NewApp, ApiError> 
             .rotation_grace_seconds
             .unwrap_or(c.default_rotation_grace_seconds),
         owner_only_secret_rotation: req.owner_only_secret_rotation.unwrap_or(false),
+        audiences: req.audiences.unwrap_or_default(),
     };
     Ok(NewApp {
         settings,
@@ -219,6 +220,7 @@ pub(super) async fn update_app(
             secret_lifetime_seconds,
             rotation_grace_seconds,
             owner_only_secret_rotation,
+            audiences,
         } = req;
         set(&mut s.name, name);
         set(&mut s.description, description);
@@ -231,6 +233,7 @@ pub(super) async fn update_app(
             &mut s.owner_only_secret_rotation,
             owner_only_secret_rotation,
         );
+        set(&mut s.audiences, audiences);
     };
     let app = state
         .ops

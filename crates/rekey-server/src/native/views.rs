@@ -33,6 +33,7 @@ pub(super) fn app(a: &App) -> AppView {
         secret_lifetime_seconds: a.secret_lifetime_secs,
         rotation_grace_seconds: a.rotation_grace_secs,
         owner_only_secret_rotation: a.owner_only_secret_rotation,
+        audiences: a.audiences.clone(),
         service_account: a.service_account,
         created_at: a.created_at.to_rfc3339(),
         updated_at: a.updated_at.to_rfc3339(),

@@ -66,7 +66,13 @@ pub async fn introspect(
                 "iat": c.iat,
                 "jti": c.jti,
                 "token_type": "Bearer",
-            })),
+            }))
+            .map(|mut body| {
+                if let Some(aud) = &c.aud {
+                    body["aud"] = aud.as_str().into();
+                }
+                body
+            }),
             Err(OpError::Denied(d)) => Err(OAuthError::unauthorized_client(d.to_string())),
             Err(OpError::Store(e)) => Err(e.into()),
             Err(e) => Err(OAuthError::invalid_request(e.to_string())),

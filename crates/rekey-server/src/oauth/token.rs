@@ -225,7 +225,7 @@ pub(super) fn client_credentials_from(
 }
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))`.
-fn parse_basic(h: &HeaderValue) -> Option<(String, Vec<String>)> {
+pub fn parse_basic(h: &HeaderValue) -> Option<(String, Vec<String>)> {
     let s = h.to_str().ok()?;
     let (scheme, rest) = s.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -273,6 +273,9 @@ pub(super) fn refusal(e: TokenRefusal, dialect: Dialect, basic: bool) -> OAuthEr
         TokenRefusal::WrongOrg => OAuthError::unauthorized_client(
             "The client does not belong to the organization in orgId",
         ),
+        TokenRefusal::AudienceNotAllowed(a) => OAuthError::invalid_target(format!(
+            "The client may not ask tokens for the resource {a}"
+        )),
         TokenRefusal::InvalidApiToken => {
             OAuthError::invalid_grant("The API token is invalid, expired or revoked")
         }
@@ -291,11 +294,13 @@ async fn issue_client_token(
     let params = parse_params(dialect, headers, &body)?;
     let creds = client_credentials_from(dialect, headers, &params)?;
     check_grant_type(&params)?;
+    let audience = requested_audience(&params)?;
     let source = client.0.to_string();
     let request = ClientTokenRequest {
         client_id: &creds.client_id,
         secrets: &creds.secrets,
         scope: params.get("scope").map(String::as_str),
+        audience,
         source: &source,
         csp: (dialect == Dialect::Csp).then(|| CspContext {
             org_id: params.get("orgId").map(String::as_str),
@@ -316,6 +321,32 @@ async fn issue_client_token(
         refusal(e, dialect, creds.basic)
     })?;
     Ok(issued_body(issued, dialect, None))
+}
+
+/// The audience a token request names: RFC 8707 `resource` (an absolute URI without a
+/// fragment) or `audience` (any audience string, as Auth0 and RFC 8693 spell it). One per
+/// request: a repeated `resource` is refused with the other repeated parameters.
+fn requested_audience(params: &HashMap<String, String>) -> Result<Option<&str>, OAuthError> {
+    let resource = params.get("resource").map(String::as_str);
+    let audience = params.get("audience").map(String::as_str);
+    if let Some(r) = resource {
+        let absolute = url::Url::parse(r).is_ok_and(|u| u.fragment().is_none());
+        if !absolute || !rekey_core::apps::is_valid_audience(r) {
+            return Err(OAuthError::invalid_target(
+                "The resource parameter must be an absolute URI without a fragment",
+            ));
+        }
+    }
+    match (resource, audience) {
+        (Some(r), Some(a)) if r != a => Err(OAuthError::invalid_request(
+            "The resource and audience parameters name different audiences",
+        )),
+        (Some(r), _) => Ok(Some(r)),
+        (None, Some(a)) if !rekey_core::apps::is_valid_audience(a) => Err(
+            OAuthError::invalid_target("The audience parameter is not a valid audience"),
+        ),
+        (None, a) => Ok(a),
+    }
 }
 
 /// Only the client-credentials grant is served.

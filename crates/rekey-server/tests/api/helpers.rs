@@ -422,3 +422,13 @@ impl TestApp {
             .as_u16()
     }
 }
+
+/// A JWT's claims, unverified (tests that look at what a token says).
+pub(crate) fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("the payload is base64url");
+    serde_json::from_slice(&bytes).expect("the payload is JSON")
+}

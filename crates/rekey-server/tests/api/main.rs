@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
+mod audiences;
 mod authorization;
 mod cross_org;
 mod csp;
