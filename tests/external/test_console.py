@@ -220,14 +220,21 @@ def test_a_developer_signs_in_with_a_link_creates_rotates_and_finishes(console_s
     ttl.clear()
     ttl.send_keys("900")
     d.find_element(By.ID, "audiences").send_keys("https://billing.example/api urn:ledger")
+    d.find_element(By.ID, "rotate-before").send_keys("86400")
     navigate(d, d.find_element(By.XPATH, "//button[normalize-space()='Save settings']"))
     assert "settings were saved" in d.find_element(By.CSS_SELECTOR, ".notice").text
     assert d.find_element(By.TAG_NAME, "h1").text == "billing-service-v2"
-    assert "https://billing.example/api (default)" in d.find_element(By.CLASS_NAME, "facts").text
+    facts = d.find_element(By.CLASS_NAME, "facts").text
+    assert "https://billing.example/api (default)" in facts
+    # The policy this app now has, and (its secrets expiring) when it will rotate by itself.
+    assert "rotates 1 day before the secret expires" in facts, facts
+    assert "no automatic retirement" in facts, facts
+    assert "Next automatic rotation:" in facts, facts
     issued = token(srv, cid, second).json()
     assert issued["expires_in"] == 900
     claims = jwt.decode(issued["access_token"], options={"verify_signature": False})
-    assert claims["aud"] == "https://billing.example/api"
+    # No resource named: the default audience, and Rekey itself.
+    assert claims["aud"] == ["https://billing.example/api", srv.base]
 
     # Delete, with its confirmation.
     d.find_element(By.XPATH, "//label[contains(., 'delete billing-service-v2')]/input").click()

@@ -68,7 +68,7 @@ fn hot_path(c: &mut Criterion) {
     let claims = AccessClaims {
         iss: "http://127.0.0.1".into(),
         sub: app.client_id.clone(),
-        aud: None,
+        aud: Vec::new(),
         client_id: Some(app.client_id.clone()),
         iat: now.as_secs(),
         exp: now.as_secs() + 3600,

@@ -21,5 +21,6 @@ pub fn app_settings(name: &str) -> AppSettings {
         rotation_grace_secs: 3600,
         owner_only_secret_rotation: false,
         audiences: Vec::new(),
+        rotation_policy: Default::default(),
     }
 }

@@ -78,6 +78,14 @@ pub(crate) enum Command {
     /// See the delivery of notifications and retry dead ones.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// Keep one application's secret current on this host: receive each new secret (SQS or
+    /// webhook), verify it, write it where the service reads it, run a reload hook, and only
+    /// then acknowledge it. Runs until stopped; logs no secret.
+    Agent(Box<AgentArgs>),
+    /// The organization's default rotation policy (each app may override it with
+    /// `rekey apps update`).
+    #[command(subcommand)]
+    RotationPolicy(RotationPolicyCommand),
 }
 
 /// Where the server's configuration comes from.
@@ -280,6 +288,8 @@ pub(crate) enum AppsCommand {
         /// first is the audience of tokens whose request names none.
         #[arg(long = "audience")]
         audiences: Vec<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Change an app's settings; what is not given stays as it is.
     Update {
@@ -311,6 +321,12 @@ pub(crate) enum AppsCommand {
         /// Remove every audience: tokens carry no `aud` again.
         #[arg(long)]
         no_audiences: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Clear the app's own rotation policy: it follows the org's default (combine with
+        /// the two policy options to set some fields again).
+        #[arg(long)]
+        inherit_org_policy: bool,
     },
     /// List the org's apps.
     List {
@@ -600,6 +616,111 @@ pub(crate) enum ApiTokensCommand {
         api: ApiArgs,
         /// Token id (UUID).
         token_id: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct AgentArgs {
+    /// Client id of the application.
+    #[arg(long, env = "REKEY_CLIENT_ID")]
+    pub client_id: String,
+    /// Where a new secret is verified by getting a token with it (Rekey:
+    /// <url>/oauth2/token; Amazon: https://api.amazon.com/auth/o2/token).
+    #[arg(long)]
+    pub token_url: String,
+    /// The scope asked for when verifying (Login with Amazon needs one, e.g.
+    /// sellingpartnerapi::client_credential:rotation).
+    #[arg(long)]
+    pub verify_scope: Option<String>,
+    /// Receive from this SQS queue (the app's APPLICATION_OAUTH_CLIENT_NEW_SECRET destination).
+    #[arg(
+        long,
+        required_unless_present = "webhook_listen",
+        conflicts_with = "webhook_listen"
+    )]
+    pub queue_url: Option<String>,
+    /// AWS region of the queue; default: the one its URL names, else AWS_REGION, else us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// SQS endpoint override, for SQS-compatible servers.
+    #[arg(long)]
+    pub sqs_endpoint_url: Option<String>,
+    /// Receive Rekey's webhook deliveries on this address instead (e.g. 0.0.0.0:9300).
+    #[arg(long, requires = "webhook_secret_file")]
+    pub webhook_listen: Option<std::net::SocketAddr>,
+    /// File holding the webhook destination's signing secret (whsec_...), as
+    /// `rekey destinations set` printed it.
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Write each new secret to this file (atomically, mode 0600).
+    #[arg(long, conflicts_with_all = ["env_file", "stdout"], required_unless_present_any = ["env_file", "stdout"])]
+    pub write_file: Option<PathBuf>,
+    /// Set KEY=<new secret> in this env file (the line is replaced in place, or added).
+    #[arg(long, conflicts_with = "stdout")]
+    pub env_file: Option<PathBuf>,
+    /// The key of --env-file.
+    #[arg(long, default_value = "CLIENT_SECRET")]
+    pub env_key: String,
+    /// Print each new secret on a line of standard output (for a pipe); needs --state-file.
+    #[arg(long, requires = "state_file")]
+    pub stdout: bool,
+    /// Run this command (with `sh -c`) after each new secret is written, e.g.
+    /// 'systemctl reload my-app'. The secret is not in its arguments or environment.
+    #[arg(long)]
+    pub on_change: Option<String>,
+    /// Send --signal to this process after each new secret is written.
+    #[arg(long, conflicts_with = "signal_pid_file")]
+    pub signal_pid: Option<i32>,
+    /// Send --signal to the process whose id this file holds (read each time).
+    #[arg(long)]
+    pub signal_pid_file: Option<PathBuf>,
+    /// The signal: HUP, USR1, USR2, TERM or INT.
+    #[arg(long, default_value = "HUP")]
+    pub signal: String,
+    /// Where the agent records what it applied (never the secret); default: beside the file,
+    /// `.<name>.rekey-agent.json`.
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
+    /// Serve /healthz and /metrics on this address.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// A rotation policy's two settings, in seconds (0 turns one off).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct PolicyArgs {
+    /// Rotate automatically this many seconds before the current secret expires (the new
+    /// secret goes to the app's new-secret destination). 0: off.
+    #[arg(long, value_name = "SECONDS")]
+    pub rotate_before_expiry: Option<i64>,
+    /// Retire the previous secret once the new one has been used and the previous one has
+    /// not been used for this many seconds. 0: off.
+    #[arg(long, value_name = "SECONDS")]
+    pub retire_when_unused: Option<i64>,
+}
+
+impl PolicyArgs {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rotate_before_expiry.is_none() && self.retire_when_unused.is_none()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RotationPolicyCommand {
+    /// Show the organization's default rotation policy.
+    Show {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Change the organization's default (owners and admins); what is not given stays.
+    Set {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
 }
 

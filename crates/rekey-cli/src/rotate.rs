@@ -7,7 +7,6 @@
 //! at any step leaves the old secret working, and running the command again finishes the job.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +20,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use rekey_core::notify::sqs_region_from_url;
+
+use rekey_agent::sink::{write_sink, Sink};
 
 use crate::cli::{OutputFormat, RotateArgs};
 
@@ -106,23 +107,6 @@ fn aws_error(e: &(dyn std::error::Error + 'static)) -> String {
         next = err.source();
     }
     parts.join(": ")
-}
-
-/// Where the new secret goes.
-enum Sink {
-    File(PathBuf),
-    EnvFile(PathBuf, String),
-    Stdout,
-}
-
-impl Sink {
-    fn describe(&self) -> String {
-        match self {
-            Sink::File(p) => p.display().to_string(),
-            Sink::EnvFile(p, k) => format!("{} ({k})", p.display()),
-            Sink::Stdout => "standard output".into(),
-        }
-    }
 }
 
 /// Progress on a terminal, nothing otherwise.
@@ -483,129 +467,13 @@ async fn receive(
 
 /// Fails early if the sink cannot be written.
 fn check_sink(sink: &Sink) -> Result<(), Failure> {
-    let path = match sink {
-        Sink::File(p) | Sink::EnvFile(p, _) => p,
-        Sink::Stdout => return Ok(()),
-    };
-    let probe = sibling(path, "probe");
-    write_private(&probe, b"")
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|e| {
-            fail(
-                SINK,
-                format!(
-                    "cannot write next to {}: {e}; nothing was rotated",
-                    path.display()
-                ),
-            )
-        })
-}
-
-fn sibling(path: &Path, what: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.rekey-{what}-{}", std::process::id()))
-}
-
-/// Writes `content` to `path` atomically with mode 0600: a temporary file beside it,
-/// fsynced, then renamed over it.
-fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let tmp = sibling(path, "tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(content)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)
-}
-
-fn write_sink(sink: &Sink, secret: &SecretString) -> std::io::Result<()> {
-    match sink {
-        Sink::File(p) => write_private(p, format!("{}\n", secret.expose_secret()).as_bytes()),
-        Sink::EnvFile(p, key) => {
-            let old = match std::fs::read_to_string(p) {
-                Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => return Err(e),
-            };
-            write_private(
-                p,
-                replace_env_line(&old, key, secret.expose_secret()).as_bytes(),
-            )
-        }
-        Sink::Stdout => Ok(()),
-    }
-}
-
-/// `old` with the line `KEY=...` replaced by `KEY=value` (or added at the end).
-fn replace_env_line(old: &str, key: &str, value: &str) -> String {
-    let prefix = format!("{key}=");
-    let mut replaced = false;
-    let mut lines: Vec<String> = old
-        .lines()
-        .map(|l| {
-            if l.starts_with(&prefix) && !replaced {
-                replaced = true;
-                format!("{prefix}{value}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect();
-    if !replaced {
-        lines.push(format!("{prefix}{value}"));
-    }
-    lines.join("\n") + "\n"
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_env_line_is_replaced_in_place_or_added() {
-        assert_eq!(
-            replace_env_line("A=1\nCLIENT_SECRET=old\nB=2\n", "CLIENT_SECRET", "new"),
-            "A=1\nCLIENT_SECRET=new\nB=2\n"
-        );
-        assert_eq!(
-            replace_env_line("A=1\n", "CLIENT_SECRET", "new"),
-            "A=1\nCLIENT_SECRET=new\n"
-        );
-        assert_eq!(replace_env_line("", "K", "v"), "K=v\n");
-        assert_eq!(
-            replace_env_line("CLIENT_SECRET_OLD=x\n", "CLIENT_SECRET", "n"),
-            "CLIENT_SECRET_OLD=x\nCLIENT_SECRET=n\n"
-        );
-    }
-
-    #[test]
-    fn a_file_sink_is_written_with_mode_0600() {
-        let dir = std::env::temp_dir().join(format!("rekey-rotate-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("secret");
-        write_sink(
-            &Sink::File(p.clone()),
-            &SecretString::from("s3cret".to_string()),
+    sink.check_writable().map_err(|e| {
+        fail(
+            SINK,
+            format!(
+                "cannot write to {}: {e}; nothing was rotated",
+                sink.describe()
+            ),
         )
-        .unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "s3cret\n");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(
-                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
+    })
 }

@@ -13,8 +13,9 @@ use rekey_proto::native::{
     AddMemberRequest, AddedMember, ApiTokenList, ApiTokenView, AppList, AppView, AuditEventList,
     AuditQuery, CreateApiTokenRequest, CreateAppRequest, CreatedApiToken, CreatedApp, DeliveryList,
     DeliveryQuery, DeliveryView, DestinationList, DestinationRequest, DestinationView,
-    FinishedRotation, MemberView, NewSecretView, QueuedNotification, RotateRequest, SecretList,
-    SecretView, SetRoleRequest, SigningKeyList, UpdateAppRequest,
+    FinishedRotation, MemberView, NewSecretView, QueuedNotification, RotateRequest,
+    RotationPolicyView, RotationStatusView, SecretList, SecretView, SetRoleRequest, SigningKeyList,
+    UpdateAppRequest,
 };
 
 use crate::error::ClientError;
@@ -123,6 +124,36 @@ impl NativeApi {
     pub async fn list_apps(&self, org: &str, page_limit: u32) -> Result<AppList, ClientError> {
         self.get(&format!("/orgs/{}/apps?pageLimit={page_limit}", seg(org)))
             .await
+    }
+
+    /// The app's rotation policy at work: what applies, the next scheduled rotation, what
+    /// the next pass does.
+    pub async fn rotation_status(
+        &self,
+        org: &str,
+        app: &str,
+    ) -> Result<RotationStatusView, ClientError> {
+        self.get(&format!("{}/rotation-policy", app_path(org, app)))
+            .await
+    }
+
+    /// The org's default rotation policy.
+    pub async fn org_rotation_policy(&self, org: &str) -> Result<RotationPolicyView, ClientError> {
+        self.get(&format!("/orgs/{}/rotation-policy", seg(org)))
+            .await
+    }
+
+    pub async fn set_org_rotation_policy(
+        &self,
+        org: &str,
+        policy: &RotationPolicyView,
+    ) -> Result<RotationPolicyView, ClientError> {
+        self.fetch(
+            Method::PUT,
+            &format!("/orgs/{}/rotation-policy", seg(org)),
+            Some(policy),
+        )
+        .await
     }
 
     pub async fn get_app(&self, org: &str, app: &str) -> Result<AppView, ClientError> {

@@ -7,6 +7,7 @@ use crate::clock::Timestamp;
 use crate::crypto::KeyedHasher;
 use crate::error::CoreError;
 use crate::model::{App, AppId, OrgId, Secret, SecretId, SecretState, GRANT_CLIENT_CREDENTIALS};
+use crate::rotation_policy::RotationPolicy;
 use crate::secret::{generate_client_id, generate_client_secret, hint, is_valid_client_id};
 
 /// Longest accepted name and description.
@@ -28,6 +29,7 @@ pub struct AppSettings {
     pub rotation_grace_secs: i64,
     pub owner_only_secret_rotation: bool,
     pub audiences: Vec<String>,
+    pub rotation_policy: RotationPolicy,
 }
 
 /// Most audiences an app may list, and the longest audience.
@@ -53,6 +55,7 @@ impl AppSettings {
             rotation_grace_secs: app.rotation_grace_secs,
             owner_only_secret_rotation: app.owner_only_secret_rotation,
             audiences: app.audiences.clone(),
+            rotation_policy: app.rotation_policy,
         }
     }
 
@@ -68,6 +71,7 @@ impl AppSettings {
         app.rotation_grace_secs = self.rotation_grace_secs;
         app.owner_only_secret_rotation = self.owner_only_secret_rotation;
         app.audiences = self.audiences;
+        app.rotation_policy = self.rotation_policy;
         app.updated_at = now;
         Ok(())
     }
@@ -121,6 +125,9 @@ impl AppSettings {
                 "audiences must be at most 20 distinct values of 1 to 512 printable characters without spaces",
             );
         }
+        self.rotation_policy
+            .validate()
+            .map_err(CoreError::Invalid)?;
         Ok(())
     }
 }
@@ -200,6 +207,7 @@ pub fn new_app(
         owner_only_secret_rotation: settings.owner_only_secret_rotation,
         service_account,
         audiences: settings.audiences,
+        rotation_policy: settings.rotation_policy,
         created_at: now,
         updated_at: now,
     };
@@ -230,6 +238,7 @@ mod tests {
             rotation_grace_secs: 10,
             owner_only_secret_rotation: false,
             audiences: vec!["https://orders.example".into()],
+            rotation_policy: RotationPolicy::default(),
         }
     }
 

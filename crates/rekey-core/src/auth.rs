@@ -61,18 +61,24 @@ pub fn grant_scopes(app: &App, requested: Option<&str>) -> Result<Vec<String>, C
     Ok(granted)
 }
 
-/// The `aud` of a token for `app`: the audience the request names (`requested`), which must
-/// be one of the app's audiences or `issuer` (Rekey's own APIs), else the app's first
-/// audience, else none. `Err` carries the audience the app may not use (`invalid_target`).
+/// The `aud` of a token for `app`. A request that names an audience (`requested`) gets it
+/// alone, if it is one of the app's audiences or `issuer` (Rekey's own APIs): only that
+/// resource server accepts the token. A request that names none (every SP-API and CSP client)
+/// gets the app's first audience and `issuer`, so that such clients keep calling Rekey's
+/// APIs; an app without audiences gets no `aud`. `Err` carries the audience the app may not
+/// use (`invalid_target`).
 pub fn select_audience(
     app: &App,
     requested: Option<&str>,
     issuer: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Vec<String>, String> {
     match requested {
-        Some(a) if a == issuer || app.audiences.iter().any(|x| x == a) => Ok(Some(a.to_string())),
+        Some(a) if a == issuer || app.audiences.iter().any(|x| x == a) => Ok(vec![a.to_string()]),
         Some(a) => Err(a.to_string()),
-        None => Ok(app.audiences.first().cloned()),
+        None => Ok(match app.audiences.first() {
+            Some(first) => vec![first.clone(), issuer.to_string()],
+            None => Vec::new(),
+        }),
     }
 }
 
@@ -105,6 +111,7 @@ mod tests {
             owner_only_secret_rotation: false,
             service_account: false,
             audiences: Vec::new(),
+            rotation_policy: Default::default(),
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
         }
@@ -131,23 +138,24 @@ mod tests {
         let issuer = "https://rekey.example";
         let mut a = app(&[]);
         // No audiences: no `aud` unless the request names Rekey itself.
-        assert_eq!(select_audience(&a, None, issuer), Ok(None));
+        assert_eq!(select_audience(&a, None, issuer), Ok(vec![]));
         assert_eq!(
             select_audience(&a, Some(issuer), issuer),
-            Ok(Some(issuer.into()))
+            Ok(vec![issuer.to_string()])
         );
         assert_eq!(
             select_audience(&a, Some("https://orders"), issuer),
             Err("https://orders".into())
         );
         a.audiences = vec!["https://orders".into(), "https://billing".into()];
+        // Named none: the default audience, and Rekey (SP-API clients name none).
         assert_eq!(
             select_audience(&a, None, issuer),
-            Ok(Some("https://orders".into()))
+            Ok(vec!["https://orders".to_string(), issuer.to_string()])
         );
         assert_eq!(
             select_audience(&a, Some("https://billing"), issuer),
-            Ok(Some("https://billing".into()))
+            Ok(vec!["https://billing".to_string()])
         );
         // Exact match only: no prefix, case or trailing-slash leniency.
         for near in ["https://billing/", "HTTPS://billing", "https://bill"] {

@@ -14,6 +14,7 @@
 //! - [`token`]: Ed25519-signed JWT access tokens and the published key set;
 //! - [`auth`]: client authentication and scope rules, as pure functions;
 //! - [`policy`]: who may do what, one table for every dialect;
+//! - [`rotation`], [`rotation_policy`]: the rules of a rotation, and when a policy runs one;
 //! - [`ops`]: the application layer, one function per use case over the store;
 //! - [`store`]: the persistence trait both database backends implement;
 //! - [`metrics`]: the name of every exported metric, and the gauges read from the store;
@@ -34,6 +35,7 @@ pub mod notify;
 pub mod ops;
 pub mod policy;
 pub mod rotation;
+pub mod rotation_policy;
 pub mod secret;
 pub mod store;
 pub mod throttle;

@@ -31,6 +31,12 @@ pub const CLIENT_CACHE_IN_SERVICE: &str = "rekey_client_cache_in_service";
 pub const HTTP_CONNECTIONS_OPEN: &str = "rekey_http_connections_open";
 /// Connections closed at once because `max_connections` were open.
 pub const HTTP_CONNECTIONS_REFUSED: &str = "rekey_http_connections_refused_total";
+/// What rotation policies did, by `action` (`rotated`, `retired`, `rotation_blocked`).
+pub const POLICY_ACTIONS: &str = "rekey_rotation_policy_actions_total";
+/// Rotations in progress whose previous secret a policy may not retire yet, after the last
+/// policy pass, by `reason` (`new_secret_unused`, `previous_still_used`, `quiet_period`,
+/// `notification_dead`, `current_not_valid`).
+pub const POLICY_WAITING: &str = "rekey_rotation_policy_waiting";
 /// Always 1, with the `version` label.
 pub const BUILD_INFO: &str = "rekey_build_info";
 

@@ -280,6 +280,8 @@ pub struct App {
     /// RFC 8707: the resource servers the app may ask tokens for (`aud`). The first is the
     /// audience of a token whose request names none; empty: tokens carry no `aud`.
     pub audiences: Vec<String>,
+    /// Automatic rotation and retirement; unset fields inherit the org's default.
+    pub rotation_policy: crate::rotation_policy::RotationPolicy,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -523,5 +525,32 @@ mod tests {
         assert_eq!(OrgId::parse(&id.to_string()), Some(id));
         assert_eq!(OrgId::parse("not-a-uuid"), None);
         assert_eq!(OrgId::parse(&id.0.simple().to_string()), None);
+    }
+}
+
+/// Records for the rule tests of this crate.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// A secret of an app, in `state`, made at `created`, expiring at `expires`.
+    pub(crate) fn secret(
+        state: SecretState,
+        created: Timestamp,
+        expires: Option<Timestamp>,
+    ) -> Secret {
+        Secret {
+            id: SecretId::new(),
+            app_id: AppId(uuid::Uuid::nil()),
+            state,
+            hash: crate::crypto::SecretHash([7; 32]),
+            hint: "abcd".into(),
+            created_at: created,
+            expires_at: expires,
+            last_used_at: None,
+            created_by: "t".into(),
+            revoked_at: None,
+            revoked_reason: None,
+        }
     }
 }

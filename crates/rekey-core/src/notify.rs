@@ -321,12 +321,17 @@ pub fn new_secret_payload(
 }
 
 /// `APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY` payload.
-pub fn secret_expiry_payload(client_id: &str, expires_at: Timestamp) -> SecretExpiryPayload {
+pub fn secret_expiry_payload(
+    client_id: &str,
+    expires_at: Timestamp,
+    automatic_rotation_at: Option<Timestamp>,
+) -> SecretExpiryPayload {
     SecretExpiryPayload {
         expiry: ClientSecretExpiry {
             client_id: client_id.into(),
             client_secret_expiry_time: expires_at.to_rfc3339(),
             client_secret_expiry_reason: "PERIODIC_ROTATION".into(),
+            automatic_rotation_time: automatic_rotation_at.map(Timestamp::to_rfc3339),
         },
     }
 }

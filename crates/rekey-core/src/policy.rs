@@ -73,6 +73,8 @@ pub enum Action {
         new: Option<Role>,
     },
     ManageOthersApiTokens,
+    /// Change the org's own settings (its default rotation policy).
+    ChangeOrgSettings,
 }
 
 /// Why the policy said no. Each dialect renders it as its own 403.
@@ -140,7 +142,9 @@ fn rotate_itself(subject: Subject, app: AppTarget) -> Result<(), Denied> {
 fn by_role(role: Role, action: Action) -> Result<(), Denied> {
     match action {
         Action::Read => Ok(()),
-        Action::ReadAudit | Action::ManageOthersApiTokens => member_manager(role),
+        Action::ReadAudit | Action::ManageOthersApiTokens | Action::ChangeOrgSettings => {
+            member_manager(role)
+        }
         Action::CreateApp { service_account } => {
             app_manager(role)?;
             match service_account {

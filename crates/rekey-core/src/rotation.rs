@@ -168,27 +168,11 @@ pub fn valid_after(secrets: &[Secret], changes: &SecretChanges, now: Timestamp) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::SecretHash;
-    use crate::model::{AppId, SecretId};
+    use crate::model::test_support::secret;
+    use crate::model::SecretId;
 
     const DAY: i64 = 86_400;
     const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
-
-    fn secret(state: SecretState, created: Timestamp, expires: Option<Timestamp>) -> Secret {
-        Secret {
-            id: SecretId::new(),
-            app_id: AppId(uuid::Uuid::nil()),
-            state,
-            hash: SecretHash([7; 32]),
-            hint: "abcd".into(),
-            created_at: created,
-            expires_at: expires,
-            last_used_at: None,
-            created_by: "t".into(),
-            revoked_at: None,
-            revoked_reason: None,
-        }
-    }
 
     fn new_current(now: Timestamp) -> Secret {
         secret(SecretState::Current, now, Some(now.plus_secs(180 * DAY)))

@@ -312,6 +312,29 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> CoreResult<Vec<Secret>>;
 
+    // Rotation policies.
+    /// An org's default rotation policy (all `None` when it has none).
+    async fn get_org_rotation_policy(
+        &self,
+        org: OrgId,
+    ) -> CoreResult<crate::rotation_policy::RotationPolicy>;
+    /// Sets an org's default rotation policy. False if there is no such org.
+    async fn set_org_rotation_policy(
+        &self,
+        org: OrgId,
+        policy: crate::rotation_policy::RotationPolicy,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool>;
+    /// Apps a rotation policy may have work for at `now`, by id after `after`, at most
+    /// `limit`: a current secret inside its rotation window, or a valid previous secret
+    /// with retirement on (the app's own setting or its org's).
+    async fn rotation_policy_candidates(
+        &self,
+        now: Timestamp,
+        after: Option<AppId>,
+        limit: u32,
+    ) -> CoreResult<Vec<AppId>>;
+
     // The console.
     async fn create_console_link(&self, link: &ConsoleLink, audit: &[AuditEvent])
         -> CoreResult<()>;

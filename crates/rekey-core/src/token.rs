@@ -22,10 +22,15 @@ pub struct AccessClaims {
     pub iss: String,
     /// The app's client id, or the user's id for user tokens.
     pub sub: String,
-    /// RFC 8707 / RFC 9068: the resource server the token is for. Absent: any resource
-    /// server trusting the issuer (tokens of apps without audiences, as before them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    /// RFC 8707 / RFC 9068: the resource servers the token is for (a string when one, an
+    /// array when several, absent when none: tokens of apps without audiences, as before
+    /// them, which any resource server trusting the issuer accepts).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "audience_claim"
+    )]
+    pub aud: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     pub iat: i64,
@@ -45,6 +50,32 @@ pub struct AccessClaims {
     /// CSP: the caller's roles in that org, e.g. `csp:org_owner`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perms: Option<Vec<String>>,
+}
+
+/// `aud` as RFC 7519 allows it: one string, or an array of them.
+mod audience_claim {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(aud: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match aud {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(a) => vec![a],
+            OneOrMany::Many(a) => a,
+        })
+    }
 }
 
 /// A JSON Web Key (public half of an Ed25519 key).
@@ -323,7 +354,7 @@ mod tests {
         AccessClaims {
             iss: "http://rekey.test".into(),
             sub: "rkc_x".into(),
-            aud: None,
+            aud: Vec::new(),
             client_id: Some("rkc_x".into()),
             iat: now.as_secs(),
             exp: now.as_secs() + 60,

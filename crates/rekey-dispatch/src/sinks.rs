@@ -350,6 +350,23 @@ fn coarse_reason(e: &reqwest::Error) -> String {
 
 pub use rekey_core::secret::generate_webhook_secret;
 
+/// Whether a `webhook-signature` header (space-separated `v1,<base64>` signatures, as
+/// Standard Webhooks sends during a key rotation) holds a valid signature of the message by
+/// `secret`. Compared in constant time.
+pub fn verify_webhook(secret: &str, id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+    let Ok(key) = STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)) else {
+        return false;
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
+    let message = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
+    header.split(' ').any(|candidate| {
+        candidate
+            .strip_prefix("v1,")
+            .and_then(|sig| STANDARD.decode(sig).ok())
+            .is_some_and(|tag| hmac::verify(&key, &message, &tag).is_ok())
+    })
+}
+
 /// The `webhook-signature` header value for a message, or `None` for a malformed secret.
 pub fn sign_webhook(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> Option<String> {
     let key = STANDARD
@@ -430,12 +447,13 @@ fn spool_write(root: &Path, below: &[String], name: &str, body: &[u8]) -> Result
             Err(e) => return Err(io(e)),
         };
     }
-    let tmp = format!(".{name}.tmp");
-    // A leftover from a crash, or anything someone put there: removed, never opened.
-    match unlinkat(&dir, tmp.as_str(), AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => {}
-        Err(e) => return Err(io(e)),
-    }
+    // Unique per write: two deliveries of one notification (a lease that ran out mid-write)
+    // never write into the same temporary file. Consumers read `*.json` only.
+    let mut nonce = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| SendError("the random number generator failed".into()))?;
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = format!(".{name}.{nonce}.tmp");
     let file = openat(
         &dir,
         tmp.as_str(),
@@ -447,7 +465,10 @@ fn spool_write(root: &Path, below: &[String], name: &str, body: &[u8]) -> Result
     file.write_all(body).map_err(spool_error)?;
     file.sync_all().map_err(spool_error)?;
     // rename replaces a link named like the file; it never writes through it.
-    renameat(&dir, tmp.as_str(), &dir, name).map_err(io)?;
+    if let Err(e) = renameat(&dir, tmp.as_str(), &dir, name) {
+        let _ = unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+        return Err(io(e));
+    }
     fsync(&dir).map_err(io)
 }
 
@@ -477,6 +498,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn the_reference_signature_verifies_and_any_change_does_not() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let (id, ts, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            br#"{"test": 2432232314}"#.as_slice(),
+        );
+        let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert!(verify_webhook(secret, id, ts, body, good));
+        // One of several signatures (a key rotation on the sender's side).
+        assert!(verify_webhook(
+            secret,
+            id,
+            ts,
+            body,
+            &format!("v1,AAAA {good}")
+        ));
+        assert!(!verify_webhook(secret, id, "1614265331", body, good));
+        assert!(!verify_webhook(secret, "msg_other", ts, body, good));
+        assert!(!verify_webhook(secret, id, ts, b"{\"test\": 1}", good));
+        assert!(!verify_webhook(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSx",
+            id,
+            ts,
+            body,
+            good
+        ));
+        assert!(!verify_webhook(secret, id, ts, body, "v2,g0hM9SsE"));
+        assert!(!verify_webhook(secret, id, ts, body, ""));
     }
 
     #[test]

@@ -79,8 +79,11 @@ pub struct CreateAppRequest {
     pub owner_only_secret_rotation: Option<bool>,
     /// RFC 8707: the resource servers (`aud`) the app may ask tokens for; the first is the
     /// audience of a token whose request names none. Leave out for tokens without `aud`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
+    /// Automatic rotation; fields left out inherit the org's default policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_policy: Option<RotationPolicyView>,
     /// Makes the app a service account with this role in its org.
     #[serde(default)]
     pub service_account_role: Option<String>,
@@ -106,8 +109,48 @@ pub struct UpdateAppRequest {
     #[serde(default)]
     pub owner_only_secret_rotation: Option<bool>,
     /// Replaces the app's audiences (`[]` removes them).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
+    /// Replaces the app's rotation policy whole (`{}`: inherit the org's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_policy: Option<RotationPolicyView>,
+}
+
+/// A rotation policy. On an app, a field left out (or null) inherits the org's default; on
+/// an org, it is off. `0` is off on both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotationPolicyView {
+    /// Start a rotation this many seconds before the current secret expires (the new secret
+    /// goes to the app's new-secret destination; the old one keeps working until it expires).
+    #[serde(default)]
+    pub rotate_before_expiry_seconds: Option<i64>,
+    /// Retire the previous secret once the new one has been used and the previous one has
+    /// not been used for this many seconds.
+    #[serde(default)]
+    pub retire_when_unused_seconds: Option<i64>,
+}
+
+/// An app's rotation policy at work: what applies, and what the sweeper's next pass does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationStatusView {
+    /// The app's own settings.
+    pub app: RotationPolicyView,
+    /// The org's defaults.
+    pub org: RotationPolicyView,
+    /// What applies (`null`: off).
+    pub effective: RotationPolicyView,
+    /// When the policy starts the next rotation (RFC 3339), if it will.
+    pub next_rotation_at: Option<String>,
+    /// `nothing`, `rotate`, `retire`, `waiting` (a rotation in progress whose previous secret
+    /// may not be retired yet) or `blocked` (a rotation is due and cannot start).
+    pub next_step: String,
+    /// Why it waits or is blocked: `new_secret_unused`, `previous_still_used`, `quiet_period`,
+    /// `notification_dead`, `current_not_valid`, `no_destination`.
+    pub reason: Option<String>,
+    /// Until when a quiet period runs (RFC 3339), when it waits for one.
+    pub waiting_until: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -128,6 +171,9 @@ pub struct AppView {
     /// The audiences the app may ask tokens for; the first is the default.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// The app's own rotation policy (fields left out inherit the org's default).
+    #[serde(default)]
+    pub rotation_policy: RotationPolicyView,
     pub created_at: String,
     pub updated_at: String,
 }

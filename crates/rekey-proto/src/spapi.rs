@@ -73,6 +73,10 @@ pub struct ClientSecretExpiry {
     pub client_id: String,
     pub client_secret_expiry_time: String,
     pub client_secret_expiry_reason: String,
+    /// Rekey's addition: when the app's rotation policy will rotate the secret (absent when
+    /// no policy will).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatic_rotation_time: Option<String>,
 }
 
 impl std::fmt::Debug for NewClientSecret {

@@ -437,6 +437,15 @@ impl Config {
         }
     }
 
+    /// How rotation policies run: a quiet period covers at least three last-use flushes, so
+    /// a use still in some node's memory is never missed.
+    pub fn rotation_policy_settings(&self) -> rekey_core::rotation_policy::Settings {
+        rekey_core::rotation_policy::Settings {
+            min_quiet_secs: i64::try_from(self.last_use_flush_seconds.saturating_mul(3))
+                .unwrap_or(i64::MAX),
+        }
+    }
+
     /// The token issuer and base URL of published endpoints, without a trailing slash.
     pub fn issuer(&self) -> String {
         if self.public_url.is_empty() {

@@ -626,6 +626,9 @@ async fn sweep_periodically(state: SharedState, mut stop: watch::Receiver<bool>)
                 if let Err(e) = state.ops.sweep_expiry().await {
                     tracing::warn!(error = &e as &dyn std::error::Error, "sweep failed; will retry");
                 }
+                if let Err(e) = state.ops.run_rotation_policies().await {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "rotation policy pass failed; will retry");
+                }
                 if let Err(e) = state.ops.rotate_signing_key_if_due().await {
                     tracing::warn!(error = &e as &dyn std::error::Error, "scheduled signing-key rotation failed; will retry");
                 }

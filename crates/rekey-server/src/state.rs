@@ -113,6 +113,7 @@ impl AppState {
                 allow_insecure_destinations: config.allow_insecure_destinations,
                 destination_check: Arc::new(guard),
                 signing_keys: config.signing_key_timing(),
+                rotation_policy: config.rotation_policy_settings(),
                 console_sessions: rekey_core::ops::console::SessionLimits {
                     idle_secs: config.console_session_idle_seconds,
                     max_secs: config.console_session_max_seconds,

@@ -264,6 +264,7 @@ mod tests {
             owner_only_secret_rotation: false,
             service_account: false,
             audiences: Vec::new(),
+            rotation_policy: Default::default(),
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
         };

@@ -58,6 +58,10 @@ fn int(row: &AnyRow, col: &str) -> Result<i64, CoreError> {
     row.try_get(col).map_err(db_err)
 }
 
+pub(crate) fn opt_int(row: &AnyRow, col: &str) -> Result<Option<i64>, CoreError> {
+    row.try_get(col).map_err(db_err)
+}
+
 fn hash(row: &AnyRow, col: &str) -> Result<SecretHash, CoreError> {
     let b: Vec<u8> = row.try_get(col).map_err(db_err)?;
     SecretHash::from_slice(&b).ok_or_else(|| corrupt(col))
@@ -125,7 +129,8 @@ pub(crate) fn api_token(row: &AnyRow) -> Result<ApiToken, CoreError> {
 pub(crate) const APP_COLUMNS: &str = "apps.id, apps.org_id, apps.client_id, apps.name, \
     apps.description, apps.grant_types, apps.scopes, apps.access_token_ttl_secs, \
     apps.secret_lifetime_secs, apps.rotation_grace_secs, apps.owner_only_secret_rotation, \
-    apps.service_account, apps.audiences, apps.created_at, apps.updated_at";
+    apps.service_account, apps.audiences, apps.rotate_before_expiry_secs, \
+    apps.retire_when_unused_secs, apps.created_at, apps.updated_at";
 
 pub(crate) fn app(row: &AnyRow) -> Result<App, CoreError> {
     Ok(App {
@@ -142,6 +147,10 @@ pub(crate) fn app(row: &AnyRow) -> Result<App, CoreError> {
         owner_only_secret_rotation: int(row, "owner_only_secret_rotation")? != 0,
         service_account: int(row, "service_account")? != 0,
         audiences: string_list(row, "audiences")?,
+        rotation_policy: rekey_core::rotation_policy::RotationPolicy {
+            rotate_before_expiry_secs: opt_int(row, "rotate_before_expiry_secs")?,
+            retire_when_unused_secs: opt_int(row, "retire_when_unused_secs")?,
+        },
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
     })

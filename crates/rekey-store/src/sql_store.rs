@@ -18,6 +18,7 @@ use rekey_core::model::{
 };
 use rekey_core::model::{DeliveryId, DestinationId};
 use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
+use rekey_core::rotation_policy::RotationPolicy;
 use rekey_core::store::{
     AuditFilter, ClientRecord, LockedApp, MembershipChanges, MembershipPlan, Page, SecretChanges,
     SecretPlan, Store,
@@ -538,7 +539,8 @@ fn update_app_statement(
     sqlx::query(
         "UPDATE apps SET name = $1, description = $2, grant_types = $3, scopes = $4, \
          access_token_ttl_secs = $5, secret_lifetime_secs = $6, rotation_grace_secs = $7, \
-         owner_only_secret_rotation = $8, audiences = $9, updated_at = $10 WHERE id = $11",
+         owner_only_secret_rotation = $8, audiences = $9, rotate_before_expiry_secs = $10, \
+         retire_when_unused_secs = $11, updated_at = $12 WHERE id = $13",
     )
     .bind(app.name.clone())
     .bind(app.description.clone())
@@ -549,6 +551,8 @@ fn update_app_statement(
     .bind(app.rotation_grace_secs)
     .bind(flag(app.owner_only_secret_rotation))
     .bind(to_json_list(&app.audiences))
+    .bind(app.rotation_policy.rotate_before_expiry_secs)
+    .bind(app.rotation_policy.retire_when_unused_secs)
     .bind(ms(app.updated_at))
     .bind(app.id.to_string())
 }
@@ -904,9 +908,9 @@ impl Store for SqlStore {
         sqlx::query(
             "INSERT INTO apps (id, org_id, client_id, name, description, grant_types, scopes, \
              access_token_ttl_secs, secret_lifetime_secs, rotation_grace_secs, \
-             owner_only_secret_rotation, service_account, audiences, secret_version, created_at, \
-             updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15)",
+             owner_only_secret_rotation, service_account, audiences, rotate_before_expiry_secs, \
+             retire_when_unused_secs, secret_version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0, $16, $17)",
         )
         .bind(app.id.to_string())
         .bind(app.org_id.to_string())
@@ -921,6 +925,8 @@ impl Store for SqlStore {
         .bind(flag(app.owner_only_secret_rotation))
         .bind(flag(app.service_account))
         .bind(to_json_list(&app.audiences))
+        .bind(app.rotation_policy.rotate_before_expiry_secs)
+        .bind(app.rotation_policy.retire_when_unused_secs)
         .bind(ms(app.created_at))
         .bind(ms(app.updated_at))
         .execute(&mut *tx)
@@ -1566,6 +1572,78 @@ impl Store for SqlStore {
         .iter()
         .map(rows::secret)
         .collect()
+    }
+
+    async fn get_org_rotation_policy(&self, org: OrgId) -> CoreResult<RotationPolicy> {
+        let row = sqlx::query(
+            "SELECT rotate_before_expiry_secs, retire_when_unused_secs FROM orgs WHERE id = $1",
+        )
+        .bind(org.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| {
+            Ok(RotationPolicy {
+                rotate_before_expiry_secs: rows::opt_int(&r, "rotate_before_expiry_secs")?,
+                retire_when_unused_secs: rows::opt_int(&r, "retire_when_unused_secs")?,
+            })
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+    }
+
+    async fn set_org_rotation_policy(
+        &self,
+        org: OrgId,
+        policy: RotationPolicy,
+        audit: &[AuditEvent],
+    ) -> CoreResult<bool> {
+        self.change_one(
+            sqlx::query(
+                "UPDATE orgs SET rotate_before_expiry_secs = $1, retire_when_unused_secs = $2 \
+                 WHERE id = $3",
+            )
+            .bind(policy.rotate_before_expiry_secs)
+            .bind(policy.retire_when_unused_secs)
+            .bind(org.to_string()),
+            audit,
+        )
+        .await
+    }
+
+    async fn rotation_policy_candidates(
+        &self,
+        now: Timestamp,
+        after: Option<AppId>,
+        limit: u32,
+    ) -> CoreResult<Vec<AppId>> {
+        // The policy test comes first, so apps without a policy cost no secret lookup.
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT a.id FROM apps a JOIN orgs o ON o.id = a.org_id WHERE a.id > $2 AND ( \
+               (COALESCE(a.rotate_before_expiry_secs, o.rotate_before_expiry_secs, 0) > 0 \
+                AND EXISTS (SELECT 1 FROM secrets s WHERE s.app_id = a.id \
+                  AND s.state = 'current' AND s.revoked_at IS NULL AND s.expires_at IS NOT NULL \
+                  AND s.expires_at - 1000 * COALESCE(a.rotate_before_expiry_secs, \
+                      o.rotate_before_expiry_secs) <= $1)) \
+               OR (COALESCE(a.retire_when_unused_secs, o.retire_when_unused_secs, 0) > 0 \
+                AND EXISTS (SELECT 1 FROM secrets s WHERE s.app_id = a.id \
+                  AND s.state = 'previous' AND s.revoked_at IS NULL \
+                  AND (s.expires_at IS NULL OR s.expires_at > $1)))) \
+             ORDER BY a.id LIMIT $3",
+        )
+        .bind(ms(now))
+        .bind(after.map(|a| a.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        ids.iter()
+            .map(|s| {
+                AppId::parse(s).ok_or_else(|| {
+                    CoreError::storage("a stored value is not valid", "column apps.id")
+                })
+            })
+            .collect()
     }
 
     async fn create_console_link(

@@ -36,6 +36,7 @@ async fn app_in_new_org(s: &dyn Store) -> App {
         owner_only_secret_rotation: false,
         service_account: false,
         audiences: Vec::new(),
+        rotation_policy: Default::default(),
         created_at: T0,
         updated_at: T0,
     };

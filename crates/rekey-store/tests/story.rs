@@ -43,6 +43,7 @@ fn app(org: OrgId, n: usize) -> App {
         owner_only_secret_rotation: false,
         service_account: false,
         audiences: Vec::new(),
+        rotation_policy: Default::default(),
         created_at: T0.plus_secs(n as i64),
         updated_at: T0,
     }

@@ -59,7 +59,7 @@ async fn token(State(b): State<Arc<Baseline>>, headers: HeaderMap, body: Bytes) 
     let claims = AccessClaims {
         iss: "http://127.0.0.1".into(),
         sub: id.clone(),
-        aud: None,
+        aud: Vec::new(),
         client_id: Some(id),
         iat: now.as_secs(),
         exp: now.as_secs() + 3600,

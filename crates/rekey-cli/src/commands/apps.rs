@@ -2,11 +2,13 @@
 
 use std::process::ExitCode;
 
-use rekey_proto::native::{AppView, CreateAppRequest, UpdateAppRequest};
+use rekey_proto::native::{
+    AppView, CreateAppRequest, RotationPolicyView, RotationStatusView, UpdateAppRequest,
+};
 
 use super::print_json;
 use crate::api::{ApiClient, Explain as _};
-use crate::cli::{AppsCommand, OutputFormat};
+use crate::cli::{AppsCommand, OutputFormat, PolicyArgs};
 
 /// How long SP-API rotations keep the old secret: the SP-API contract, whatever the app's
 /// own rotation grace says.
@@ -24,6 +26,7 @@ pub(super) async fn run(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
             secret_lifetime,
             service_account_role,
             audiences,
+            policy,
         } => {
             let c = ApiClient::connect(&api).await?;
             let req = CreateAppRequest {
@@ -35,6 +38,8 @@ pub(super) async fn run(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
                 secret_lifetime_seconds: secret_lifetime,
                 service_account_role,
                 audiences: (!audiences.is_empty()).then_some(audiences),
+                rotation_policy: (!policy.is_empty())
+                    .then(|| overlay(RotationPolicyView::default(), &policy)),
                 ..Default::default()
             };
             let created = c.api.create_app(&c.org, &req).await.explain()?;
@@ -66,9 +71,20 @@ pub(super) async fn run(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
         AppsCommand::Show { api, app } => {
             let c = ApiClient::connect(&api).await?;
             let app = c.api.get_app(&c.org, &app).await.explain()?;
+            let status = c
+                .api
+                .rotation_status(&c.org, &app.id.to_string())
+                .await
+                .explain()?;
             match api.output {
-                OutputFormat::Json => print_json(&app)?,
-                OutputFormat::Human => print_app(&app),
+                OutputFormat::Json => print_json(&serde_json::json!({
+                    "app": app,
+                    "rotationPolicy": status,
+                }))?,
+                OutputFormat::Human => {
+                    print_app(&app);
+                    print_policy(&status);
+                }
             }
         }
         AppsCommand::Update {
@@ -82,8 +98,21 @@ pub(super) async fn run(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
             rotation_grace,
             audiences,
             no_audiences,
+            policy,
+            inherit_org_policy,
         } => {
             let c = ApiClient::connect(&api).await?;
+            // The policy is replaced whole: start from the app's own unless told to inherit.
+            let rotation_policy = if inherit_org_policy || !policy.is_empty() {
+                let base = if inherit_org_policy {
+                    RotationPolicyView::default()
+                } else {
+                    c.api.get_app(&c.org, &app).await.explain()?.rotation_policy
+                };
+                Some(overlay(base, &policy))
+            } else {
+                None
+            };
             let req = UpdateAppRequest {
                 name,
                 description,
@@ -96,6 +125,7 @@ pub(super) async fn run(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
                 } else {
                     (!audiences.is_empty()).then_some(audiences)
                 },
+                rotation_policy,
                 ..Default::default()
             };
             let updated = c.api.update_app(&c.org, &app, &req).await.explain()?;
@@ -148,4 +178,46 @@ fn print_app(a: &AppView) {
         "  after a rotation the old secret keeps working: {} s (native and CSP rotations), {SPAPI_GRACE} (SP-API rotations)",
         a.rotation_grace_seconds,
     );
+}
+
+/// `base` with the fields the options give.
+pub(super) fn overlay(base: RotationPolicyView, args: &PolicyArgs) -> RotationPolicyView {
+    RotationPolicyView {
+        rotate_before_expiry_seconds: args
+            .rotate_before_expiry
+            .or(base.rotate_before_expiry_seconds),
+        retire_when_unused_seconds: args.retire_when_unused.or(base.retire_when_unused_seconds),
+    }
+}
+
+/// One policy field as a person reads it: its value and where it comes from.
+fn policy_field(own: Option<i64>, org: Option<i64>) -> String {
+    match (own, org) {
+        (Some(0), _) => "off".into(),
+        (Some(s), _) => format!("{s} s"),
+        (None, Some(s)) if s > 0 => format!("{s} s (org default)"),
+        (None, _) => "off (org default)".into(),
+    }
+}
+
+fn print_policy(s: &RotationStatusView) {
+    println!(
+        "  rotation policy: rotate before expiry {}, retire when unused {}",
+        policy_field(
+            s.app.rotate_before_expiry_seconds,
+            s.org.rotate_before_expiry_seconds
+        ),
+        policy_field(
+            s.app.retire_when_unused_seconds,
+            s.org.retire_when_unused_seconds
+        ),
+    );
+    if let Some(at) = &s.next_rotation_at {
+        println!("  next automatic rotation: {at}");
+    }
+    match (s.next_step.as_str(), &s.reason) {
+        ("nothing", _) => {}
+        (step, Some(reason)) => println!("  next policy step: {step} ({reason})"),
+        (step, None) => println!("  next policy step: {step}"),
+    }
 }

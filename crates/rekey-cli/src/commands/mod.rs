@@ -2,11 +2,13 @@
 //! methods of `rekey-client`'s native API; the server commands work on the configuration and
 //! the database directly.
 
+mod agent;
 mod apps;
 mod audit;
 mod destinations;
 mod doctor;
 mod members;
+mod rotation_policy;
 mod secrets;
 mod server;
 mod store_copy;
@@ -41,11 +43,13 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rotate(args) => Ok(crate::rotate::run(*args).await),
+        Command::Agent(args) => agent::run(*args).await,
         Command::Apps(cmd) => apps::run(cmd).await,
         Command::Secrets(cmd) => secrets::run(cmd).await,
         Command::Members(cmd) => members::run(cmd).await,
         Command::ApiTokens(cmd) => members::api_tokens(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
+        Command::RotationPolicy(cmd) => rotation_policy::run(cmd).await,
         Command::Destinations(cmd) => destinations::run(cmd).await,
         Command::Deliveries(cmd) => destinations::deliveries(cmd).await,
     }

@@ -16,6 +16,7 @@
 
 pub mod api_tokens;
 pub mod apps;
+pub mod auto_rotation;
 pub mod console;
 pub mod destinations;
 pub mod introspection;
@@ -112,6 +113,8 @@ pub struct Settings {
     pub console_sessions: console::SessionLimits,
     /// When new signing keys sign, how long old ones stay published, the schedule.
     pub signing_keys: signing_keys::SigningKeyTiming,
+    /// How rotation policies run.
+    pub rotation_policy: crate::rotation_policy::Settings,
 }
 
 /// The use cases, over the store, the clock and the keys they need.
@@ -130,6 +133,7 @@ pub struct Rekey {
     /// Opens the signing keys stored in the database.
     signing_key_sealer: Sealer,
     signing_key_timing: signing_keys::SigningKeyTiming,
+    rotation_policy: crate::rotation_policy::Settings,
     /// The token signing keys, replaced whole on reload (another node may add one).
     keys: RwLock<Arc<KeySet>>,
     issuer: String,
@@ -166,6 +170,7 @@ impl Rekey {
             webhook_key_sealer: server_key.sealer("webhook-keys"),
             signing_key_sealer: server_key.sealer("signing-keys"),
             signing_key_timing: settings.signing_keys,
+            rotation_policy: settings.rotation_policy,
             keys: RwLock::new(Arc::new(keys)),
             issuer: settings.issuer,
             user_token_ttl_secs: settings.user_token_ttl_secs,

@@ -9,12 +9,16 @@ use super::{Actor, AppRef, Rekey};
 use crate::apps::{secret_record, MAX_DURATION_SECS};
 use crate::clock::Timestamp;
 use crate::error::OpError;
-use crate::model::{App, NotificationId, OrgId, Secret, SecretId, SecretState};
+use crate::model::{App, AuditContext, NotificationId, OrgId, Secret, SecretId, SecretState};
 use crate::notify::{envelope, new_secret_payload, Delivery, NotificationType};
 use crate::policy::{self, Action, AppTarget, Subject};
 use crate::rotation::{plan_finish, plan_regenerate, plan_rotate};
 use crate::secret::generate_client_secret;
 use crate::store::{LockedApp, SecretChanges};
+
+/// Asked with the app locked and its secrets as they are then: may the change go ahead?
+pub(super) type Recheck<'a> =
+    &'a (dyn Fn(&LockedApp, &[Secret]) -> Result<(), OpError> + Send + Sync);
 
 /// A new current secret, shown once to whoever asked for it.
 pub struct NewSecret {
@@ -99,6 +103,25 @@ impl Rekey {
         input: RotateInput,
         action: fn(AppTarget) -> Action,
     ) -> Result<NewSecret, OpError> {
+        let new = self
+            .rotate_with(&actor.audit, app, input, &|app, _| {
+                still_allowed(subject, action, app)
+            })
+            .await?;
+        counted("rotate", actor);
+        Ok(new)
+    }
+
+    /// A rotation of `app` on behalf of `ctx`'s actor: `recheck` runs with the app locked and
+    /// its secrets as they are then, and may refuse (authorization, or a policy that no
+    /// longer applies). Shared by the APIs and the rotation policy.
+    pub(super) async fn rotate_with(
+        &self,
+        ctx: &AuditContext,
+        app: App,
+        input: RotateInput,
+        recheck: Recheck<'_>,
+    ) -> Result<NewSecret, OpError> {
         let grace_secs = input.grace_secs.unwrap_or(app.rotation_grace_secs);
         if !(0..=MAX_DURATION_SECS).contains(&grace_secs) {
             return Err(OpError::Invalid(format!(
@@ -113,14 +136,13 @@ impl Rekey {
             return Err(OpError::NotEnrolled);
         }
         let now = self.now();
-        let ctx = &actor.audit;
         let plain = input.supplied.unwrap_or_else(generate_client_secret);
         let new = secret_record(&app, &plain, &self.secret_hasher, &ctx.actor, now);
         let notification_id = destination.as_ref().map(|_| NotificationId::new());
         let changes = self
             .store
             .change_secrets(app.id, &|app, secrets| {
-                still_allowed(subject, action, app)?;
+                recheck(app, secrets)?;
                 // A supplied secret must be new: the same one twice is no rotation.
                 if secrets
                     .iter()
@@ -185,7 +207,6 @@ impl Rekey {
         if notification_id.is_some() {
             (self.wake_dispatcher)();
         }
-        counted("rotate", actor);
         Ok(NewSecret {
             app,
             secret: new,
@@ -272,12 +293,30 @@ impl Rekey {
         app: App,
         action: fn(AppTarget) -> Action,
     ) -> Result<Vec<Secret>, OpError> {
+        let revoked = self
+            .finish_with(&actor.audit, app, &|app, _| {
+                still_allowed(subject, action, app)
+            })
+            .await?;
+        if !revoked.is_empty() {
+            counted("finish", actor);
+        }
+        Ok(revoked)
+    }
+
+    /// Finishes `app`'s rotation on behalf of `ctx`'s actor; `recheck` as in
+    /// [`Self::rotate_with`].
+    pub(super) async fn finish_with(
+        &self,
+        ctx: &AuditContext,
+        app: App,
+        recheck: Recheck<'_>,
+    ) -> Result<Vec<Secret>, OpError> {
         let now = self.now();
-        let ctx = &actor.audit;
         let changes = self
             .store
             .change_secrets(app.id, &|app, secrets| {
-                still_allowed(subject, action, app)?;
+                recheck(app, secrets)?;
                 let mut changes = plan_finish(secrets, now)?;
                 changes.audit = changes
                     .update
@@ -292,9 +331,6 @@ impl Rekey {
                 Ok(changes)
             })
             .await?;
-        if !changes.update.is_empty() {
-            counted("finish", actor);
-        }
         Ok(changes.update)
     }
 

@@ -114,13 +114,20 @@ impl Rekey {
                 let Some(app) = state.store.get_app(s.app_id).await? else {
                     continue;
                 };
+                // Say when the app's policy will rotate the secret, if it will.
+                let policy = crate::rotation_policy::RotationPolicy::effective(
+                    app.rotation_policy,
+                    state.store.get_org_rotation_policy(app.org_id).await?,
+                );
+                let automatic_rotation_at =
+                    crate::rotation_policy::next_rotation_at(policy, std::slice::from_ref(s), now);
                 let nid = NotificationId::new();
                 let env = envelope(
                     NotificationType::SecretExpiry,
                     nid,
                     &app.client_id,
                     dest.id,
-                    secret_expiry_payload(&app.client_id, expires_at),
+                    secret_expiry_payload(&app.client_id, expires_at, automatic_rotation_at),
                     now,
                 );
                 let d = Delivery::new(

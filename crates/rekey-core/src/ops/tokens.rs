@@ -270,11 +270,18 @@ impl Rekey {
     }
 
     /// The CSP API-token exchange: a user's API token for an access token in the token's org.
+    /// A user's token is for Rekey's own APIs: `audience` may name only the issuer.
     pub async fn exchange_api_token(
         &self,
         api_token: &str,
+        audience: Option<&str>,
         source: &str,
     ) -> Result<IssuedToken, TokenRefusal> {
+        let user_token_audience = match audience {
+            None => Vec::new(),
+            Some(a) if a == self.issuer => vec![a.to_string()],
+            Some(a) => return Err(TokenRefusal::AudienceNotAllowed(a.to_string())),
+        };
         let now = self.now();
         let invalid = || {
             self.failed_authentication(
@@ -301,7 +308,7 @@ impl Rekey {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: record.user_id.to_string(),
-            aud: None,
+            aud: user_token_audience,
             client_id: None,
             iat: now.as_secs(),
             exp: now.as_secs() + ttl,
@@ -329,9 +336,11 @@ impl Rekey {
     /// so that a resource server cannot replay the tokens it receives against Rekey.
     pub async fn authenticate(&self, token: &str) -> Result<Authenticated, AuthFailure> {
         let auth = self.verify_access_token(token).await?;
-        match &auth.claims.aud {
-            Some(aud) if *aud != self.issuer => Err(AuthFailure::WrongAudience),
-            _ => Ok(auth),
+        let aud = &auth.claims.aud;
+        if aud.is_empty() || aud.contains(&self.issuer) {
+            Ok(auth)
+        } else {
+            Err(AuthFailure::WrongAudience)
         }
     }
 

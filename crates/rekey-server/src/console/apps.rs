@@ -237,6 +237,7 @@ async fn create(
         rotation_grace_secs: c.default_rotation_grace_seconds,
         owner_only_secret_rotation: false,
         audiences: Vec::new(),
+        rotation_policy: Default::default(),
     };
     let input = NewApp {
         settings,
@@ -301,6 +302,11 @@ struct AppView {
     secret_lifetime: String,
     grace: String,
     owner_only: bool,
+    /// The rotation policy in force, in words.
+    policy: String,
+    next_rotation: Option<String>,
+    /// What the policy waits for, or why it cannot rotate.
+    policy_step: Option<String>,
 }
 
 struct SecretRow {
@@ -405,6 +411,10 @@ pub(super) async fn app_page(
         )
         .await?;
     let may_retry = policy::authorize(subject, Action::RetryDelivery).is_ok();
+    let rotation = state
+        .ops
+        .rotation_status(actor, org, &AppRef::Id(app.id))
+        .await?;
     let now = state.now();
     let previous = secrets
         .iter()
@@ -442,6 +452,9 @@ pub(super) async fn app_page(
             secret_lifetime: duration(app.secret_lifetime_secs),
             grace: duration(app.rotation_grace_secs),
             owner_only: app.owner_only_secret_rotation,
+            policy: policy_words(&rotation),
+            next_rotation: rotation.next_rotation_at.map(|t| when(Some(t))),
+            policy_step: policy_step_words(&rotation.decision),
         },
         previous,
         may_change,
@@ -632,6 +645,9 @@ struct EditPage {
     secret_lifetime_seconds: String,
     rotation_grace_seconds: String,
     owner_only: bool,
+    /// The app's own policy fields; empty: the org's default.
+    rotate_before_expiry_seconds: String,
+    retire_when_unused_seconds: String,
     error: Option<String>,
 }
 
@@ -649,6 +665,10 @@ struct EditForm {
     secret_lifetime_seconds: String,
     rotation_grace_seconds: String,
     owner_only_secret_rotation: Option<String>,
+    #[serde(default)]
+    rotate_before_expiry_seconds: String,
+    #[serde(default)]
+    retire_when_unused_seconds: String,
 }
 
 impl EditPage {
@@ -665,6 +685,12 @@ impl EditPage {
             secret_lifetime_seconds: app.secret_lifetime_secs.to_string(),
             rotation_grace_seconds: app.rotation_grace_secs.to_string(),
             owner_only: app.owner_only_secret_rotation,
+            rotate_before_expiry_seconds: optional_seconds_text(
+                app.rotation_policy.rotate_before_expiry_secs,
+            ),
+            retire_when_unused_seconds: optional_seconds_text(
+                app.rotation_policy.retire_when_unused_secs,
+            ),
             error: None,
         }
     }
@@ -683,6 +709,8 @@ impl EditPage {
             secret_lifetime_seconds: form.secret_lifetime_seconds,
             rotation_grace_seconds: form.rotation_grace_seconds,
             owner_only: form.owner_only_secret_rotation.is_some(),
+            rotate_before_expiry_seconds: form.rotate_before_expiry_seconds,
+            retire_when_unused_seconds: form.retire_when_unused_seconds,
             error: Some(error),
         }
     }
@@ -708,6 +736,19 @@ async fn edit_form(
     }
 }
 
+/// An optional whole number of seconds: empty is `None` (the org's default).
+fn optional_seconds(field: &str, value: &str) -> Result<Option<i64>, String> {
+    if value.trim().is_empty() {
+        Ok(None)
+    } else {
+        seconds(field, value).map(Some)
+    }
+}
+
+fn optional_seconds_text(v: Option<i64>) -> String {
+    v.map(|s| s.to_string()).unwrap_or_default()
+}
+
 /// A whole number of seconds from a form field, or what is wrong with it.
 fn seconds(field: &str, value: &str) -> Result<i64, String> {
     value
@@ -731,10 +772,20 @@ async fn edit(
             seconds("The access token lifetime", &form.access_token_ttl_seconds)?,
             seconds("The secret lifetime", &form.secret_lifetime_seconds)?,
             seconds("The rotation grace", &form.rotation_grace_seconds)?,
+            rekey_core::rotation_policy::RotationPolicy {
+                rotate_before_expiry_secs: optional_seconds(
+                    "The automatic rotation lead",
+                    &form.rotate_before_expiry_seconds,
+                )?,
+                retire_when_unused_secs: optional_seconds(
+                    "The quiet period before retirement",
+                    &form.retire_when_unused_seconds,
+                )?,
+            },
         ))
     })();
     let updated = match numbers {
-        Ok((ttl, lifetime, grace)) => {
+        Ok((ttl, lifetime, grace, rotation_policy)) => {
             let (name, description) = (
                 form.name.trim().to_string(),
                 form.description.trim().to_string(),
@@ -761,6 +812,7 @@ async fn edit(
                         s.secret_lifetime_secs = lifetime;
                         s.rotation_grace_secs = grace;
                         s.owner_only_secret_rotation = owner_only;
+                        s.rotation_policy = rotation_policy;
                     },
                     None,
                 )
@@ -802,4 +854,58 @@ async fn delete(
         Ok(_) => Redirect::to("/console/apps?done=deleted").into_response(),
         Err(e) => op_error_page(e),
     }
+}
+
+/// The policy in force, as a sentence.
+fn policy_words(s: &rekey_core::ops::auto_rotation::RotationStatus) -> String {
+    let source = |own: Option<i64>| if own.is_some() { "" } else { " (org default)" };
+    let rotate = match s.effective.rotate_before_expiry_secs {
+        Some(secs) => format!(
+            "rotates {} before the secret expires{}",
+            duration(secs),
+            source(s.app.rotate_before_expiry_secs)
+        ),
+        None => "no automatic rotation".to_string(),
+    };
+    let retire = match s.effective.retire_when_unused_secs {
+        Some(secs) => format!(
+            "retires the previous secret after {} unused{}",
+            duration(secs),
+            source(s.app.retire_when_unused_secs)
+        ),
+        None => "no automatic retirement".to_string(),
+    };
+    format!("{rotate}; {retire}")
+}
+
+/// What the policy's next pass waits for or cannot do, if anything.
+fn policy_step_words(d: &rekey_core::rotation_policy::Decision) -> Option<String> {
+    use rekey_core::rotation_policy::{Decision, Wait};
+    Some(match d {
+        Decision::Nothing => return None,
+        Decision::Rotate => "A rotation is due: the next pass starts it.".into(),
+        Decision::Retire => "The previous secret is quiet: the next pass retires it.".into(),
+        Decision::RotationBlocked(_) => {
+            "A rotation is due but cannot start: the app has no destination for new secrets.".into()
+        }
+        Decision::Waiting(Wait::NewSecretUnused) => {
+            "Waiting: the new secret has not been used yet.".into()
+        }
+        Decision::Waiting(Wait::PreviousStillUsed { last_used_at }) => format!(
+            "Waiting: the previous secret is still used (last {}).",
+            when(Some(*last_used_at))
+        ),
+        Decision::Waiting(Wait::QuietUntil { until }) => {
+            format!(
+                "Waiting for the quiet period to end ({}).",
+                when(Some(*until))
+            )
+        }
+        Decision::Waiting(Wait::NotificationDead) => {
+            "Blocked: the new secret's notification was given up on; retry it below.".into()
+        }
+        Decision::Waiting(Wait::CurrentNotValid) => {
+            "Blocked: the current secret is not valid.".into()
+        }
+    })
 }

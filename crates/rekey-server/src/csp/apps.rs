@@ -245,6 +245,8 @@ fn new_app_input(req: OauthAppRequest, c: &Config) -> Result<NewApp, CspError> {
         owner_only_secret_rotation: req.owner_only_secret_rotation.unwrap_or(false),
         // CSP's wire shape has no audiences: set them through the native API.
         audiences: Vec::new(),
+        // CSP apps follow their org's default policy (set through the native API).
+        rotation_policy: Default::default(),
     };
     Ok(NewApp {
         settings,

@@ -111,6 +111,10 @@ fn new_app_input(req: CreateAppRequest, c: &Config) -> Result<NewApp, ApiError> 
             .unwrap_or(c.default_rotation_grace_seconds),
         owner_only_secret_rotation: req.owner_only_secret_rotation.unwrap_or(false),
         audiences: req.audiences.unwrap_or_default(),
+        rotation_policy: req
+            .rotation_policy
+            .map(super::views::policy_from)
+            .unwrap_or_default(),
     };
     Ok(NewApp {
         settings,
@@ -221,6 +225,7 @@ pub(super) async fn update_app(
             rotation_grace_seconds,
             owner_only_secret_rotation,
             audiences,
+            rotation_policy,
         } = req;
         set(&mut s.name, name);
         set(&mut s.description, description);
@@ -234,6 +239,10 @@ pub(super) async fn update_app(
             owner_only_secret_rotation,
         );
         set(&mut s.audiences, audiences);
+        set(
+            &mut s.rotation_policy,
+            rotation_policy.map(super::views::policy_from),
+        );
     };
     let app = state
         .ops

@@ -4,6 +4,7 @@
 mod apps;
 mod delivery;
 mod orgs;
+mod rotation_policy;
 mod secrets;
 mod tokens;
 mod views;
@@ -21,6 +22,14 @@ pub fn routes() -> Router<SharedState> {
             get(orgs::list_signing_keys).post(orgs::rotate_signing_key),
         )
         .route("/api/v1/orgs/{org_id}", get(orgs::get_org))
+        .route(
+            "/api/v1/orgs/{org_id}/rotation-policy",
+            get(rotation_policy::get_org_policy).put(rotation_policy::set_org_policy),
+        )
+        .route(
+            "/api/v1/orgs/{org_id}/apps/{app_id}/rotation-policy",
+            get(rotation_policy::app_status),
+        )
         .route(
             "/api/v1/orgs/{org_id}/members",
             get(orgs::list_members).post(orgs::add_member),
@@ -140,6 +149,9 @@ pub fn routes() -> Router<SharedState> {
         tokens::create,
         tokens::list,
         tokens::revoke,
+        rotation_policy::get_org_policy,
+        rotation_policy::set_org_policy,
+        rotation_policy::app_status,
     ),
     modifiers(&BearerAuth)
 )]

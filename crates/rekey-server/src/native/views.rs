@@ -1,7 +1,12 @@
 //! Domain records to wire types.
 
 use rekey_core::model::{App, AuditEvent, Membership, Org, Outcome, Secret};
-use rekey_proto::native::{AppView, AuditEventView, MemberView, OrgView, SecretView};
+use rekey_core::ops::auto_rotation::RotationStatus;
+use rekey_core::rotation_policy::{Decision, EffectivePolicy, RotationBlock, RotationPolicy, Wait};
+use rekey_proto::native::{
+    AppView, AuditEventView, MemberView, OrgView, RotationPolicyView, RotationStatusView,
+    SecretView,
+};
 
 pub(super) fn org(o: &Org) -> OrgView {
     OrgView {
@@ -34,6 +39,7 @@ pub(super) fn app(a: &App) -> AppView {
         rotation_grace_seconds: a.rotation_grace_secs,
         owner_only_secret_rotation: a.owner_only_secret_rotation,
         audiences: a.audiences.clone(),
+        rotation_policy: rotation_policy(a.rotation_policy),
         service_account: a.service_account,
         created_at: a.created_at.to_rfc3339(),
         updated_at: a.updated_at.to_rfc3339(),
@@ -126,5 +132,54 @@ pub(super) fn delivery(d: &rekey_core::notify::Delivery) -> rekey_proto::native:
         last_error: d.last_error.clone(),
         created_at: d.created_at.to_rfc3339(),
         delivered_at: d.delivered_at.map(|t| t.to_rfc3339()),
+    }
+}
+
+pub(super) fn rotation_policy(p: RotationPolicy) -> RotationPolicyView {
+    RotationPolicyView {
+        rotate_before_expiry_seconds: p.rotate_before_expiry_secs,
+        retire_when_unused_seconds: p.retire_when_unused_secs,
+    }
+}
+
+pub(super) fn policy_from(v: RotationPolicyView) -> RotationPolicy {
+    RotationPolicy {
+        rotate_before_expiry_secs: v.rotate_before_expiry_seconds,
+        retire_when_unused_secs: v.retire_when_unused_seconds,
+    }
+}
+
+fn effective(p: EffectivePolicy) -> RotationPolicyView {
+    RotationPolicyView {
+        rotate_before_expiry_seconds: p.rotate_before_expiry_secs,
+        retire_when_unused_seconds: p.retire_when_unused_secs,
+    }
+}
+
+pub(super) fn rotation_status(s: &RotationStatus) -> RotationStatusView {
+    let (next_step, reason, until) = match s.decision {
+        Decision::Nothing => ("nothing", None, None),
+        Decision::Rotate => ("rotate", None, None),
+        Decision::Retire => ("retire", None, None),
+        Decision::Waiting(w) => (
+            "waiting",
+            Some(w.as_str()),
+            match w {
+                Wait::QuietUntil { until } => Some(until),
+                _ => None,
+            },
+        ),
+        Decision::RotationBlocked(RotationBlock::NoDestination) => {
+            ("blocked", Some("no_destination"), None)
+        }
+    };
+    RotationStatusView {
+        app: rotation_policy(s.app),
+        org: rotation_policy(s.org),
+        effective: effective(s.effective),
+        next_rotation_at: s.next_rotation_at.map(|t| t.to_rfc3339()),
+        next_step: next_step.into(),
+        reason: reason.map(str::to_string),
+        waiting_until: until.map(|t| t.to_rfc3339()),
     }
 }

@@ -68,8 +68,10 @@ pub async fn introspect(
                 "token_type": "Bearer",
             }))
             .map(|mut body| {
-                if let Some(aud) = &c.aud {
-                    body["aud"] = aud.as_str().into();
+                match c.aud.as_slice() {
+                    [] => {}
+                    [one] => body["aud"] = one.as_str().into(),
+                    many => body["aud"] = many.into(),
                 }
                 body
             }),

@@ -428,10 +428,11 @@ async fn exchange_api_token(
         .cloned()
         .or(from_query)
         .ok_or_else(|| OAuthError::invalid_request("The api_token parameter is missing"))?;
+    let audience = requested_audience(&params)?;
     let source = client.0.to_string();
     let issued = state
         .ops
-        .exchange_api_token(&token, &source)
+        .exchange_api_token(&token, audience, &source)
         .await
         .map_err(|e| {
             if matches!(e, TokenRefusal::InvalidApiToken) {

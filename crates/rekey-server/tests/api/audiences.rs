@@ -22,8 +22,9 @@ async fn issuer(app: &TestApp) -> String {
     meta["issuer"].as_str().unwrap().to_string()
 }
 
-/// Every token path: no parameter gets the first audience; `resource` or `audience` picks
-/// one the app may use; anything else is `invalid_target` in RFC 6749's error shape.
+/// Every token path: no parameter gets the first audience and Rekey; `resource` or
+/// `audience` picks one the app may use, alone; anything else is `invalid_target` in RFC
+/// 6749's error shape.
 #[tokio::test]
 async fn every_token_path_selects_an_allowed_audience_or_refuses_the_target() {
     let app = spawn_app().await;
@@ -35,6 +36,7 @@ async fn every_token_path_selects_an_allowed_audience_or_refuses_the_target() {
         c.app.audiences,
         vec![ORDERS.to_string(), BILLING.to_string()]
     );
+    let iss = issuer(&app).await;
     for path in TOKEN_PATHS {
         let token = |extra: &'static [(&'static str, &'static str)]| {
             let mut form = CC.to_vec();
@@ -47,7 +49,7 @@ async fn every_token_path_selects_an_allowed_audience_or_refuses_the_target() {
         let body: Value = res.json().await.unwrap();
         assert_eq!(
             claims(body["access_token"].as_str().unwrap())["aud"],
-            ORDERS,
+            json!([ORDERS, iss]),
             "{path}"
         );
 
@@ -113,11 +115,56 @@ async fn apps_without_audiences_get_tokens_without_aud() {
         .token_basic("/oauth2/token", &c.app.client_id, &c.client_secret, &form)
         .await;
     assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_target"
+    );
 }
 
-/// A token for another resource server is refused by Rekey's own APIs (native, SP-API), so a
-/// resource server cannot replay the tokens it receives against Rekey; a token for Rekey
-/// itself works. Introspection still answers for any audience, and tells it.
+/// A user's token (the CSP API-token exchange) is for Rekey alone: it may name the issuer,
+/// nothing else.
+#[tokio::test]
+async fn a_users_token_may_name_only_rekey() {
+    let app = spawn_app().await;
+    let iss = issuer(&app).await;
+    let exchange = |extra: Option<(&'static str, String)>| {
+        let mut form = vec![("api_token", app.owner_api_token.clone())];
+        form.extend(extra);
+        let app = &app;
+        async move {
+            app.http
+                .post(app.url("/csp/gateway/am/api/auth/api-tokens/authorize"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = exchange(Some(("resource", iss.clone()))).await;
+    assert_eq!(res.status(), 200);
+    let token = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(claims(&token)["aud"], iss.as_str());
+    let res = exchange(Some(("resource", ORDERS.to_string()))).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_target"
+    );
+    let res = exchange(None).await;
+    let token = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(claims(&token).get("aud").is_none());
+}
+
+/// A token asked for another resource server is refused by Rekey's own APIs (native, CSP,
+/// SP-API), so that resource server cannot replay the tokens it receives against Rekey; a
+/// token for Rekey itself, or one that named no audience (SP-API clients name none), works.
+/// Introspection still answers for any audience, and tells it.
 #[tokio::test]
 async fn rekey_refuses_tokens_for_other_audiences_and_introspection_tells_the_audience() {
     let app = spawn_app().await;
@@ -133,7 +180,12 @@ async fn rekey_refuses_tokens_for_other_audiences_and_introspection_tells_the_au
     .await;
     let (id, secret) = (c.app.client_id.as_str(), c.client_secret.as_str());
     let scope = "sellingpartnerapi::client_credential:rotation";
-    let for_orders = app.lwa_token(id, secret, Some(scope)).await;
+    let form = [CC[0], ("scope", scope), ("resource", ORDERS)];
+    let res = app.token_basic("/auth/o2/token", id, secret, &form).await;
+    let for_orders = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(claims(&for_orders)["aud"], ORDERS);
 
     let res = app.spapi_rotate(&for_orders).await;
@@ -149,6 +201,19 @@ async fn rekey_refuses_tokens_for_other_audiences_and_introspection_tells_the_au
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+    let res = app
+        .http
+        .get(app.url(&format!(
+            "/csp/gateway/am/api/orgs/{}/oauth-apps",
+            app.org_id
+        )))
+        .bearer_auth(&for_orders)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["statusCode"], 401, "CSP's error shape: {body}");
 
     let form = [CC[0], ("scope", scope), ("resource", iss.as_str())];
     let res = app.token_basic("/auth/o2/token", id, secret, &form).await;
@@ -164,7 +229,10 @@ async fn rekey_refuses_tokens_for_other_audiences_and_introspection_tells_the_au
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(app.spapi_rotate(&for_rekey).await.status(), 204);
+    // Named nothing (as the SP-API SDKs do): for the default audience and for Rekey.
+    let unnamed = app.lwa_token(id, secret, Some(scope)).await;
+    assert_eq!(claims(&unnamed)["aud"], json!([ORDERS, iss]));
+    assert_eq!(app.spapi_rotate(&unnamed).await.status(), 204);
 
     let rs = app
         .create_app(json!({ "scopes": ["rekey:introspect"] }))
@@ -218,7 +286,7 @@ async fn audiences_are_validated_and_updated() {
     let token = app
         .lwa_token(&c.app.client_id, &c.client_secret, None)
         .await;
-    assert_eq!(claims(&token)["aud"], BILLING);
+    assert_eq!(claims(&token)["aud"][0], BILLING);
     let res = app
         .http
         .patch(&one)

@@ -5,6 +5,7 @@
 
 mod audiences;
 mod authorization;
+mod auto_rotation;
 mod cross_org;
 mod csp;
 mod forged_tokens;
