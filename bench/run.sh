@@ -6,7 +6,8 @@
 # Builds binaries, installs wrk (Debian) if missing, then measures on 127.0.0.1 only: the bare
 # baseline token server and Rekey's /oauth2/token on SQLite (1k and 1M apps, with and without
 # the client cache) and on PostgreSQL (when REKEY_BENCH_POSTGRES_URL is set), server pinned to
-# core 0 and wrk to core 1; console pages with 10,000 apps (bench/console.py); then rotation throughput, rotation-to-delivery latency (moto SQS
+# core 0 and wrk to core 1; console pages with 10,000 apps (bench/console.py); a rotation-policy
+# pass over 100,000 apps (rekey-bench-policy); then rotation throughput, rotation-to-delivery latency (moto SQS
 # and a webhook) and the kill -9 fault run (bench/rotation.py).
 set -euo pipefail
 shopt -s inherit_errexit
@@ -196,6 +197,16 @@ console_pages() { # apps, requests per page
 if [ "$PROFILE" = debug ]; then console_pages 10000 5
 elif $QUICK; then console_pages 10000 20
 else console_pages 10000 100; fi
+
+# Rotation policies (issue 14): one sweeper pass over many apps with policies on SQLite.
+# Steady state (100 due, 100 ready to retire, 1,000 waiting) and a burst (5,000 of each).
+policy_pass() { # apps, due
+  "$BIN/rekey-bench-policy" "$WORK/policy-$1-$2" "$1" "$2" 3 || failed "policy pass $1 $2"
+  rm -rf "$WORK/policy-$1-$2"
+}
+if [ "$PROFILE" = debug ]; then policy_pass 2000 10
+elif $QUICK; then policy_pass 100000 100
+else policy_pass 100000 100; policy_pass 100000 5000; fi
 
 if $QUICK; then
   # Enough apps for 2 s at well over 1,000 rotations/s: each app rotates once.

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -165,3 +166,47 @@ def client_app(server):
     )
     created = json.loads(out)
     return created["app"]["clientId"], created["clientSecret"], created
+
+
+class SlowProxy:
+    """A TCP proxy in front of moto that holds each connection `delay` seconds before
+    passing it on: a send is then reliably in flight when the test kills the sender."""
+
+    def __init__(self, target_port, delay):
+        self.target_port, self.delay = target_port, delay
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+
+            def serve(client=client):
+                time.sleep(self.delay)
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+
+                def pipe(a, b):
+                    try:
+                        while data := a.recv(65536):
+                            b.sendall(data)
+                    except OSError:
+                        pass
+                    finally:
+                        for s in (a, b):
+                            try:
+                                s.shutdown(socket.SHUT_RDWR)
+                            except OSError:
+                                pass
+
+                threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+                pipe(upstream, client)
+
+            threading.Thread(target=serve, daemon=True).start()

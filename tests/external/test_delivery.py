@@ -13,7 +13,7 @@ import uuid
 import boto3
 import requests
 
-from conftest import FAST_DELIVERY_ENV, Server, free_port, new_server, start_moto
+from conftest import FAST_DELIVERY_ENV, Server, SlowProxy, free_port, new_server, start_moto
 
 ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"
 NEW_SECRET = "APPLICATION_OAUTH_CLIENT_NEW_SECRET"
@@ -201,50 +201,6 @@ def test_no_delivered_secret_reaches_the_log_at_trace_level(tmp_path):
     assert "TRACE" in log, "the log is at trace level"
     for secret in secrets:
         assert secret not in log, "a secret is in the log"
-
-
-class SlowProxy:
-    """A TCP proxy in front of moto that holds each connection `delay` seconds before
-    passing it on: a send is then reliably in flight when the test kills the sender."""
-
-    def __init__(self, target_port, delay):
-        self.target_port, self.delay = target_port, delay
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-
-            def serve(client=client):
-                time.sleep(self.delay)
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-
-                def pipe(a, b):
-                    try:
-                        while data := a.recv(65536):
-                            b.sendall(data)
-                    except OSError:
-                        pass
-                    finally:
-                        for s in (a, b):
-                            try:
-                                s.shutdown(socket.SHUT_RDWR)
-                            except OSError:
-                                pass
-
-                threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
-                pipe(upstream, client)
-
-            threading.Thread(target=serve, daemon=True).start()
 
 
 def test_a_node_killed_while_a_send_is_in_flight_delivers_the_same_notification_after_restart(tmp_path):

@@ -60,3 +60,9 @@ def test_the_readme_quick_start_runs_as_written(tmp_path):
     assert "the new secret is in secret.txt" in out.stdout
     # ...and the app has a current and a previous secret.
     assert re.search(r"current .*\n.*previous|previous .*\n.*current", out.stdout), out.stdout
+    # Step 8: the policy rotated, the agent verified and wrote the new secret and ran the hook
+    # once, and the app shows its policy and what it waits for before retiring the old secret.
+    assert (work / "reloads.log").read_text() == "reloaded\n"
+    assert "new secret verified and written" in (work / "agent.log").read_text()
+    assert "rotation policy: rotate before expiry 31536000 s, retire when unused 60 s" in out.stdout
+    assert "next policy step: waiting (" in out.stdout, out.stdout

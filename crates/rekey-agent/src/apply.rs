@@ -306,3 +306,75 @@ impl Applier {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applier(dir: &std::path::Path, hook: Hook) -> Applier {
+        Applier {
+            client_id: "rkc_test".into(),
+            verifier: Verifier::new("http://127.0.0.1:9/oauth2/token".into(), None),
+            sink: Sink::File(dir.join("secret")),
+            hook,
+            state: StateFile::new(dir.join("state.json")),
+            health: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_signal_hook_reaches_the_process_named_by_a_pid_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid_file = dir.path().join("app.pid");
+        std::fs::write(&pid_file, format!("{}\n", child.id())).unwrap();
+        let a = applier(
+            dir.path(),
+            Hook {
+                command: None,
+                signal: Some((PidSource::File(pid_file), rustix::process::Signal::TERM)),
+            },
+        );
+        a.call_hook().await.unwrap();
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(child.wait().unwrap().signal(), Some(15));
+    }
+
+    #[tokio::test]
+    async fn a_failing_hook_command_is_a_failure_of_the_hook_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = applier(
+            dir.path(),
+            Hook {
+                command: Some("exit 3".into()),
+                signal: None,
+            },
+        );
+        let err = a.call_hook().await.unwrap_err();
+        assert_eq!(err.stage, "hook");
+    }
+
+    #[tokio::test]
+    async fn other_clients_notifications_are_not_ours_and_tests_are_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = applier(dir.path(), Hook::default());
+        let other = serde_json::json!({
+            "notificationType": NEW_SECRET,
+            "payload": {"applicationOAuthClientNewSecret": {"clientId": "rkc_other", "newClientSecret": "x"}},
+        });
+        assert_eq!(
+            a.handle(other.to_string().as_bytes()).await.unwrap(),
+            Outcome::NotOurs
+        );
+        let test = serde_json::json!({"payload": {"testNotification": {"clientId": "rkc_test"}}});
+        assert_eq!(
+            a.handle(test.to_string().as_bytes()).await.unwrap(),
+            Outcome::Test
+        );
+        assert_eq!(a.handle(b"not json").await.unwrap(), Outcome::NotOurs);
+        assert!(!dir.path().join("secret").exists());
+    }
+}

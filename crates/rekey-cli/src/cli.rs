@@ -409,7 +409,8 @@ impl NotificationKind {
 #[derive(Debug, Subcommand)]
 pub(crate) enum DestinationsCommand {
     /// Set (replace) the destination of one notification type. Give exactly one of
-    /// --sqs-queue-url, --webhook-url, --directory. A webhook's signing secret is printed once.
+    /// --sqs-queue-url, --webhook-url, --directory, --secrets-manager-secret-id. A webhook's
+    /// signing secret is printed once.
     Set {
         #[command(flatten)]
         api: ApiArgs,
@@ -418,13 +419,17 @@ pub(crate) enum DestinationsCommand {
         #[arg(long = "type", value_enum, default_value_t = NotificationKind::NewSecret)]
         notification_type: NotificationKind,
         /// SQS queue URL (credentials come from the server's standard AWS chain).
-        #[arg(long, conflicts_with_all = ["webhook_url", "directory"])]
+        #[arg(long, conflicts_with_all = ["webhook_url", "directory", "secrets_manager_secret_id"])]
         sqs_queue_url: Option<String>,
+        /// An AWS Secrets Manager secret (name or ARN) that receives each new secret as its
+        /// AWSCURRENT version (new secrets only; --region unless the ARN names it).
+        #[arg(long, conflicts_with_all = ["webhook_url", "directory"])]
+        secrets_manager_secret_id: Option<String>,
         /// AWS region of the queue; default: the one its URL names (give it for a URL that
         /// names none, such as a local SQS-compatible server's).
         #[arg(long)]
         region: Option<String>,
-        /// SQS endpoint override, for SQS-compatible servers.
+        /// AWS endpoint override, for SQS- or Secrets Manager-compatible servers.
         #[arg(long)]
         endpoint_url: Option<String>,
         /// HTTPS URL that receives Standard Webhooks.
@@ -645,6 +650,10 @@ pub(crate) struct AgentArgs {
     /// SQS endpoint override, for SQS-compatible servers.
     #[arg(long)]
     pub sqs_endpoint_url: Option<String>,
+    /// How long a received message stays hidden from other receivers while it is applied
+    /// (a message the agent could not finish comes back after this).
+    #[arg(long, default_value_t = 60)]
+    pub visibility_timeout_seconds: i32,
     /// Receive Rekey's webhook deliveries on this address instead (e.g. 0.0.0.0:9300).
     #[arg(long, requires = "webhook_secret_file")]
     pub webhook_listen: Option<std::net::SocketAddr>,

@@ -55,6 +55,16 @@ pub enum Target {
     /// A spool directory under the server's `file_destination_root`; each notification is a
     /// 0600 file `<notificationId>.json`.
     File { directory: String },
+    /// An AWS Secrets Manager secret (new secrets only): each new client secret becomes its
+    /// new version, labelled `AWSCURRENT` (the one before it becomes `AWSPREVIOUS`), so that
+    /// services reading their credentials from Secrets Manager need no agent.
+    SecretsManager {
+        /// The secret's name or ARN.
+        secret_id: String,
+        region: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint_url: Option<String>,
+    },
 }
 
 /// A destination as a form or a request gives it: a kind and the fields that kind needs.
@@ -65,6 +75,7 @@ pub struct TargetFields {
     pub endpoint_url: Option<String>,
     pub url: Option<String>,
     pub directory: Option<String>,
+    pub secret_id: Option<String>,
 }
 
 impl Target {
@@ -93,7 +104,19 @@ impl Target {
             "file" => Target::File {
                 directory: given(fields.directory).ok_or_else(|| missing("directory"))?,
             },
-            _ => return Err("kind must be sqs, webhook or file".into()),
+            "secrets_manager" => {
+                let secret_id = given(fields.secret_id).ok_or_else(|| missing("secretId"))?;
+                Target::SecretsManager {
+                    region: match given(fields.region) {
+                        Some(r) => r,
+                        None => arn_region(&secret_id)
+                            .ok_or_else(|| missing("region (or a secretId ARN that names it)"))?,
+                    },
+                    secret_id,
+                    endpoint_url: given(fields.endpoint_url),
+                }
+            }
+            _ => return Err("kind must be sqs, webhook, file or secrets_manager".into()),
         })
     }
 
@@ -102,12 +125,34 @@ impl Target {
             Target::Sqs { .. } => "sqs",
             Target::Webhook { .. } => "webhook",
             Target::File { .. } => "file",
+            Target::SecretsManager { .. } => "secrets_manager",
+        }
+    }
+
+    /// The endpoint override of an AWS target, if any.
+    pub fn aws_endpoint_override(&self) -> Option<&str> {
+        match self {
+            Target::Sqs { endpoint_url, .. } | Target::SecretsManager { endpoint_url, .. } => {
+                endpoint_url.as_deref()
+            }
+            _ => None,
         }
     }
 
     /// Checks the settings' shape (not reachability).
     pub fn validate(&self) -> Result<(), CoreError> {
         let bad = |m: &str| Err(CoreError::Invalid(m.to_string()));
+        let bad_region = |region: &str| {
+            region.is_empty()
+                || region.len() > 64
+                || !region
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        let bad_endpoint = |e: &Option<String>| {
+            e.as_ref()
+                .is_some_and(|e| !(e.starts_with("https://") || e.starts_with("http://")))
+        };
         match self {
             Target::Sqs {
                 queue_url,
@@ -119,18 +164,31 @@ impl Target {
                 {
                     return bad("queueUrl must be an http(s) URL");
                 }
-                if region.is_empty()
-                    || region.len() > 64
-                    || !region
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                {
+                if bad_region(region) {
                     return bad("region must be an AWS region name such as us-east-1");
                 }
-                if endpoint_url
-                    .as_ref()
-                    .is_some_and(|e| !(e.starts_with("https://") || e.starts_with("http://")))
+                if bad_endpoint(endpoint_url) {
+                    return bad("endpointUrl must be an http(s) URL");
+                }
+            }
+            Target::SecretsManager {
+                secret_id,
+                region,
+                endpoint_url,
+            } => {
+                // AWS: names of 1 to 512 of A-Z a-z 0-9 /_+=.@- (ARNs add ':').
+                if secret_id.is_empty()
+                    || secret_id.len() > 2048
+                    || !secret_id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-:".contains(&b))
                 {
+                    return bad("secretId must be a Secrets Manager secret name or ARN");
+                }
+                if bad_region(region) {
+                    return bad("region must be an AWS region name such as us-east-1");
+                }
+                if bad_endpoint(endpoint_url) {
                     return bad("endpointUrl must be an http(s) URL");
                 }
             }
@@ -336,6 +394,14 @@ pub fn secret_expiry_payload(
     }
 }
 
+/// The region an AWS ARN names (`arn:aws:secretsmanager:<region>:<account>:secret:<name>`).
+pub fn arn_region(arn: &str) -> Option<String> {
+    let mut parts = arn.split(':');
+    (parts.next()? == "arn").then_some(())?;
+    let region = parts.nth(2)?;
+    (!region.is_empty()).then(|| region.to_string())
+}
+
 /// The AWS region an SQS queue URL names (`https://sqs.<region>.amazonaws.com/<account>/<queue>`),
 /// if it names one; a local SQS-compatible server's URL names none.
 pub fn sqs_region_from_url(queue_url: &str) -> Option<String> {
@@ -393,6 +459,26 @@ mod tests {
             None
         );
         assert_eq!(sqs_region_from_url("not a url"), None);
+    }
+
+    #[test]
+    fn a_secrets_manager_destination_takes_its_region_from_an_arn() {
+        let arn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:billing-AbCdEf";
+        assert_eq!(arn_region(arn).as_deref(), Some("eu-central-1"));
+        assert_eq!(arn_region("billing/client-secret"), None);
+        let fields = |id: &str, region: Option<&str>| TargetFields {
+            secret_id: Some(id.into()),
+            region: region.map(str::to_string),
+            ..Default::default()
+        };
+        let t = Target::from_fields("secrets_manager", fields(arn, None)).unwrap();
+        assert!(matches!(&t, Target::SecretsManager { region, .. } if region == "eu-central-1"));
+        assert!(t.validate().is_ok());
+        assert!(Target::from_fields("secrets_manager", fields("billing", None)).is_err());
+        let named = Target::from_fields("secrets_manager", fields("billing", Some("us-east-1")));
+        assert!(named.unwrap().validate().is_ok());
+        let odd = Target::from_fields("secrets_manager", fields("a b", Some("us-east-1")));
+        assert!(odd.unwrap().validate().is_err());
     }
 
     #[test]

@@ -133,6 +133,15 @@ impl Wait {
     }
 }
 
+/// Rotations in progress waiting for their previous secret to fall quiet, counted in the
+/// database for the whole server (the pass examines only apps it may act on).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitingCounts {
+    pub new_secret_unused: u64,
+    pub previous_still_used: u64,
+    pub quiet_period: u64,
+}
+
 /// What the runner knows about an app besides its secrets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Facts {

@@ -335,6 +335,15 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> CoreResult<Vec<AppId>>;
 
+    /// Rotations in progress whose previous secret a policy waits to retire, by why (the
+    /// rule's waits that need no look at deliveries), with `min_quiet_secs` as the shortest
+    /// quiet period.
+    async fn rotation_policy_waiting(
+        &self,
+        now: Timestamp,
+        min_quiet_secs: i64,
+    ) -> CoreResult<crate::rotation_policy::WaitingCounts>;
+
     // The console.
     async fn create_console_link(&self, link: &ConsoleLink, audit: &[AuditEvent])
         -> CoreResult<()>;

@@ -72,11 +72,10 @@ impl DestinationCheck for DestinationGuard {
     async fn check(&self, target: &Target) -> Result<(), String> {
         let url = match target {
             Target::Webhook { url } => url,
-            Target::Sqs {
-                endpoint_url: Some(url),
-                ..
-            } => url,
-            _ => return Ok(()),
+            other => match other.aws_endpoint_override() {
+                Some(url) => url,
+                None => return Ok(()),
+            },
         };
         self.check_url(url).await.map_err(|e| e.to_string())
     }

@@ -46,6 +46,7 @@ pub trait Sink: Send + Sync {
 /// The real sinks, chosen by the destination's kind.
 pub struct DestinationSinks {
     sqs: SqsSink,
+    secrets_manager: SecretsManagerSink,
     webhook: WebhookSink,
     spool_root: std::path::PathBuf,
     guard: DestinationGuard,
@@ -64,6 +65,7 @@ impl DestinationSinks {
     ) -> Self {
         Self {
             sqs: SqsSink::default(),
+            secrets_manager: SecretsManagerSink::default(),
             webhook: WebhookSink::new(webhook_keys, clock, timeout, &guard),
             spool_root,
             guard,
@@ -102,6 +104,21 @@ impl Sink for DestinationSinks {
                 // Validated as relative, safe segments when the destination was set; each org
                 // writes only below its own directory.
                 write_spool_file(&self.spool_root, delivery, directory, body).await
+            }
+            Target::SecretsManager {
+                secret_id,
+                region,
+                endpoint_url,
+            } => {
+                if let Some(endpoint) = endpoint_url {
+                    self.guard
+                        .check_url(endpoint)
+                        .await
+                        .map_err(|e| SendError(format!("could not deliver: {e}")))?;
+                }
+                self.secrets_manager
+                    .send(secret_id, region, endpoint_url.as_deref(), delivery, body)
+                    .await
             }
         }
     }
@@ -154,6 +171,22 @@ pub async fn probe(
                 ))),
             }
         }
+        Target::SecretsManager {
+            secret_id,
+            region,
+            endpoint_url,
+        } => {
+            let client = secrets_manager_client(region, endpoint_url.as_deref()).await;
+            let call = client.describe_secret().secret_id(secret_id).send();
+            match tokio::time::timeout(timeout, call).await {
+                Ok(Ok(_)) => Ok("the Secrets Manager secret answers".into()),
+                Ok(Err(e)) => Err(SendError(format!(
+                    "Secrets Manager DescribeSecret failed: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                ))),
+                Err(_) => Err(SendError("Secrets Manager did not answer in time".into())),
+            }
+        }
         Target::File { directory } => {
             let dir = spool_dir(spool_root, org, directory);
             let existing = if dir.exists() {
@@ -178,6 +211,12 @@ pub async fn probe(
 /// An SQS client for `region` (and an optional endpoint override), with credentials from the
 /// standard AWS chain and rustls with ring, the crypto the rest of Rekey uses.
 pub async fn sqs_client(region: &str, endpoint: Option<&str>) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&aws_config(region, endpoint).await)
+}
+
+/// The AWS SDK configuration for `region` (and an optional endpoint override): credentials
+/// from the standard AWS chain, rustls with ring (the crypto the rest of Rekey uses).
+async fn aws_config(region: &str, endpoint: Option<&str>) -> aws_config::SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -187,27 +226,112 @@ pub async fn sqs_client(region: &str, endpoint: Option<&str>) -> aws_sdk_sqs::Cl
     if let Some(ep) = endpoint {
         loader = loader.endpoint_url(ep);
     }
-    aws_sdk_sqs::Client::new(&loader.load().await)
+    loader.load().await
+}
+
+/// A Secrets Manager client for `region` (and an optional endpoint override).
+pub async fn secrets_manager_client(
+    region: &str,
+    endpoint: Option<&str>,
+) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(&aws_config(region, endpoint).await)
+}
+
+/// AWS Secrets Manager through the official SDK: each new client secret becomes a new version
+/// of the secret (`PutSecretValue` moves `AWSCURRENT` to it and `AWSPREVIOUS` to the one before),
+/// with the notification id as the idempotency token, so a redelivery adds no second version.
+/// A test notification checks the secret is there (`DescribeSecret`) and writes nothing.
+#[derive(Default)]
+pub struct SecretsManagerSink {
+    clients: AwsClients<aws_sdk_secretsmanager::Client>,
+}
+
+/// AWS SDK clients by region and endpoint override, each made once (a client holds its
+/// connection pool and credentials cache).
+struct AwsClients<C>(Mutex<HashMap<(String, Option<String>), C>>);
+
+impl<C> Default for AwsClients<C> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<C: Clone> AwsClients<C> {
+    async fn get<F: std::future::Future<Output = C>>(
+        &self,
+        region: &str,
+        endpoint: Option<&str>,
+        make: impl FnOnce() -> F,
+    ) -> C {
+        let key = (region.to_string(), endpoint.map(str::to_string));
+        let mut clients = self.0.lock().await;
+        if let Some(c) = clients.get(&key) {
+            return c.clone();
+        }
+        let client = make().await;
+        clients.insert(key, client.clone());
+        client
+    }
+}
+
+impl SecretsManagerSink {
+    async fn send(
+        &self,
+        secret_id: &str,
+        region: &str,
+        endpoint: Option<&str>,
+        delivery: &Delivery,
+        body: &[u8],
+    ) -> Result<(), SendError> {
+        let client = self
+            .clients
+            .get(region, endpoint, || {
+                secrets_manager_client(region, endpoint)
+            })
+            .await;
+        let envelope: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|_| SendError("the notification does not parse".into()))?;
+        let Some(secret) =
+            envelope["payload"]["applicationOAuthClientNewSecret"]["newClientSecret"].as_str()
+        else {
+            // A test notification (or any without a new secret): check access, write nothing.
+            return client
+                .describe_secret()
+                .secret_id(secret_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    SendError(format!(
+                        "Secrets Manager DescribeSecret failed: {}",
+                        aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                    ))
+                });
+        };
+        client
+            .put_secret_value()
+            .secret_id(secret_id)
+            .secret_string(secret)
+            .client_request_token(delivery.notification_id.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                SendError(format!(
+                    "Secrets Manager PutSecretValue failed: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                ))
+            })
+    }
 }
 
 /// SQS through the official AWS SDK; one client per region and endpoint.
 #[derive(Default)]
 pub struct SqsSink {
-    clients: Mutex<HashMap<(String, Option<String>), aws_sdk_sqs::Client>>,
+    clients: AwsClients<aws_sdk_sqs::Client>,
 }
 
 impl SqsSink {
-    async fn client(&self, region: &str, endpoint: Option<&str>) -> aws_sdk_sqs::Client {
-        let key = (region.to_string(), endpoint.map(str::to_string));
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(&key) {
-            return c.clone();
-        }
-        let client = sqs_client(region, endpoint).await;
-        clients.insert(key, client.clone());
-        client
-    }
-
     async fn send(
         &self,
         queue_url: &str,
@@ -216,7 +340,10 @@ impl SqsSink {
         delivery: &Delivery,
         body: &[u8],
     ) -> Result<(), SendError> {
-        let client = self.client(region, endpoint).await;
+        let client = self
+            .clients
+            .get(region, endpoint, || sqs_client(region, endpoint))
+            .await;
         let body = String::from_utf8(body.to_vec())
             .map_err(|_| SendError("the payload is not UTF-8".into()))?;
         let mut req = client

@@ -295,7 +295,7 @@ pub struct FinishedRotation {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DestinationRequest {
-    /// `sqs`, `webhook` or `file`.
+    /// `sqs`, `webhook`, `file` or `secrets_manager` (new secrets only).
     pub kind: String,
     #[serde(default)]
     pub queue_url: Option<String>,
@@ -309,6 +309,9 @@ pub struct DestinationRequest {
     pub url: Option<String>,
     #[serde(default)]
     pub directory: Option<String>,
+    /// `secrets_manager`: the secret's name or ARN (the region is taken from an ARN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -327,6 +330,8 @@ pub struct DestinationView {
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub directory: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub secret_id: Option<String>,
     /// Webhooks: the Standard Webhooks signing secret, shown only when the destination is set.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub signing_secret: Option<String>,

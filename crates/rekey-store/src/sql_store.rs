@@ -1617,7 +1617,10 @@ impl Store for SqlStore {
         after: Option<AppId>,
         limit: u32,
     ) -> CoreResult<Vec<AppId>> {
-        // The policy test comes first, so apps without a policy cost no secret lookup.
+        // The policy test comes first, so apps without a policy cost no secret lookup. A
+        // rotation in progress is a candidate only once the rule might retire it (the new
+        // secret used, the old one and the rotation older than the quiet period as set; the
+        // rule stretches a short one): waiting rotations, however many, cost nothing here.
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT a.id FROM apps a JOIN orgs o ON o.id = a.org_id WHERE a.id > $2 AND ( \
                (COALESCE(a.rotate_before_expiry_secs, o.rotate_before_expiry_secs, 0) > 0 \
@@ -1626,9 +1629,15 @@ impl Store for SqlStore {
                   AND s.expires_at - 1000 * COALESCE(a.rotate_before_expiry_secs, \
                       o.rotate_before_expiry_secs) <= $1)) \
                OR (COALESCE(a.retire_when_unused_secs, o.retire_when_unused_secs, 0) > 0 \
-                AND EXISTS (SELECT 1 FROM secrets s WHERE s.app_id = a.id \
-                  AND s.state = 'previous' AND s.revoked_at IS NULL \
-                  AND (s.expires_at IS NULL OR s.expires_at > $1)))) \
+                AND EXISTS (SELECT 1 FROM secrets p JOIN secrets c \
+                    ON c.app_id = p.app_id AND c.state = 'current' \
+                  WHERE p.app_id = a.id AND p.state = 'previous' AND p.revoked_at IS NULL \
+                  AND (p.expires_at IS NULL OR p.expires_at > $1) \
+                  AND c.last_used_at >= c.created_at \
+                  AND c.created_at <= $1 - 1000 * COALESCE(a.retire_when_unused_secs, \
+                      o.retire_when_unused_secs) \
+                  AND (p.last_used_at IS NULL OR p.last_used_at <= $1 - 1000 * \
+                      COALESCE(a.retire_when_unused_secs, o.retire_when_unused_secs))))) \
              ORDER BY a.id LIMIT $3",
         )
         .bind(ms(now))
@@ -1644,6 +1653,49 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn rotation_policy_waiting(
+        &self,
+        now: Timestamp,
+        min_quiet_secs: i64,
+    ) -> CoreResult<rekey_core::rotation_policy::WaitingCounts> {
+        // The quiet period as the rule applies it: the app's (or org's), at least the minimum.
+        const QUIET: &str = "(1000 * CASE WHEN COALESCE(a.retire_when_unused_secs, \
+            o.retire_when_unused_secs) > $2 THEN COALESCE(a.retire_when_unused_secs, \
+            o.retire_when_unused_secs) ELSE $2 END)";
+        let row = sqlx::query(&format!(
+            "SELECT \
+               COALESCE(SUM(CASE WHEN c.last_used_at IS NULL OR c.last_used_at < c.created_at \
+                 THEN 1 ELSE 0 END), 0) AS new_unused, \
+               COALESCE(SUM(CASE WHEN c.last_used_at >= c.created_at \
+                 AND p.last_used_at >= c.created_at AND p.last_used_at > $1 - {QUIET} \
+                 THEN 1 ELSE 0 END), 0) AS still_used, \
+               COALESCE(SUM(CASE WHEN c.last_used_at >= c.created_at \
+                 AND (p.last_used_at IS NULL OR p.last_used_at < c.created_at) \
+                 AND c.created_at > $1 - {QUIET} THEN 1 ELSE 0 END), 0) AS quiet \
+             FROM secrets p \
+             JOIN secrets c ON c.app_id = p.app_id AND c.state = 'current' \
+               AND c.revoked_at IS NULL AND (c.expires_at IS NULL OR c.expires_at > $1) \
+             JOIN apps a ON a.id = p.app_id JOIN orgs o ON o.id = a.org_id \
+             WHERE p.state = 'previous' AND p.revoked_at IS NULL \
+               AND (p.expires_at IS NULL OR p.expires_at > $1) \
+               AND COALESCE(a.retire_when_unused_secs, o.retire_when_unused_secs, 0) > 0"
+        ))
+        .bind(ms(now))
+        .bind(min_quiet_secs)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let count = |c: &str| -> CoreResult<u64> {
+            let v: i64 = sqlx::Row::try_get(&row, c).map_err(db_err)?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        Ok(rekey_core::rotation_policy::WaitingCounts {
+            new_secret_unused: count("new_unused")?,
+            previous_still_used: count("still_used")?,
+            quiet_period: count("quiet")?,
+        })
     }
 
     async fn create_console_link(

@@ -88,7 +88,7 @@ pub(super) async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 )
                 .await,
                 queue_url: queue_url.clone(),
-                visibility_timeout: 60,
+                visibility_timeout: args.visibility_timeout_seconds.clamp(1, 43_200),
             }
         }
         (None, Some(listen)) => {

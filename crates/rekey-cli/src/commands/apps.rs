@@ -77,10 +77,12 @@ pub(super) async fn run(cmd: AppsCommand) -> anyhow::Result<ExitCode> {
                 .await
                 .explain()?;
             match api.output {
-                OutputFormat::Json => print_json(&serde_json::json!({
-                    "app": app,
-                    "rotationPolicy": status,
-                }))?,
+                // The app as the API shows it, with what its policy does next beside it.
+                OutputFormat::Json => {
+                    let mut shown = serde_json::to_value(&app)?;
+                    shown["rotationPolicyStatus"] = serde_json::to_value(&status)?;
+                    print_json(&shown)?
+                }
                 OutputFormat::Human => {
                     print_app(&app);
                     print_policy(&status);

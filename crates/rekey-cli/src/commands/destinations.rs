@@ -21,8 +21,17 @@ pub(super) async fn run(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
             endpoint_url,
             webhook_url,
             directory,
+            secrets_manager_secret_id,
         } => {
-            let req = if let Some(q) = sqs_queue_url {
+            let req = if let Some(id) = secrets_manager_secret_id {
+                DestinationRequest {
+                    kind: "secrets_manager".into(),
+                    secret_id: Some(id),
+                    region,
+                    endpoint_url,
+                    ..Default::default()
+                }
+            } else if let Some(q) = sqs_queue_url {
                 DestinationRequest {
                     kind: "sqs".into(),
                     queue_url: Some(q),
@@ -43,7 +52,7 @@ pub(super) async fn run(cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
                     ..Default::default()
                 }
             } else {
-                bail!("give one of --sqs-queue-url, --webhook-url or --directory");
+                bail!("give one of --sqs-queue-url, --webhook-url, --directory or --secrets-manager-secret-id");
             };
             let c = ApiClient::connect(&api).await?;
             let d = c
@@ -113,6 +122,7 @@ fn print_destination(d: &DestinationView) {
         .clone()
         .or_else(|| d.url.clone())
         .or_else(|| d.directory.clone())
+        .or_else(|| d.secret_id.clone())
         .unwrap_or_default();
     println!("{}  {:<7}  {}", d.notification_type, d.kind, where_);
 }

@@ -566,6 +566,7 @@ fn describe(target: &rekey_core::notify::Target) -> String {
             None => "webhook (an unreadable URL)".into(),
         },
         Target::File { directory } => format!("file {directory}"),
+        Target::SecretsManager { secret_id, .. } => format!("Secrets Manager {secret_id}"),
     }
 }
 

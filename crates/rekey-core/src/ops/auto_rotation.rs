@@ -16,7 +16,8 @@ use crate::model::{App, AppId, AuditContext, OrgId, Secret};
 use crate::notify::NotificationType;
 use crate::policy::Action;
 use crate::rotation_policy::{
-    decide, next_rotation_at, Decision, EffectivePolicy, Facts, RotationBlock, RotationPolicy, Wait,
+    decide, next_rotation_at, Decision, EffectivePolicy, Facts, RotationBlock, RotationPolicy,
+    Wait, WaitingCounts,
 };
 use crate::store::Page;
 
@@ -31,8 +32,12 @@ const PAGE: u32 = 500;
 pub struct PolicyReport {
     pub rotated: Vec<AppId>,
     pub retired: Vec<AppId>,
-    /// Rotations in progress whose previous secret may not be retired yet, and why.
+    /// Apps the pass examined whose previous secret may not be retired yet, and why (a dead
+    /// notification, an invalid current secret, or a use since the candidates were listed).
     pub waiting: Vec<(AppId, Wait)>,
+    /// Every rotation in progress that waits for the new secret's first use or for the old
+    /// one to fall quiet (counted in the database; such apps are not examined).
+    pub waiting_counts: WaitingCounts,
     /// Rotations that were due and could not start.
     pub blocked: Vec<(AppId, RotationBlock)>,
     /// Apps the pass could not handle (logged; tried again next pass).
@@ -82,18 +87,28 @@ impl Rekey {
                 break;
             }
         }
-        for reason in [
-            Wait::NewSecretUnused,
-            Wait::PreviousStillUsed { last_used_at: now },
-            Wait::QuietUntil { until: now },
-            Wait::NotificationDead,
-            Wait::CurrentNotValid,
-        ] {
-            let n = report
+        report.waiting_counts = self
+            .store
+            .rotation_policy_waiting(now, self.rotation_policy.min_quiet_secs)
+            .await?;
+        let examined = |reason: Wait| {
+            report
                 .waiting
                 .iter()
                 .filter(|(_, w)| w.as_str() == reason.as_str())
-                .count();
+                .count() as u64
+        };
+        let counts = report.waiting_counts;
+        for (reason, n) in [
+            (Wait::NewSecretUnused, counts.new_secret_unused),
+            (
+                Wait::PreviousStillUsed { last_used_at: now },
+                counts.previous_still_used,
+            ),
+            (Wait::QuietUntil { until: now }, counts.quiet_period),
+            (Wait::NotificationDead, examined(Wait::NotificationDead)),
+            (Wait::CurrentNotValid, examined(Wait::CurrentNotValid)),
+        ] {
             metrics::gauge!(POLICY_WAITING, "reason" => reason.as_str()).set(n as f64);
         }
         Ok(report)

@@ -33,6 +33,13 @@ impl Rekey {
             .authorize_app(actor, org, app, Action::ChangeApp)
             .await?;
         target.validate()?;
+        if matches!(target, Target::SecretsManager { .. })
+            && notification_type != NotificationType::NewSecret
+        {
+            return Err(OpError::Invalid(
+                "a secrets_manager destination holds new secrets: set it for APPLICATION_OAUTH_CLIENT_NEW_SECRET".into(),
+            ));
+        }
         if !self.allow_insecure_destinations {
             check_secure(&target)?;
         }
@@ -208,6 +215,14 @@ fn check_secure(target: &Target) -> Result<(), OpError> {
                 )));
             }
             !queue_url.starts_with("https://")
+        }
+        Target::SecretsManager { endpoint_url, .. } => {
+            if endpoint_url.is_some() {
+                return Err(OpError::Invalid(format!(
+                    "endpointUrl is not allowed on this server: {HINT}"
+                )));
+            }
+            false
         }
         Target::Webhook { url } => !url.starts_with("https://"),
         Target::File { .. } => false,

@@ -82,6 +82,9 @@ fn describe(target: &Target) -> String {
         },
         Target::Webhook { url } => format!("webhook {url}"),
         Target::File { directory } => format!("spool directory {directory}"),
+        Target::SecretsManager {
+            secret_id, region, ..
+        } => format!("Secrets Manager secret {secret_id} ({region})"),
     }
 }
 
@@ -177,6 +180,9 @@ async fn set(
         endpoint_url: Some(form.endpoint_url.clone()),
         url: Some(form.url.clone()),
         directory: Some(form.directory.clone()),
+        // The console offers the kinds a browser form suits; Secrets Manager is set through
+        // the API or `rekey destinations set`.
+        secret_id: None,
     };
     let set = match Target::from_fields(&form.kind, fields) {
         Ok(target) => {

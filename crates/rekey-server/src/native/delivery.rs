@@ -32,6 +32,7 @@ fn target_from(req: DestinationRequest) -> Result<Target, ApiError> {
         endpoint_url: req.endpoint_url,
         url: req.url,
         directory: req.directory,
+        secret_id: req.secret_id,
     };
     Target::from_fields(&req.kind, fields).map_err(ApiError::bad_request)
 }

@@ -99,6 +99,7 @@ pub(super) fn destination(
         endpoint_url: None,
         url: None,
         directory: None,
+        secret_id: None,
         signing_secret,
         created_at: d.created_at.to_rfc3339(),
         updated_at: d.updated_at.to_rfc3339(),
@@ -115,6 +116,15 @@ pub(super) fn destination(
         }
         Target::Webhook { url } => v.url = Some(url.clone()),
         Target::File { directory } => v.directory = Some(directory.clone()),
+        Target::SecretsManager {
+            secret_id,
+            region,
+            endpoint_url,
+        } => {
+            v.secret_id = Some(secret_id.clone());
+            v.region = Some(region.clone());
+            v.endpoint_url = endpoint_url.clone();
+        }
     }
     v
 }
