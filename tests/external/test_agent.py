@@ -111,7 +111,10 @@ def create_app(server, **settings):
 def first_secret_expiring_in(server, seconds, policy):
     """An app whose first secret expires in `seconds` and whose later secrets live an hour
     (so that the test sees one rotation)."""
-    created = create_app(server, secretLifetimeSeconds=seconds, rotationPolicy=policy)
+    # Tokens live a second, so the quiet period (stretched to a token lifetime plus three
+    # last-use flushes) stays a few seconds.
+    created = create_app(server, secretLifetimeSeconds=seconds, accessTokenTtlSeconds=1,
+                         rotationPolicy=policy)
     res = server.api("PATCH", f"/api/v1/orgs/{server.org_id}/apps/{created['app']['id']}",
                      json={"secretLifetimeSeconds": 3600})
     assert res.status_code == 200, res.text

@@ -159,8 +159,12 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Handles one message body (a notification as SP-API and Rekey send it).
+    /// Handles one message body (a notification as SP-API and Rekey send it), one at a time:
+    /// two deliveries of the same secret (two dispatching nodes, a lease that ran out) must
+    /// not both run the hook, nor an older one finish after a newer one.
     pub async fn handle(&self, body: &[u8]) -> Result<Outcome, Failure> {
+        static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _turn = ONE_AT_A_TIME.lock().await;
         let result = self.apply(body).await;
         match &result {
             Ok(outcome) => {

@@ -171,12 +171,13 @@ async fn poll_sqs(
         for (body, receipt) in messages {
             match applier.handle(body.as_bytes()).await {
                 Ok(Outcome::NotOurs) => {
-                    // Someone else's: back to the queue at once.
+                    // Someone else's: back to the queue for its reader, after a pause (at
+                    // once, this agent would receive it again and again).
                     let _ = sqs
                         .change_message_visibility()
                         .queue_url(&queue_url)
                         .receipt_handle(&receipt)
-                        .visibility_timeout(0)
+                        .visibility_timeout(30)
                         .send()
                         .await;
                 }
@@ -259,9 +260,11 @@ async fn serve_webhooks(
         applier,
         signing_secret,
     });
+    // Notifications are a few hundred bytes: refuse anything much larger before hashing it.
     let app = Router::new()
         .route("/", post(receive_webhook))
         .route("/{*path}", post(receive_webhook))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -53,31 +53,50 @@ impl Sink {
     }
 }
 
-/// A hidden file beside `path`, unique to this process.
+/// A hidden file beside `path`, with a random part: nobody can name it in advance (to plant a
+/// link there), and two writers never share one.
 fn sibling(path: &Path, what: &str) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.rekey-{what}-{}", std::process::id()))
+    let mut nonce = [0u8; 8];
+    // An RNG failure leaves the process id alone, still refused if it exists (`create_new`).
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    path.with_file_name(format!(
+        ".{name}.rekey-{what}-{}-{nonce}",
+        std::process::id()
+    ))
 }
 
-/// Writes `content` to `path` atomically with mode 0600: a temporary file beside it,
-/// fsynced, then renamed over it.
+/// Writes `content` to `path` atomically with mode 0600: a new temporary file beside it
+/// (`O_EXCL`, so never through a link someone put there), fsynced, renamed over it, and the
+/// directory fsynced. A failure removes the temporary file.
 pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let tmp = sibling(path, "tmp");
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(content)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)
+    let written = (|| {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return written;
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Writes `secret` to `sink`; standard output is the caller's to print.

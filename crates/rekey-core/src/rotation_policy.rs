@@ -12,8 +12,10 @@
 //!   left without a valid secret, and a service that has not switched keeps working.
 //!
 //! Last uses reach the database in batches (every node flushes every
-//! `last_use_flush_seconds`), so a quiet period shorter than [`Settings::min_quiet_secs`]
-//! is stretched to it: a use still in another node's memory cannot be missed.
+//! `last_use_flush_seconds`), and a service that caches its access token uses its secret only
+//! once per token lifetime: a quiet period is stretched to at least the app's access-token
+//! lifetime plus [`Settings::min_quiet_secs`], so neither a use still in another node's memory
+//! nor a service between two token requests is taken for quiet.
 
 use crate::clock::Timestamp;
 use crate::model::{Secret, SecretState};
@@ -149,6 +151,9 @@ pub struct Facts {
     pub has_destination: bool,
     /// The state of the newest new-secret notification made since the current secret.
     pub notification: Option<DeliveryState>,
+    /// The app's access-token lifetime: a service that reuses its token asks for a new one
+    /// (using its secret) only this often, so a shorter quiet period proves nothing.
+    pub access_token_ttl_secs: i64,
 }
 
 fn valid(secrets: &[Secret], state: SecretState, now: Timestamp) -> Option<&Secret> {
@@ -179,7 +184,12 @@ pub fn decide(
         let Some(quiet) = policy.retire_when_unused_secs else {
             return Decision::Nothing;
         };
-        let quiet = quiet.max(settings.min_quiet_secs);
+        // At least the flush minimum, and a whole token lifetime on top of it.
+        let quiet = quiet.max(settings.min_quiet_secs).max(
+            facts
+                .access_token_ttl_secs
+                .saturating_add(settings.min_quiet_secs),
+        );
         let Some(current) = current else {
             return Decision::Waiting(Wait::CurrentNotValid);
         };
@@ -231,6 +241,7 @@ mod tests {
     const READY: Facts = Facts {
         has_destination: true,
         notification: Some(DeliveryState::Delivered),
+        access_token_ttl_secs: 60,
     };
 
     /// An app whose current secret (made at T0) expires after 90 days.
@@ -270,6 +281,7 @@ mod tests {
         let nowhere = Facts {
             has_destination: false,
             notification: None,
+            ..READY
         };
         assert_eq!(
             decide(POLICY, SETTINGS, &secrets, nowhere, due),
@@ -363,8 +375,8 @@ mod tests {
         let later = r.plus_secs(DAY);
         let secrets = rotated(r, Some(r.plus_secs(60)), None);
         let dead = Facts {
-            has_destination: true,
             notification: Some(DeliveryState::Dead),
+            ..READY
         };
         assert_eq!(
             decide(POLICY, SETTINGS, &secrets, dead, later),
@@ -379,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_period_shorter_than_the_flush_interval_allows_is_stretched() {
+    fn a_quiet_period_shorter_than_a_token_lifetime_and_the_flush_interval_is_stretched() {
         let r = T0.plus_secs(83 * DAY);
         let short = EffectivePolicy {
             retire_when_unused_secs: Some(1),
@@ -387,14 +399,30 @@ mod tests {
         };
         let old_use = r.plus_secs(10);
         let secrets = rotated(r, Some(r.plus_secs(5)), Some(old_use));
+        // A token lives 60 s (READY), the flush minimum is 30 s: 90 s of quiet.
         assert_eq!(
-            decide(short, SETTINGS, &secrets, READY, old_use.plus_secs(29)),
+            decide(short, SETTINGS, &secrets, READY, old_use.plus_secs(89)),
             Decision::Waiting(Wait::PreviousStillUsed {
                 last_used_at: old_use
             })
         );
         assert_eq!(
-            decide(short, SETTINGS, &secrets, READY, old_use.plus_secs(30)),
+            decide(short, SETTINGS, &secrets, READY, old_use.plus_secs(90)),
+            Decision::Retire
+        );
+        // A service holding an hour-long token is given the hour.
+        let hourly = Facts {
+            access_token_ttl_secs: 3600,
+            ..READY
+        };
+        assert_eq!(
+            decide(POLICY, SETTINGS, &secrets, hourly, old_use.plus_secs(3600)),
+            Decision::Waiting(Wait::PreviousStillUsed {
+                last_used_at: old_use
+            })
+        );
+        assert_eq!(
+            decide(POLICY, SETTINGS, &secrets, hourly, old_use.plus_secs(3630)),
             Decision::Retire
         );
     }

@@ -484,9 +484,14 @@ pub fn verify_webhook(secret: &str, id: &str, timestamp: &str, body: &[u8], head
     let Ok(key) = STANDARD.decode(secret.strip_prefix("whsec_").unwrap_or(secret)) else {
         return false;
     };
+    // An empty key is one anybody can sign with.
+    if key.len() < 16 {
+        return false;
+    }
     let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
     let message = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
-    header.split(' ').any(|candidate| {
+    // A handful of signatures (a sender mid key rotation), not thousands to hash for.
+    header.split(' ').take(5).any(|candidate| {
         candidate
             .strip_prefix("v1,")
             .and_then(|sig| STANDARD.decode(sig).ok())

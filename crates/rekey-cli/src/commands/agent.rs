@@ -98,6 +98,12 @@ pub(super) async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 .ok_or_else(|| anyhow::anyhow!("--webhook-listen needs --webhook-secret-file"))?;
             let secret = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            if !secret.trim().starts_with("whsec_") || secret.trim().len() < 30 {
+                anyhow::bail!(
+                    "{} does not hold a webhook signing secret (whsec_..., as `rekey destinations set` printed it)",
+                    path.display()
+                );
+            }
             Source::Webhook {
                 listen,
                 signing_secret: SecretString::from(secret.trim().to_string()),

@@ -230,29 +230,35 @@ impl Rekey {
             .iter()
             .find(|s| s.state == crate::model::SecretState::Current && s.is_valid(now))
             .map(|s| s.created_at);
-        let notification = match since {
-            Some(since) => self
-                .store
-                .list_deliveries(
-                    app.org_id,
-                    Some(app.id),
-                    None,
-                    Page {
-                        start: 0,
-                        limit: 20,
-                    },
-                )
-                .await?
-                .into_iter()
-                .find(|d| {
-                    d.notification_type == NotificationType::NewSecret && d.created_at >= since
-                })
-                .map(|d| d.state),
-            None => None,
-        };
+        // Newest first, page by page, back to the current secret's creation: expiry warnings
+        // and test notifications made since cannot hide the rotation's own notification.
+        let mut notification = None;
+        if let Some(since) = since {
+            let mut start = 0;
+            'pages: loop {
+                let page = self
+                    .store
+                    .list_deliveries(app.org_id, Some(app.id), None, Page { start, limit: 50 })
+                    .await?;
+                for d in &page {
+                    if d.created_at < since {
+                        break 'pages;
+                    }
+                    if d.notification_type == NotificationType::NewSecret {
+                        notification = Some(d.state);
+                        break 'pages;
+                    }
+                }
+                if page.len() < 50 {
+                    break;
+                }
+                start += 50;
+            }
+        }
         Ok(Facts {
             has_destination,
             notification,
+            access_token_ttl_secs: app.access_token_ttl_secs,
         })
     }
 

@@ -38,6 +38,8 @@ async fn app_with_policy(app: &TestApp, dir: &str) -> CreatedApp {
     let c = app
         .create_app(json!({
             "secretLifetimeSeconds": 90 * DAY,
+            // Tokens live a minute: the hour of quiet is not stretched.
+            "accessTokenTtlSeconds": 60,
             "rotationPolicy": {"rotateBeforeExpirySeconds": 7 * DAY, "retireWhenUnusedSeconds": 3600},
         }))
         .await;
