@@ -78,6 +78,8 @@ def screenshot(driver, name):
         driver.set_window_size(width, max(height, 400))
         driver.save_screenshot(os.path.join(SHOTS, f"{name}-{width}.png"))
     driver.set_window_size(1280, 900)
+    # Let the last resize settle before the test clicks on anything.
+    time.sleep(0.2)
 
 
 def navigate(driver, element):
@@ -86,8 +88,20 @@ def navigate(driver, element):
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from selenium.common.exceptions import WebDriverException
+
     old = driver.find_element("tag name", "html")
-    element.click()
+    # ChromeDriver 156 now and then fails a command with "Node with given id does not belong
+    # to the document" (its DevTools node ids, not the page, went stale); the same click a
+    # moment later goes through.
+    for attempt in range(5):
+        try:
+            element.click()
+            break
+        except WebDriverException as e:
+            if "does not belong to the document" not in str(e) or attempt == 4:
+                raise
+            time.sleep(0.5)
     WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
 
 
