@@ -137,6 +137,20 @@ def start_moto(port, log_path):
     raise AssertionError("moto_server did not start")
 
 
+@pytest.fixture()
+def moto(tmp_path):
+    """A moto server of its own: (endpoint, a boto3 SQS client on it, its port)."""
+    import boto3
+
+    port = free_port()
+    proc = start_moto(port, tmp_path / "moto.log")
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    yield endpoint, client, port
+    proc.kill()
+
+
 def new_server(tmp_path):
     """A fresh data directory, initialised, not started."""
     srv = Server(tmp_path / "data", free_port(), tmp_path / "server.log")

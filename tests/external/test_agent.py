@@ -4,6 +4,7 @@ running a hook, a service that reads the file for every token request, and the p
 retiring the old secret once the service has stopped using it. Then the agent killed with
 SIGKILL mid-way, and the agent fed by webhooks."""
 
+import contextlib
 import json
 import os
 import re
@@ -12,13 +13,12 @@ import sqlite3
 import subprocess
 import threading
 import time
+import types
 
 import boto3
-import pytest
 import requests
 
-from conftest import (AWS_TEST_ENV, FAST_DELIVERY_ENV, REKEY_BIN, SlowProxy, free_port,
-                      new_server, start_moto)
+from conftest import AWS_TEST_ENV, FAST_DELIVERY_ENV, REKEY_BIN, SlowProxy, free_port, new_server
 
 NEW_SECRET = "APPLICATION_OAUTH_CLIENT_NEW_SECRET"
 
@@ -26,17 +26,6 @@ NEW_SECRET = "APPLICATION_OAUTH_CLIENT_NEW_SECRET"
 # shortest quiet period is 3 s).
 FAST_POLICY_ENV = dict(FAST_DELIVERY_ENV, REKEY_SWEEP_INTERVAL_SECONDS="1",
                        REKEY_LAST_USE_FLUSH_SECONDS="1")
-
-
-@pytest.fixture()
-def moto(tmp_path):
-    port = free_port()
-    proc = start_moto(port, tmp_path / "moto.log")
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    yield endpoint, client, port
-    proc.kill()
 
 
 def wait_for(what, predicate, timeout=30, every=0.1):
@@ -154,23 +143,38 @@ class Service(threading.Thread):
             time.sleep(0.2)
 
 
-def test_a_policy_rotates_the_agent_applies_and_the_old_secret_retires_without_a_failed_request(tmp_path, moto):
+@contextlib.contextmanager
+def policy_run(tmp_path, moto, lifetime, before):
+    """A server that sweeps every second (metrics on); an app whose first secret expires in
+    `lifetime` s, with a policy that rotates `before` s earlier and retires after 3 s of
+    quiet; its new secrets on a moto queue; and an agent applying them from the queue to a
+    file that holds the first secret. Stops the server after the block."""
     endpoint, sqs, _ = moto
-    queue_url = sqs.create_queue(QueueName="agent-e2e")["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName="agent-policy")["QueueUrl"]
     server = new_server(tmp_path)
     metrics_port = free_port()
     server.start(**FAST_POLICY_ENV, REKEY_METRICS_LISTEN=f"127.0.0.1:{metrics_port}")
     try:
-        # The first secret lives a minute; the policy rotates 55 s before expiry (5 s after
-        # creation) and retires the old secret after 3 s of quiet.
-        created = first_secret_expiring_in(server, 60, {
-            "rotateBeforeExpirySeconds": 55, "retireWhenUnusedSeconds": 3})
+        created = first_secret_expiring_in(server, lifetime, {
+            "rotateBeforeExpirySeconds": before, "retireWhenUnusedSeconds": 3})
         client_id, old = created["app"]["clientId"], created["clientSecret"]
         enroll_sqs(server, created["app"]["id"], queue_url, endpoint)
         agent = Agent(tmp_path, client_id, server.base + "/oauth2/token",
                       ["--queue-url", queue_url, "--sqs-endpoint-url", endpoint])
         agent.secret_file.write_text(old + "\n")
         agent.start()
+        yield types.SimpleNamespace(server=server, client_id=client_id, old=old, agent=agent,
+                                    server_metrics=lambda: requests.get(
+                                        f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text)
+    finally:
+        server.stop()
+
+
+def test_a_policy_rotates_the_agent_applies_and_the_old_secret_retires_without_a_failed_request(tmp_path, moto):
+    # The first secret lives a minute; the policy rotates 55 s before expiry (5 s after
+    # creation) and retires the old secret after 3 s of quiet.
+    with policy_run(tmp_path, moto, 60, 55) as run:
+        server, client_id, old, agent = run.server, run.client_id, run.old, run.agent
         service = Service(server, client_id, agent.secret_file)
         service.start()
 
@@ -197,48 +201,31 @@ def test_a_policy_rotates_the_agent_applies_and_the_old_secret_retires_without_a
         health = agent.health()
         assert health["status"] == "ok" and health["lastAppliedHint"] == new[-4:], health
         assert re.search(r"^rekey_agent_secrets_applied_total 1$", agent.metrics(), re.M)
-        server_metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        server_metrics = run.server_metrics()
         assert 'rekey_rotation_policy_actions_total{action="rotated"} 1' in server_metrics
         assert 'rekey_rotation_policy_actions_total{action="retired"} 1' in server_metrics
         # No secret in any log.
         agent.stop()
         for log in (agent.log(), open(server.log_path).read()):
             assert new not in log and old not in log
-    finally:
-        server.stop()
 
 
 def test_an_old_secret_still_in_use_is_never_retired_and_the_wait_is_reported(tmp_path, moto):
-    endpoint, sqs, _ = moto
-    queue_url = sqs.create_queue(QueueName="agent-busy")["QueueUrl"]
-    server = new_server(tmp_path)
-    metrics_port = free_port()
-    server.start(**FAST_POLICY_ENV, REKEY_METRICS_LISTEN=f"127.0.0.1:{metrics_port}")
-    try:
-        created = first_secret_expiring_in(server, 120, {
-            "rotateBeforeExpirySeconds": 118, "retireWhenUnusedSeconds": 3})
-        client_id, old = created["app"]["clientId"], created["clientSecret"]
-        enroll_sqs(server, created["app"]["id"], queue_url, endpoint)
-        agent = Agent(tmp_path, client_id, server.base + "/oauth2/token",
-                      ["--queue-url", queue_url, "--sqs-endpoint-url", endpoint])
-        agent.secret_file.write_text(old + "\n")
-        agent.start()
+    with policy_run(tmp_path, moto, 120, 118) as run:
+        server, client_id, old, agent = run.server, run.client_id, run.old, run.agent
         new = wait_for("the new secret",
                        lambda: (s := agent.secret_file.read_text().strip()) != old and s, timeout=30)
         assert token_status(server, client_id, new) == 200
-        # A forgotten instance keeps the old secret; for 10 s (three quiet periods) it works.
+        # A forgotten instance keeps the old secret; for 10 s (over two quiet periods) it works.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             assert token_status(server, client_id, old) == 200
             time.sleep(0.5)
         shown = server.cli("apps", "show", client_id, env_extra={"REKEY_API_TOKEN": server.api_token})
         assert "next policy step: waiting (previous_still_used)" in shown, shown
-        server_metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-        assert 'rekey_rotation_policy_waiting{reason="previous_still_used"} 1' in server_metrics
+        assert 'rekey_rotation_policy_waiting{reason="previous_still_used"} 1' in run.server_metrics()
         assert not [e for e in audit(server, "secret.rotation_finished")]
         agent.stop()
-    finally:
-        server.stop()
 
 
 def test_the_agent_killed_between_receiving_and_acknowledging_applies_the_secret_once(tmp_path, moto):
@@ -380,8 +367,8 @@ def test_a_secrets_manager_destination_holds_the_new_secret_as_awscurrent(tmp_pa
         assert previous == old
         current = sm.describe_secret(SecretId=arn)["VersionIdsToStages"]
         assert current[nid] == ["AWSCURRENT"], "the notification id is the version id"
-        # The same notification delivered again (as after a lease that ran out): the
-        # notification id is the idempotency token, so no second version appears.
+        # A delivered notification keeps no payload: it cannot be sent again (the retry is
+        # refused), so nothing adds a version behind the new one.
         deliveries = f"/api/v1/orgs/{server.org_id}/deliveries"
         delivery = server.api("GET", f"{deliveries}?appId={created['app']['id']}").json()["items"][0]
         assert delivery["notificationId"] == nid and delivery["state"] == "delivered"

@@ -7,31 +7,18 @@ import os
 import subprocess
 import time
 
-import boto3
-import pytest
 import requests
 
-from conftest import AWS_TEST_ENV, FAST_DELIVERY_ENV, REKEY_BIN, free_port, new_server, start_moto
+from conftest import AWS_TEST_ENV, FAST_DELIVERY_ENV, REKEY_BIN, free_port, new_server
 
 ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"
 NEW_SECRET = "APPLICATION_OAUTH_CLIENT_NEW_SECRET"
 
 
-@pytest.fixture()
-def moto(tmp_path):
-    port = free_port()
-    proc = start_moto(port, tmp_path / "moto.log")
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    yield endpoint, client
-    proc.kill()
-
-
 class Setup:
     def __init__(self, tmp_path, moto, env=None, enrolled=True):
         self.tmp = tmp_path
-        self.endpoint, self.sqs = moto
+        self.endpoint, self.sqs, _ = moto
         self.queue_url = self.sqs.create_queue(QueueName="rekey-rotate")["QueueUrl"]
         self.server = new_server(tmp_path)
         self.env = dict(FAST_DELIVERY_ENV, **(env or {}))

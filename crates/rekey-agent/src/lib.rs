@@ -156,7 +156,7 @@ async fn poll_sqs(
             Err(e) => {
                 metrics::counter!(metric_names::FAILURES, "stage" => "receive").increment(1);
                 let wait = backoff.next();
-                tracing::warn!(error = %aws_error(&e), wait_secs = wait.as_secs(), "cannot receive from the queue; will retry");
+                tracing::warn!(error = %rekey_dispatch::sinks::aws_error_text(&e), wait_secs = wait.as_secs(), "cannot receive from the queue; will retry");
                 sleep_or_stop(wait, &mut stop).await;
                 continue;
             }
@@ -195,7 +195,7 @@ async fn poll_sqs(
                         // Comes back after the visibility timeout, and is recognised then.
                         metrics::counter!(metric_names::FAILURES, "stage" => "acknowledge")
                             .increment(1);
-                        tracing::warn!(error = %aws_error(&e), "cannot delete the message; it will come back and be recognised");
+                        tracing::warn!(error = %rekey_dispatch::sinks::aws_error_text(&e), "cannot delete the message; it will come back and be recognised");
                     }
                 }
                 Err(_) => {
@@ -230,16 +230,6 @@ fn event_time(body: &[u8]) -> String {
         .ok()
         .and_then(|v| v["eventTime"].as_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-fn aws_error(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut next = e.source();
-    while let Some(err) = next {
-        parts.push(err.to_string());
-        next = err.source();
-    }
-    parts.join(": ")
 }
 
 struct WebhookState {

@@ -24,9 +24,7 @@ impl Sink {
             Sink::Stdout => "standard output".into(),
         }
     }
-}
 
-impl Sink {
     /// Fails early if the sink cannot be written (a probe file beside the target).
     pub fn check_writable(&self) -> std::io::Result<()> {
         let path = match self {
@@ -37,20 +35,6 @@ impl Sink {
         write_private(&probe, b"")?;
         std::fs::remove_file(&probe)
     }
-
-    /// The secret the sink holds now, if it is a file that can be read.
-    pub fn read_current(&self) -> Option<String> {
-        match self {
-            Sink::File(p) => std::fs::read_to_string(p)
-                .ok()
-                .map(|s| s.trim_end_matches('\n').to_string()),
-            Sink::EnvFile(p, key) => std::fs::read_to_string(p).ok().and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-            }),
-            Sink::Stdout => None,
-        }
-    }
 }
 
 /// A hidden file beside `path`, with a random part: nobody can name it in advance (to plant a
@@ -60,10 +44,7 @@ fn sibling(path: &Path, what: &str) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut nonce = [0u8; 8];
-    // An RNG failure leaves the process id alone, still refused if it exists (`create_new`).
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
-    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let nonce = rekey_core::crypto::random_hex(8);
     path.with_file_name(format!(
         ".{name}.rekey-{what}-{}-{nonce}",
         std::process::id()

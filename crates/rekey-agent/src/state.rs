@@ -83,11 +83,7 @@ impl StateFile {
 
 /// SHA-256 of `secret`, hex: how the state file recognises a secret without holding it.
 pub fn fingerprint(secret: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    rekey_core::crypto::sha256_hex(secret)
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 //!   checks one fixed secret the same way (HMAC-SHA-256, constant time) and signs the same JWT,
 //!   with no store;
 //! - `rekey-bench-seed`: fills a Rekey database with many apps quickly (bulk SQL), and prints
-//!   the credentials of one app to load-test with.
+//!   the credentials of one app to load-test with;
+//! - `rekey-bench-policy`: one rotation-policy pass over many apps with policies.
 
 use rekey_core::apps::AppSettings;
-use rekey_core::model::GRANT_CLIENT_CREDENTIALS;
+use rekey_core::model::{App, GRANT_CLIENT_CREDENTIALS};
 
 /// The settings of every benchmark app: client credentials, one scope, secrets that never
 /// expire by age (so no expiry warnings interfere).
@@ -23,4 +24,47 @@ pub fn app_settings(name: &str) -> AppSettings {
         audiences: Vec::new(),
         rotation_policy: Default::default(),
     }
+}
+
+/// Inserts `apps` (as `new_app` made them, with [`app_settings`]) in one multi-row statement,
+/// each with `secret_lifetime_secs`: seeding a large database row by row would take hours.
+pub async fn insert_apps(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    apps: &[&App],
+    secret_lifetime_secs: i64,
+) -> anyhow::Result<()> {
+    let rows = (0..apps.len())
+        .map(|i| {
+            let b = i * 6;
+            format!(
+                "(${}, ${}, ${}, ${}, '', '[\"client_credentials\"]', '[\"read\"]', 3600, \
+                 {secret_lifetime_secs}, 3600, 0, 0, 0, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO apps (id, org_id, client_id, name, description, grant_types, scopes, \
+         access_token_ttl_secs, secret_lifetime_secs, rotation_grace_secs, \
+         owner_only_secret_rotation, service_account, secret_version, created_at, updated_at) \
+         VALUES {rows}"
+    );
+    let mut q = sqlx::query(&sql);
+    for a in apps {
+        q = q
+            .bind(a.id.to_string())
+            .bind(a.org_id.to_string())
+            .bind(a.client_id.clone())
+            .bind(a.name.clone())
+            .bind(a.created_at.as_millis())
+            .bind(a.updated_at.as_millis());
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }

@@ -19,8 +19,6 @@ use rekey_client::{
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use rekey_core::notify::sqs_region_from_url;
-
 use rekey_agent::sink::{write_sink, Sink};
 
 use crate::cli::{OutputFormat, RotateArgs};
@@ -95,20 +93,6 @@ pub(crate) async fn run(args: RotateArgs) -> ExitCode {
     }
 }
 
-/// An AWS SDK error for people: each cause's message, without the SDK's debug dump.
-fn aws_error(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
-}
-
 /// Progress on a terminal, nothing otherwise.
 fn progress(msg: &str) {
     if std::io::stderr().is_terminal() {
@@ -151,12 +135,7 @@ async fn rotate(args: &RotateArgs) -> Result<(), Failure> {
         .map_err(|e| token_failure(&e, "the current client secret"))?;
 
     // 2. Queue and sink, before anything changes.
-    let region = args
-        .region
-        .clone()
-        .or_else(|| sqs_region_from_url(&args.queue_url))
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .unwrap_or_else(|| "us-east-1".into());
+    let region = rekey_dispatch::sinks::queue_region(args.region.as_deref(), &args.queue_url);
     let sqs = rekey_dispatch::sinks::sqs_client(&region, args.sqs_endpoint_url.as_deref()).await;
     sqs.get_queue_attributes()
         .queue_url(&args.queue_url)
@@ -167,7 +146,7 @@ async fn rotate(args: &RotateArgs) -> Result<(), Failure> {
             fail(QUEUE, format!(
                 "cannot read the queue {} (region {region}): {}. Check the URL, region and AWS credentials; nothing was rotated",
                 args.queue_url,
-                aws_error(&e)
+                rekey_dispatch::sinks::aws_error_text(&e)
             ))
         })?;
     check_sink(&sink)?;
@@ -255,7 +234,7 @@ async fn rotate(args: &RotateArgs) -> Result<(), Failure> {
         {
             eprintln!(
                 "warning: the new secret is saved, but the queue message could not be deleted: {}",
-                aws_error(&e)
+                rekey_dispatch::sinks::aws_error_text(&e)
             );
         }
     }
@@ -409,7 +388,7 @@ async fn receive(
                     QUEUE,
                     format!(
                         "cannot receive from the queue: {}; the old secret still works",
-                        aws_error(&e)
+                        rekey_dispatch::sinks::aws_error_text(&e)
                     ),
                 )
             })?;

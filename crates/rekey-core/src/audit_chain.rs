@@ -69,14 +69,14 @@ pub fn outcome_str(outcome: Outcome) -> &'static str {
 /// The link of an event that follows `previous` (empty for the first event of a chain).
 pub fn link(key: &KeyedHasher, previous: &str, content: &LinkContent<'_>) -> String {
     let hash = key.hash(&format!("{previous}\n{}", content.canonical()));
-    hash.0.iter().map(|b| format!("{b:02x}")).collect()
+    crate::crypto::to_hex(&hash.0)
 }
 
 /// The MAC of a chain's head: its name, its number of linked events and its last link, so
 /// that the head cannot be rewritten (say, to match events cut off at the end) without the key.
 pub fn head_mac(key: &KeyedHasher, chain: &str, events: u64, last_link: &str) -> String {
     let hash = key.hash(&format!("head\n{chain}\n{events}\n{last_link}"));
-    hash.0.iter().map(|b| format!("{b:02x}")).collect()
+    crate::crypto::to_hex(&hash.0)
 }
 
 /// What a verification found.

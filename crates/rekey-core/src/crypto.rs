@@ -78,10 +78,7 @@ impl ServerKey {
     /// The key check stored in the database: derived from the key (it reveals nothing of it),
     /// so a command can tell whether its key is the database's.
     pub fn key_check(&self) -> String {
-        self.derive("key-check")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        to_hex(&self.derive("key-check"))
     }
 
     /// Key of the audit trail's hash chains (see `audit_chain`).
@@ -210,15 +207,35 @@ impl Sealer {
     }
 }
 
+/// Lower-case hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of `value`, hex: a one-way name for something that must not be kept as is.
+pub fn sha256_hex(value: &str) -> String {
+    to_hex(ring::digest::digest(&ring::digest::SHA256, value.as_bytes()).as_ref())
+}
+
+/// `bytes` random bytes from the OS, hex (unguessable file names and the like).
+#[allow(
+    clippy::expect_used,
+    reason = "an OS RNG failure leaves nothing safe to do"
+)]
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    SystemRandom::new()
+        .fill(&mut buf)
+        .expect("the OS random number generator failed");
+    to_hex(&buf)
+}
+
 /// A short, one-way name for untrusted input that must not be logged as is (an unknown
 /// client id may be a secret sent in the wrong field): the first 12 hex digits of its SHA-256.
 pub fn log_fingerprint(value: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, value.as_bytes())
-        .as_ref()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut hex = sha256_hex(value);
+    hex.truncate(12);
+    hex
 }
 
 #[cfg(test)]

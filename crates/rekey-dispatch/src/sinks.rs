@@ -81,20 +81,20 @@ impl Sink for DestinationSinks {
         delivery: &Delivery,
         body: &[u8],
     ) -> Result<(), SendError> {
+        if let Some(endpoint) = dest.target.aws_endpoint_override() {
+            // The AWS SDK resolves for itself: checked just before (a DNS answer that changes
+            // in between is the one gap; overrides are for development).
+            self.guard
+                .check_url(endpoint)
+                .await
+                .map_err(|e| SendError(format!("could not deliver: {e}")))?;
+        }
         match &dest.target {
             Target::Sqs {
                 queue_url,
                 region,
                 endpoint_url,
             } => {
-                if let Some(endpoint) = endpoint_url {
-                    // The SDK resolves for itself: checked just before (a DNS answer that
-                    // changes in between is the one gap; overrides are for development).
-                    self.guard
-                        .check_url(endpoint)
-                        .await
-                        .map_err(|e| SendError(format!("could not deliver: {e}")))?;
-                }
                 self.sqs
                     .send(queue_url, region, endpoint_url.as_deref(), delivery, body)
                     .await
@@ -110,12 +110,6 @@ impl Sink for DestinationSinks {
                 region,
                 endpoint_url,
             } => {
-                if let Some(endpoint) = endpoint_url {
-                    self.guard
-                        .check_url(endpoint)
-                        .await
-                        .map_err(|e| SendError(format!("could not deliver: {e}")))?;
-                }
                 self.secrets_manager
                     .send(secret_id, region, endpoint_url.as_deref(), delivery, body)
                     .await
@@ -212,6 +206,30 @@ pub async fn probe(
 /// standard AWS chain and rustls with ring, the crypto the rest of Rekey uses.
 pub async fn sqs_client(region: &str, endpoint: Option<&str>) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&aws_config(region, endpoint).await)
+}
+
+/// An AWS SDK error for people: each cause's message, without the SDK's debug dump.
+pub fn aws_error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// The region of an SQS queue: the one given, else the one its URL names, else `AWS_REGION`,
+/// else us-east-1 (a local SQS-compatible server's URL names none).
+pub fn queue_region(given: Option<&str>, queue_url: &str) -> String {
+    given
+        .map(str::to_string)
+        .or_else(|| rekey_core::notify::sqs_region_from_url(queue_url))
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .unwrap_or_else(|| "us-east-1".into())
 }
 
 /// The AWS SDK configuration for `region` (and an optional endpoint override): credentials
@@ -581,11 +599,7 @@ fn spool_write(root: &Path, below: &[String], name: &str, body: &[u8]) -> Result
     }
     // Unique per write: two deliveries of one notification (a lease that ran out mid-write)
     // never write into the same temporary file. Consumers read `*.json` only.
-    let mut nonce = [0u8; 8];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-        .map_err(|_| SendError("the random number generator failed".into()))?;
-    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = format!(".{name}.{nonce}.tmp");
+    let tmp = format!(".{name}.{}.tmp", rekey_core::crypto::random_hex(8));
     let file = openat(
         &dir,
         tmp.as_str(),

@@ -90,30 +90,8 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect::<Result<_, _>>()?;
         let mut tx = pool.begin().await?;
-        let rows = (0..n)
-            .map(|i| {
-                let b = i * 5;
-                format!("(${}, ${}, ${}, ${}, '', '[\"client_credentials\"]', '[\"read\"]', 3600, {}, 3600, 0, 0, 0, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, 90 * 86_400, b + 5, b + 5)
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO apps (id, org_id, client_id, name, description, grant_types, scopes, \
-             access_token_ttl_secs, secret_lifetime_secs, rotation_grace_secs, \
-             owner_only_secret_rotation, service_account, secret_version, created_at, updated_at) \
-             VALUES {rows}"
-        );
-        let mut q = sqlx::query(&sql);
-        for (a, _, _) in &made {
-            q = q
-                .bind(a.id.to_string())
-                .bind(a.org_id.to_string())
-                .bind(a.client_id.clone())
-                .bind(a.name.clone())
-                .bind(a.created_at.as_millis());
-        }
-        q.execute(&mut *tx).await?;
+        let app_rows: Vec<_> = made.iter().map(|(a, _, _)| a).collect();
+        rekey_bench::insert_apps(&mut tx, &app_rows, 90 * 86_400).await?;
         // Secrets: (app, state, created, expires, last used), as each kind needs.
         let mut secrets: Vec<(String, &str, i64, i64, Option<i64>)> = Vec::new();
         let t = now.as_millis();

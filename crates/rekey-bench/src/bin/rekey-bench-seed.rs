@@ -106,30 +106,8 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect::<Result<_, _>>()?;
         let mut tx = pool.begin().await?;
-        let rows = (0..n)
-            .map(|i| {
-                let b = i * 6;
-                format!("(${}, ${}, ${}, ${}, '', '[\"client_credentials\"]', '[\"read\"]', 3600, 0, 3600, 0, 0, 0, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO apps (id, org_id, client_id, name, description, grant_types, scopes, \
-             access_token_ttl_secs, secret_lifetime_secs, rotation_grace_secs, \
-             owner_only_secret_rotation, service_account, secret_version, created_at, updated_at) VALUES {rows}"
-        );
-        let mut q = sqlx::query(&sql);
-        for (a, _, _) in &apps {
-            q = q
-                .bind(a.id.to_string())
-                .bind(a.org_id.to_string())
-                .bind(a.client_id.clone())
-                .bind(a.name.clone())
-                .bind(a.created_at.as_millis())
-                .bind(a.updated_at.as_millis());
-        }
-        q.execute(&mut *tx).await?;
+        let app_rows: Vec<_> = apps.iter().map(|(a, _, _)| a).collect();
+        rekey_bench::insert_apps(&mut tx, &app_rows, 0).await?;
         let rows = (0..n)
             .map(|i| {
                 let b = i * 5;

@@ -7,7 +7,6 @@ use rekey_agent::apply::{Applier, Hook, PidSource, Verifier};
 use rekey_agent::sink::Sink;
 use rekey_agent::state::StateFile;
 use rekey_agent::Source;
-use rekey_core::notify::sqs_region_from_url;
 use rekey_server::config::LogFormat;
 use secrecy::SecretString;
 
@@ -75,12 +74,7 @@ pub(super) async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     };
     let source = match (&args.queue_url, args.webhook_listen) {
         (Some(queue_url), _) => {
-            let region = args
-                .region
-                .clone()
-                .or_else(|| sqs_region_from_url(queue_url))
-                .or_else(|| std::env::var("AWS_REGION").ok())
-                .unwrap_or_else(|| "us-east-1".into());
+            let region = rekey_dispatch::sinks::queue_region(args.region.as_deref(), queue_url);
             Source::Sqs {
                 client: rekey_dispatch::sinks::sqs_client(
                     &region,
@@ -111,30 +105,12 @@ pub(super) async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("give --queue-url or --webhook-listen"),
     };
-    rekey_agent::run(applier, source, args.listen, shutdown_signal()).await?;
+    rekey_agent::run(
+        applier,
+        source,
+        args.listen,
+        super::server::shutdown_signal(),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

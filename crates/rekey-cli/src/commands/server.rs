@@ -70,7 +70,7 @@ pub(super) async fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -271,17 +271,27 @@ impl Rekey {
     ) -> Result<RotationStatus, OpError> {
         self.authorize(actor, org, Action::Read).await?;
         let app = self.app_in(org, app).await?;
-        let org_policy = self.store.get_org_rotation_policy(org).await?;
-        let effective = RotationPolicy::effective(app.rotation_policy, org_policy);
         let secrets = self.store.list_secrets(app.id).await?;
+        Ok(self.rotation_status_of(&app, &secrets).await?)
+    }
+
+    /// The rotation status of `app` with its `secrets` as already read, for a caller the
+    /// policy has let read the app (the console's app page reads both anyway).
+    pub async fn rotation_status_of(
+        &self,
+        app: &App,
+        secrets: &[Secret],
+    ) -> CoreResult<RotationStatus> {
+        let org_policy = self.store.get_org_rotation_policy(app.org_id).await?;
+        let effective = RotationPolicy::effective(app.rotation_policy, org_policy);
         let now = self.now();
-        let facts = self.rotation_facts(&app, &secrets, now).await?;
+        let facts = self.rotation_facts(app, secrets, now).await?;
         Ok(RotationStatus {
             app: app.rotation_policy,
             org: org_policy,
             effective,
-            next_rotation_at: next_rotation_at(effective, &secrets, now),
-            decision: decide(effective, self.rotation_policy, &secrets, facts, now),
+            next_rotation_at: next_rotation_at(effective, secrets, now),
+            decision: decide(effective, self.rotation_policy, secrets, facts, now),
         })
     }
 

@@ -238,7 +238,7 @@ impl Rekey {
     /// useless without the server key.
     pub fn csrf_token(&self, cookie: &str) -> String {
         let tag = self.console_hasher.hash(&format!("csrf:{cookie}"));
-        tag.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::crypto::to_hex(&tag.0)
     }
 
     /// Whether `given` is the CSRF token of the session `cookie` (constant time).

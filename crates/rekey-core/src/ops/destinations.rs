@@ -203,29 +203,15 @@ impl Rekey {
 /// names the setting that allows them, for local development.
 fn check_secure(target: &Target) -> Result<(), OpError> {
     const HINT: &str = "set allow_insecure_destinations = true (REKEY_ALLOW_INSECURE_DESTINATIONS=true) on a server for local development";
+    if target.aws_endpoint_override().is_some() {
+        return Err(OpError::Invalid(format!(
+            "endpointUrl is not allowed on this server: {HINT}"
+        )));
+    }
     let insecure = match target {
-        Target::Sqs {
-            queue_url,
-            endpoint_url,
-            ..
-        } => {
-            if endpoint_url.is_some() {
-                return Err(OpError::Invalid(format!(
-                    "endpointUrl is not allowed on this server: {HINT}"
-                )));
-            }
-            !queue_url.starts_with("https://")
-        }
-        Target::SecretsManager { endpoint_url, .. } => {
-            if endpoint_url.is_some() {
-                return Err(OpError::Invalid(format!(
-                    "endpointUrl is not allowed on this server: {HINT}"
-                )));
-            }
-            false
-        }
+        Target::Sqs { queue_url, .. } => !queue_url.starts_with("https://"),
         Target::Webhook { url } => !url.starts_with("https://"),
-        Target::File { .. } => false,
+        Target::File { .. } | Target::SecretsManager { .. } => false,
     };
     if insecure {
         return Err(OpError::Invalid(format!(

@@ -411,10 +411,7 @@ pub(super) async fn app_page(
         )
         .await?;
     let may_retry = policy::authorize(subject, Action::RetryDelivery).is_ok();
-    let rotation = state
-        .ops
-        .rotation_status(actor, org, &AppRef::Id(app.id))
-        .await?;
+    let rotation = state.ops.rotation_status_of(&app, &secrets).await?;
     let now = state.now();
     let previous = secrets
         .iter()

@@ -68,10 +68,12 @@ pub async fn introspect(
                 "token_type": "Bearer",
             }))
             .map(|mut body| {
-                match c.aud.as_slice() {
-                    [] => {}
-                    [one] => body["aud"] = one.as_str().into(),
-                    many => body["aud"] = many.into(),
+                // `aud` exactly as the token carries it (a string, an array, or absent).
+                if let Some(aud) = serde_json::to_value(&*c)
+                    .ok()
+                    .and_then(|t| t.get("aud").cloned())
+                {
+                    body["aud"] = aud;
                 }
                 body
             }),
