@@ -4,6 +4,8 @@
 # core 0, wrk on core 1. ROUNDS and DURATION (s) set the rounds; BENCH_RUST_LOG the log level
 # (default warn; info adds the access log). BEFORE_ENV and AFTER_ENV add settings to one side
 # (e.g. AFTER_ENV=REKEY_METRICS_LISTEN=127.0.0.1:0 with the same binary on both sides).
+# BEFORE_KIND and AFTER_KIND=baseline run that side's `rekey-bench-baseline` (the lean
+# reference) instead of `rekey serve`; CONC sets wrk's connections (16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Usage: bench/compare-token.sh BEFORE_BIN_DIR AFTER_BIN_DIR (each with rekey, rekey-bench-seed)
@@ -18,16 +20,20 @@ creds=$("$AFTER/rekey-bench-seed" "sqlite://$WORK/seed/rekey.db?mode=rwc" "$WORK
 ID=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])')
 SECRET=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])')
 AUTH=$(printf '%s:%s' "$ID" "$SECRET" | base64 -w0)
-run() { # bin label env
+run() { # bin label env kind(rekey|baseline)
   rm -rf "$WORK/d"; cp -r "$WORK/seed" "$WORK/d"
   local p; p=$(port)
-  env $3 REKEY_DATA_DIR="$WORK/d" REKEY_LISTEN="127.0.0.1:$p" REKEY_ROLE=api REKEY_SHUTDOWN_DRAIN_SECONDS=0 REKEY_AUTH_FAILURES_PER_ADDRESS=1000000 RUST_LOG="${BENCH_RUST_LOG:-warn}" \
-    taskset -c 0 "$1/rekey" serve > "$WORK/$2.log" 2>&1 &
+  if [ "$4" = baseline ]; then
+    taskset -c 0 "$1/rekey-bench-baseline" "127.0.0.1:$p" "$ID" "$SECRET" > "$WORK/$2.log" 2>&1 &
+  else
+    env $3 REKEY_DATA_DIR="$WORK/d" REKEY_LISTEN="127.0.0.1:$p" REKEY_ROLE=api REKEY_SHUTDOWN_DRAIN_SECONDS=0 REKEY_AUTH_FAILURES_PER_ADDRESS=1000000 RUST_LOG="${BENCH_RUST_LOG:-warn}" \
+      taskset -c 0 "$1/rekey" serve > "$WORK/$2.log" 2>&1 &
+  fi
   local pid=$!
-  for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$p/readyz" && break; sleep 0.1; done
-  BENCH_AUTH="$AUTH" taskset -c 1 wrk -t2 -c16 -d1s -s bench/token.lua "http://127.0.0.1:$p/oauth2/token" > /dev/null
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
+  BENCH_AUTH="$AUTH" taskset -c 1 wrk -t2 -c${CONC:-16} -d1s -s bench/token.lua "http://127.0.0.1:$p/oauth2/token" > /dev/null
   local b; b=$(cpu_ticks $pid)
-  local out; out=$(BENCH_AUTH="$AUTH" taskset -c 1 wrk -t2 -c16 -d${DURATION}s -s bench/token.lua "http://127.0.0.1:$p/oauth2/token")
+  local out; out=$(BENCH_AUTH="$AUTH" taskset -c 1 wrk -t2 -c${CONC:-16} -d${DURATION}s -s bench/token.lua "http://127.0.0.1:$p/oauth2/token")
   local a; a=$(cpu_ticks $pid)
   kill $pid; wait $pid 2>/dev/null || true
   echo "$out" | awk -v name="$2" -v cpu=$((a - b)) -v hz="$(getconf CLK_TCK)" '/^RESULT/ {
@@ -35,6 +41,6 @@ run() { # bin label env
       printf "%s rps=%.0f p99=%.2fms cpu/req=%.1fus errors=%d\n", name, (v["requests"]-v["errors"])/(v["duration_us"]/1e6), v["p99_us"]/1000, (cpu/hz)*1e6/v["requests"], v["errors"] }'
 }
 for r in $(seq 1 "$ROUNDS"); do
-  run "$BEFORE" "before" "${BEFORE_ENV:-}"
-  run "$AFTER" "after" "${AFTER_ENV:-}"
+  run "$BEFORE" "before" "${BEFORE_ENV:-}" "${BEFORE_KIND:-rekey}"
+  run "$AFTER" "after" "${AFTER_ENV:-}" "${AFTER_KIND:-rekey}"
 done

@@ -3,12 +3,15 @@
 #   bench/run.sh            full run (10 s per measurement)
 #   bench/run.sh --quick    a short run: main token scenario, small rotation scenarios
 #   bench/run.sh --smoke    as --quick on debug binaries, seconds long (CI keeps it from rotting)
-# Builds binaries, installs wrk (Debian) if missing, then measures on 127.0.0.1 only: the bare
-# baseline token server and Rekey's /oauth2/token on SQLite (1k and 1M apps, with and without
-# the client cache) and on PostgreSQL (when REKEY_BENCH_POSTGRES_URL is set), server pinned to
-# core 0 and wrk to core 1; console pages with 10,000 apps (bench/console.py); a rotation-policy
-# pass over 100,000 apps (rekey-bench-policy); then rotation throughput, rotation-to-delivery latency (moto SQS
-# and a webhook) and the kill -9 fault run (bench/rotation.py).
+# Builds binaries, installs wrk (Debian) if missing, then measures on 127.0.0.1 only: the lean
+# reference token server (rekey-bench-baseline) and Rekey's /oauth2/token on SQLite (1k and 1M
+# apps, with and without the client cache) and on PostgreSQL (when REKEY_BENCH_POSTGRES_URL is
+# set), server pinned to core 0 and wrk to core 1; the cold path (100,000 clients in random
+# order, cache entries that live 1 s); sustained rotation with delivery to the spool
+# (rekey-bench-delivery, both stores); console pages with 10,000 apps (bench/console.py); a
+# rotation-policy pass over 100,000 apps (rekey-bench-policy); then rotation throughput,
+# rotation-to-delivery latency (moto SQS and a webhook) and the kill -9 fault run
+# (bench/rotation.py).
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
@@ -47,11 +50,15 @@ fi
 BIN="$PWD/target/$PROFILE"
 WORK=$(mktemp -d)
 SERVER_PID=
-SCHEMA=
-# Servers start inside $(...) subshells, so their pids go to a file that cleanup reads.
+# Servers start inside $(...) subshells, so their pids go to a file that cleanup reads; the
+# PostgreSQL schemas made for the run are listed in another.
 cleanup() {
   [ -f "$WORK/pids" ] && xargs -r kill 2>/dev/null < "$WORK/pids" || true
-  [ -n "$SCHEMA" ] && psql "$REKEY_BENCH_POSTGRES_URL" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+  if [ -f "$WORK/schemas" ]; then
+    while read -r s; do
+      psql "$REKEY_BENCH_POSTGRES_URL" -qc "DROP SCHEMA IF EXISTS $s CASCADE" >/dev/null 2>&1 || true
+    done < "$WORK/schemas"
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -68,9 +75,12 @@ wait_ready() { # url
   echo "server at $1 did not start" >&2; return 1
 }
 
-start_rekey() { # data dir, database url ("" for SQLite in the data dir), client cache capacity, log level
+# start_rekey DATA_DIR DATABASE_URL ("" for SQLite in the data dir) CACHE_CAPACITY LOG_LEVEL
+# ROLE (default api) and EXTRA_ENV (more settings, "K=V K=V") change the node.
+start_rekey() {
   local p; p=$(port)
-  REKEY_DATA_DIR="$1" REKEY_DATABASE_URL="$2" REKEY_LISTEN="127.0.0.1:$p" REKEY_ROLE=api \
+  # shellcheck disable=SC2086 # EXTRA_ENV is a list of settings
+  env ${EXTRA_ENV:-} REKEY_DATA_DIR="$1" REKEY_DATABASE_URL="$2" REKEY_LISTEN="127.0.0.1:$p" REKEY_ROLE="${ROLE:-api}" \
     REKEY_PUBLIC_URL="http://127.0.0.1:$p" \
     REKEY_SHUTDOWN_DRAIN_SECONDS=0 \
     REKEY_CLIENT_CACHE_CAPACITY="${3:-100000}" \
@@ -97,14 +107,16 @@ stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/de
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # measure NAME CONCURRENCY AUTH_MODE(basic|form) ID SECRET -> one result line
+# TOKEN_SCRIPT (default bench/token.lua, one client) picks the wrk script.
 measure() {
   local name=$1 conc=$2 mode=$3 id=$4 secret=$5 auth="" form=""
   if [ "$mode" = basic ]; then auth=$(printf '%s:%s' "$id" "$secret" | base64 -w0)
   else form="grant_type=client_credentials&client_id=$id&client_secret=$secret"; fi
   # Warm up, then measure.
-  BENCH_AUTH="$auth" BENCH_FORM="$form" taskset -c 1 wrk -t2 -c"$conc" -d1s -s bench/token.lua "$URL/oauth2/token" >/dev/null
+  local script=${TOKEN_SCRIPT:-bench/token.lua}
+  BENCH_AUTH="$auth" BENCH_FORM="$form" taskset -c 1 wrk -t2 -c"$conc" -d1s -s "$script" "$URL/oauth2/token" >/dev/null
   local before after hz; before=$(cpu_ticks "$SERVER_PID"); hz=$(getconf CLK_TCK)
-  local out; out=$(BENCH_AUTH="$auth" BENCH_FORM="$form" taskset -c 1 wrk -t2 -c"$conc" -d"${DURATION}s" -s bench/token.lua "$URL/oauth2/token")
+  local out; out=$(BENCH_AUTH="$auth" BENCH_FORM="$form" taskset -c 1 wrk -t2 -c"$conc" -d"${DURATION}s" -s "$script" "$URL/oauth2/token")
   after=$(cpu_ticks "$SERVER_PID")
   local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
   echo "$out" | awk -v name="$name" -v conc="$conc" -v mode="$mode" -v cpu=$((after - before)) -v hz="$hz" -v rss="$rss" '
@@ -160,11 +172,62 @@ run_one() { # KIND DIR DB CACHE CONC MODE ID SECRET -> one result line
 
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); ${DURATION}s per run, ${REPS} rounds per comparison"
 
-seed() { # database url, data dir, apps -> sets ID and SECRET
-  local creds; creds=$("$BIN/rekey-bench-seed" "$1" "$2" "$3")
+seed() { # database url, data dir, apps, [credentials file] -> sets ID, SECRET and API_TOKEN
+  local creds; creds=$("$BIN/rekey-bench-seed" "$@")
   ID=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])')
   SECRET=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])')
   API_TOKEN=$(echo "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiToken"])')
+}
+
+# A fresh PostgreSQL schema for one scenario (dropped at exit) -> sets PGURL.
+pg_schema() {
+  local schema; schema="rekey_bench_$(date +%s%N)"
+  psql "$REKEY_BENCH_POSTGRES_URL" -qc "CREATE SCHEMA $schema" >/dev/null
+  echo "$schema" >> "$WORK/schemas"
+  local sep='?'; case "$REKEY_BENCH_POSTGRES_URL" in *\?*) sep='&' ;; esac
+  PGURL="$REKEY_BENCH_POSTGRES_URL${sep}options[search_path]=$schema"
+}
+
+# The cold path (issue 16): APPS clients in random order (bench/token-many.lua) with client-cache
+# entries that live 1 s, so that nearly every request misses the cache, against one cached client
+# on the same database. The COLD line is the median ratio of CPU per token (cold / cached).
+cold_path() { # store label, data dir, database url ("" for SQLite), apps
+  local label=$1 dir=$2 db=$3 apps=$4 cr="" a b
+  mkdir -p "$dir"
+  seed "${db:-sqlite://$dir/rekey.db?mode=rwc}" "$dir" "$apps" "$dir/credentials.txt"
+  for _ in $(seq 1 "$REPS"); do
+    start_rekey "$dir" "$db" 100000
+    a=$(measure "rekey $label cached" 64 basic "$ID" "$SECRET")
+    stop_server
+    EXTRA_ENV=REKEY_CLIENT_CACHE_MAX_AGE_SECONDS=1 start_rekey "$dir" "$db" 1000000
+    b=$(TOKEN_SCRIPT=bench/token-many.lua BENCH_CREDENTIALS="$dir/credentials.txt" \
+      measure "rekey $label cold ($apps clients)" 64 basic - -)
+    stop_server
+    echo "$a"; echo "$b"
+    for line in "$a" "$b"; do [ "$(field errors "$line")" = 0 ] || failed "requests failed: $line"; done
+    cr+="$(quotient "$(field cpu/req "$b")" "$(field cpu/req "$a")")"$'\n'
+  done
+  printf "COLD %-10s %s clients, cache entries live 1 s: CPU per token %.2fx the cached path (median of %s rounds)\n" \
+    "$label" "$apps" "$(printf %s "$cr" | median)" "$REPS"
+}
+
+# Sustained rotation with delivery (issue 16): RATE rotations/s for SECONDS s, each on an app of
+# its own with a file destination, against one node (API and dispatcher) on core 0, the client
+# (rekey-bench-delivery, which checks every notification's secret) on core 1.
+delivery_sustained() { # store label, data dir, database url ("" for SQLite), rate, seconds
+  local label=$1 dir=$2 db=$3 rate=$4 seconds=$5 seeded line
+  mkdir -p "$dir"
+  seeded=$("$BIN/rekey-bench-delivery" seed "${db:-sqlite://$dir/rekey.db?mode=rwc}" "$dir" $((rate * seconds)) file)
+  local org token
+  org=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["orgId"])')
+  token=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiToken"])')
+  ROLE=all start_rekey "$dir" "$db" 100000
+  if line=$(taskset -c 1 "$BIN/rekey-bench-delivery" run "$URL" "$org" "$token" "$dir" "$rate" "$seconds" "$dir/spool"); then
+    echo "DELIVERY $label $line"
+  else
+    echo "DELIVERY $label $line"; failed "delivery $label"
+  fi
+  stop_server
 }
 
 # Rekey on SQLite with 1k apps ("sqlite-1k"), against the baseline.
@@ -208,6 +271,17 @@ if [ "$PROFILE" = debug ]; then policy_pass 2000 10
 elif $QUICK; then policy_pass 100000 100
 else policy_pass 100000 100; policy_pass 100000 5000; fi
 
+# Delivery that keeps up with rotation, on SQLite and (with REKEY_BENCH_POSTGRES_URL) PostgreSQL.
+if [ "$PROFILE" = debug ]; then RATE=20 SECONDS_=2; COLD_APPS=2000
+elif $QUICK; then RATE=500 SECONDS_=10; COLD_APPS=100000
+else RATE=500 SECONDS_=60; COLD_APPS=100000; fi
+delivery_sustained sqlite "$WORK/delivery-sqlite" "" "$RATE" "$SECONDS_"
+if [ -n "${REKEY_BENCH_POSTGRES_URL:-}" ]; then
+  pg_schema
+  delivery_sustained postgres "$WORK/delivery-pg" "$PGURL" "$RATE" "$SECONDS_"
+fi
+cold_path sqlite "$WORK/sqlite-cold" "" "$COLD_APPS"
+
 if $QUICK; then
   # Enough apps for 2 s at well over 1,000 rotations/s: each app rotates once.
   rotation_scenarios 4000 10 150 10 0.4 3
@@ -247,16 +321,15 @@ done
 # Rekey on PostgreSQL ("pg"), against the baseline.
 if [ -n "${REKEY_BENCH_POSTGRES_URL:-}" ]; then
   PG="$WORK/pg"; mkdir -p "$PG"
-  SCHEMA="rekey_bench_$(date +%s)"
-  psql "$REKEY_BENCH_POSTGRES_URL" -qc "CREATE SCHEMA $SCHEMA" >/dev/null
-  sep='?'; case "$REKEY_BENCH_POSTGRES_URL" in *\?*) sep='&' ;; esac
-  PGURL="$REKEY_BENCH_POSTGRES_URL${sep}options[search_path]=$SCHEMA"
+  pg_schema
   seed "$PGURL" "$PG" 1000
-  compare "postgres 1k apps c=64 basic" 64 basic "$ID" "$SECRET" baseline - - - rekey "$PG" "$PGURL" 100000
+  for c in 16 64; do
+    compare "postgres 1k apps c=$c basic" "$c" basic "$ID" "$SECRET" baseline - - - rekey "$PG" "$PGURL" 100000
+  done
   compare "postgres 1k apps c=64 basic, no client cache" 64 basic "$ID" "$SECRET" \
     baseline - - - rekey "$PG" "$PGURL" 0
-  psql "$REKEY_BENCH_POSTGRES_URL" -qc "DROP SCHEMA $SCHEMA CASCADE" >/dev/null
-  SCHEMA=
+  pg_schema
+  cold_path postgres "$WORK/pg-cold" "$PGURL" 100000
 fi
 
 rotation_scenarios "${BENCH_ROTATION_APPS:-12000}" 200 1000 100 0.5 120

@@ -85,7 +85,6 @@ def screenshot(driver, name):
 def navigate(driver, element):
     """Clicks `element` and waits until the next page replaced this one (else a lookup
     could find the old page's element)."""
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     from selenium.common.exceptions import WebDriverException
@@ -102,7 +101,24 @@ def navigate(driver, element):
             if "does not belong to the document" not in str(e) or attempt == 4:
                 raise
             time.sleep(0.5)
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 15).until(lambda d: page_is_gone(d, old))
+
+
+def page_is_gone(driver, old_html):
+    """Whether `old_html` left the document. ChromeDriver 156 may answer with the same
+    stale-node-id error as above instead of a stale element reference: then the page's
+    root element, looked up anew, tells."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        old_html.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in str(e):
+            return driver.find_element("tag name", "html").id != old_html.id
+        raise
 
 
 def console_link(srv, email="owner@example.com"):

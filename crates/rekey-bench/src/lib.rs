@@ -1,12 +1,16 @@
 //! Benchmark tools (see `bench/run.sh` and `BENCHMARKS.md`):
-//! - `rekey-bench-baseline`: the bare baseline, an axum handler that parses the same form,
-//!   checks one fixed secret the same way (HMAC-SHA-256, constant time) and signs the same JWT,
-//!   with no store;
+//! - `rekey-bench-baseline`: the lean reference, the leanest correct server for the same
+//!   request (plain hyper, no router or middleware): it parses the same form or Basic header,
+//!   checks one fixed secret with the same keyed hash (HMAC-SHA-256, constant time) and signs a
+//!   JWT with the same claims with `ed25519-dalek`, with no store;
 //! - `rekey-bench-seed`: fills a Rekey database with many apps quickly (bulk SQL), and prints
-//!   the credentials of one app to load-test with;
-//! - `rekey-bench-policy`: one rotation-policy pass over many apps with policies.
+//!   the credentials of one app to load-test with (optionally writes every app's);
+//! - `rekey-bench-policy`: one rotation-policy pass over many apps with policies;
+//! - `rekey-bench-delivery`: sustained rotations with delivery to the spool or a webhook,
+//!   every notification checked.
 
 use rekey_core::apps::AppSettings;
+use rekey_core::crypto::ServerKey;
 use rekey_core::model::{App, GRANT_CLIENT_CREDENTIALS};
 
 /// The settings of every benchmark app: client credentials, one scope, secrets that never
@@ -67,4 +71,23 @@ pub async fn insert_apps(
     }
     q.execute(&mut **tx).await?;
     Ok(())
+}
+
+/// The server key in `data_dir` (`server.key`), made (0600) if missing: the seeders write
+/// what the server will read with it.
+pub fn server_key(data_dir: &std::path::Path) -> anyhow::Result<ServerKey> {
+    let path = data_dir.join("server.key");
+    if path.exists() {
+        return Ok(ServerKey::from_base64(&std::fs::read_to_string(&path)?)?);
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let key = ServerKey::generate();
+    let mut f = std::fs::File::create(&path)?;
+    std::io::Write::write_all(&mut f, key.to_base64().as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(key)
 }

@@ -244,6 +244,30 @@ pub fn payload_context(id: DeliveryId) -> Vec<u8> {
     format!("delivery/{id}").into_bytes()
 }
 
+/// What became of one leased delivery; a batch of them is recorded at once
+/// (`Store::record_delivery_outcomes`).
+#[derive(Clone, Debug)]
+pub struct DeliveryOutcome {
+    pub id: DeliveryId,
+    pub result: DeliveryResult,
+    /// Written with the outcome, only if the row was still this dispatcher's.
+    pub audit: Vec<crate::model::AuditEvent>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryResult {
+    /// Sent; the payload is wiped.
+    Delivered { at: Timestamp },
+    /// A failed attempt: tried again at `retry_at`, or dead when `None`.
+    Failed {
+        error: String,
+        retry_at: Option<Timestamp>,
+    },
+    /// Not attempted (no time left within the lease): back to pending at once, the attempt
+    /// not counted.
+    Released,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {

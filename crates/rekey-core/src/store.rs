@@ -18,7 +18,9 @@ use crate::model::{
     DeliveryId, DestinationId, Membership, Org, OrgId, Principal, Role, Secret, SecretId,
     StoredSigningKey, User, UserId,
 };
-use crate::notify::{Delivery, DeliveryState, Destination, NotificationType};
+use crate::notify::{
+    Delivery, DeliveryOutcome, DeliveryResult, DeliveryState, Destination, NotificationType,
+};
 
 /// A page request: skip `start`, return at most `limit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,6 +236,8 @@ pub trait Store: Send + Sync + 'static {
         notification_type: NotificationType,
     ) -> CoreResult<Option<Destination>>;
     async fn get_destination_by_id(&self, id: DestinationId) -> CoreResult<Option<Destination>>;
+    /// The destinations with these ids that exist (in no particular order).
+    async fn get_destinations_by_ids(&self, ids: &[DestinationId]) -> CoreResult<Vec<Destination>>;
     async fn list_destinations(&self, app: AppId) -> CoreResult<Vec<Destination>>;
     /// Destinations of every app, at most `limit` (for `rekey doctor`).
     async fn list_all_destinations(&self, limit: u32) -> CoreResult<Vec<Destination>>;
@@ -249,7 +253,8 @@ pub trait Store: Send + Sync + 'static {
     /// Adds deliveries not caused by a secret change (expiry warnings, test notifications).
     /// A delivery whose `dedupe_key` exists already is skipped. Returns how many were added.
     async fn enqueue_deliveries(&self, d: &[Delivery], audit: &[AuditEvent]) -> CoreResult<usize>;
-    /// Leases up to `limit` due pending deliveries to `owner` until `lease_until`.
+    /// Leases up to `limit` due pending deliveries to `owner` until `lease_until`, the
+    /// earliest due first; returned in that order.
     async fn claim_deliveries(
         &self,
         owner: &str,
@@ -257,17 +262,33 @@ pub trait Store: Send + Sync + 'static {
         lease_until: Timestamp,
         limit: u32,
     ) -> CoreResult<Vec<Delivery>>;
-    /// Marks a delivery delivered and wipes its payload.
-    /// A no-op unless `owner` still holds the lease (another dispatcher took the row over).
+    /// Records what became of leased deliveries, in one transaction. Each outcome is a no-op
+    /// unless `owner` still holds that row's lease (another dispatcher took it over); its
+    /// audit events are written only when it applied. Returns how many applied.
+    async fn record_delivery_outcomes(
+        &self,
+        owner: &str,
+        outcomes: &[DeliveryOutcome],
+    ) -> CoreResult<usize>;
+    /// Marks a delivery delivered and wipes its payload (one [`DeliveryResult::Delivered`]).
     async fn complete_delivery(
         &self,
         id: DeliveryId,
         owner: &str,
         now: Timestamp,
         audit: &[AuditEvent],
-    ) -> CoreResult<()>;
+    ) -> CoreResult<()> {
+        let outcome = DeliveryOutcome {
+            id,
+            result: DeliveryResult::Delivered { at: now },
+            audit: audit.to_vec(),
+        };
+        self.record_delivery_outcomes(owner, &[outcome])
+            .await
+            .map(|_| ())
+    }
     /// Records a failed attempt by the lease holder `owner`: retry at `retry_at`, or dead
-    /// when `None`.
+    /// when `None` (one [`DeliveryResult::Failed`]).
     async fn fail_delivery(
         &self,
         id: DeliveryId,
@@ -275,7 +296,19 @@ pub trait Store: Send + Sync + 'static {
         error: &str,
         retry_at: Option<Timestamp>,
         audit: &[AuditEvent],
-    ) -> CoreResult<()>;
+    ) -> CoreResult<()> {
+        let outcome = DeliveryOutcome {
+            id,
+            result: DeliveryResult::Failed {
+                error: error.to_string(),
+                retry_at,
+            },
+            audit: audit.to_vec(),
+        };
+        self.record_delivery_outcomes(owner, &[outcome])
+            .await
+            .map(|_| ())
+    }
     async fn get_delivery(&self, id: DeliveryId) -> CoreResult<Option<Delivery>>;
     /// Newest first, optionally one app's and one state's.
     async fn list_deliveries(

@@ -1,14 +1,19 @@
 //! The dispatcher loop and the handling of one delivery.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::StreamExt as _;
 
 use rekey_core::clock::Clock;
 use rekey_core::crypto::Sealer;
 use rekey_core::error::{CoreError, CoreResult};
 use rekey_core::metrics::DELIVERY_ATTEMPTS;
-use rekey_core::model::AuditContext;
-use rekey_core::notify::{backoff_ms, payload_context, Delivery, Destination};
+use rekey_core::model::{AppId, AuditContext, DeliveryId, DestinationId};
+use rekey_core::notify::{
+    backoff_ms, payload_context, Delivery, DeliveryOutcome, DeliveryResult, Destination,
+};
 use rekey_core::store::Store;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{watch, Notify};
@@ -26,23 +31,19 @@ pub struct DispatchSettings {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
-    /// Rows claimed at once. Sends run one after another, so the batch must finish within
-    /// the lease: see [`DispatchSettings::safe_batch`].
+    /// Rows claimed at once (their outcomes are recorded in one transaction).
     pub batch: u32,
+    /// Sends in flight at once within a batch (one app's deliveries always go one by one).
+    pub parallel_sends: usize,
     /// Longest time one send may take.
     pub send_timeout: Duration,
     /// How often to look for due rows when nobody wakes us.
     pub poll_interval: Duration,
 }
 
-impl DispatchSettings {
-    /// The largest batch whose sends all end within the lease even if each one times out
-    /// (with one send's time to spare), capped at `max`.
-    pub fn safe_batch(lease: Duration, send_timeout: Duration, max: u32) -> u32 {
-        let fits = lease.as_secs_f64() / send_timeout.as_secs_f64().max(0.001) - 1.0;
-        (fits.floor().max(1.0) as u32).min(max)
-    }
-}
+/// A batch's last send must start this long before the lease ends (at most half the room
+/// the lease leaves beside one send), so that its outcome is recorded while the rows are ours.
+const RECORDING_MARGIN: Duration = Duration::from_secs(1);
 
 impl Default for DispatchSettings {
     fn default() -> Self {
@@ -52,12 +53,16 @@ impl Default for DispatchSettings {
             max_attempts: 12,
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(600),
-            batch: 5,
+            batch: 64,
+            parallel_sends: 32,
             send_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
         }
     }
 }
+
+/// Each claimed delivery's destination, or why it has none.
+type Destinations = HashMap<DeliveryId, Result<Destination, SendError>>;
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -97,9 +102,17 @@ impl Dispatcher {
         }
     }
 
-    /// Claims one batch of due deliveries and attempts each. Returns how many were attempted.
+    /// Claims one batch of due deliveries, sends them, and records every outcome in one
+    /// transaction. Returns how many were claimed.
+    ///
+    /// Deliveries of one app are sent one after another, in the order they were claimed
+    /// (oldest first); different apps' deliveries are sent in parallel, up to
+    /// `parallel_sends` at once. A send starts only while it can still end within the lease
+    /// (`send_timeout` and a margin for the recording before it runs out); a delivery left
+    /// unsent for lack of time is released, its attempt not counted, for the next batch.
     pub async fn try_execute_batch(&self) -> CoreResult<usize> {
         let now = self.clock.now();
+        let started = tokio::time::Instant::now();
         let claimed = self
             .store
             .claim_deliveries(
@@ -109,10 +122,59 @@ impl Dispatcher {
                 self.settings.batch,
             )
             .await?;
-        for d in &claimed {
-            self.attempt(d).await?;
+        if claimed.is_empty() {
+            return Ok(0);
         }
-        Ok(claimed.len())
+        let room = self
+            .settings
+            .lease
+            .saturating_sub(self.settings.send_timeout);
+        let start_by = started + room.saturating_sub(RECORDING_MARGIN.min(room / 2));
+        let destinations = self.destinations_of(&claimed).await;
+        let count = claimed.len();
+        let mut by_app: Vec<Vec<Delivery>> = Vec::new();
+        let mut group_of: HashMap<AppId, usize> = HashMap::new();
+        for d in claimed {
+            let g = *group_of.entry(d.app_id).or_insert_with(|| {
+                by_app.push(Vec::new());
+                by_app.len() - 1
+            });
+            by_app[g].push(d);
+        }
+        let outcomes: Vec<DeliveryOutcome> = futures_util::stream::iter(by_app)
+            .map(|group| self.send_in_order(group, &destinations, start_by))
+            .buffer_unordered(self.settings.parallel_sends.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        self.store
+            .record_delivery_outcomes(&self.settings.owner, &outcomes)
+            .await?;
+        Ok(count)
+    }
+
+    /// One app's deliveries, one after another.
+    async fn send_in_order(
+        &self,
+        group: Vec<Delivery>,
+        destinations: &Destinations,
+        start_by: tokio::time::Instant,
+    ) -> Vec<DeliveryOutcome> {
+        let mut outcomes = Vec::with_capacity(group.len());
+        for d in &group {
+            if tokio::time::Instant::now() > start_by {
+                outcomes.push(DeliveryOutcome {
+                    id: d.id,
+                    result: DeliveryResult::Released,
+                    audit: Vec::new(),
+                });
+                continue;
+            }
+            outcomes.push(self.attempt(d, destinations).await);
+        }
+        outcomes
     }
 
     /// Attempts every due delivery until none is due (tests, shutdown).
@@ -127,8 +189,9 @@ impl Dispatcher {
         }
     }
 
-    async fn attempt(&self, d: &Delivery) -> CoreResult<()> {
-        let (sink, result) = self.send(d).await;
+    /// Sends one delivery and says what became of it (recorded by the caller).
+    async fn attempt(&self, d: &Delivery, destinations: &Destinations) -> DeliveryOutcome {
+        let (sink, result) = self.send(d, destinations).await;
         let now = self.clock.now();
         let counted = |outcome: &'static str| {
             metrics::counter!(DELIVERY_ATTEMPTS, "sink" => sink, "outcome" => outcome).increment(1)
@@ -148,26 +211,23 @@ impl Dispatcher {
                     "attempt": d.attempts,
                 }))
         };
-        match result {
+        let (result, audit) = match result {
             Ok(()) => {
                 counted("delivered");
                 tracing::info!(delivery = %d.id, notification = %d.notification_id, "notification delivered");
-                self.store
-                    .complete_delivery(
-                        d.id,
-                        &self.settings.owner,
-                        now,
-                        &[event("notification.delivered")],
-                    )
-                    .await
+                (
+                    DeliveryResult::Delivered { at: now },
+                    event("notification.delivered"),
+                )
             }
             Err(e) if d.attempts >= self.settings.max_attempts => {
                 counted("dead");
                 tracing::warn!(delivery = %d.id, error = %e.0, attempts = d.attempts, "delivery is dead");
-                let ev = event("notification.dead").failed();
-                self.store
-                    .fail_delivery(d.id, &self.settings.owner, &e.0, None, &[ev])
-                    .await
+                let failed = DeliveryResult::Failed {
+                    error: e.0,
+                    retry_at: None,
+                };
+                (failed, event("notification.dead").failed())
             }
             Err(e) => {
                 counted("failed");
@@ -179,20 +239,36 @@ impl Dispatcher {
                 );
                 tracing::info!(delivery = %d.id, error = %e.0, retry_in_ms = wait, "delivery failed; will retry");
                 let retry_at = rekey_core::Timestamp::from_millis(now.as_millis() + wait);
-                let ev = event("notification.failed").failed();
-                self.store
-                    .fail_delivery(d.id, &self.settings.owner, &e.0, Some(retry_at), &[ev])
-                    .await
+                let failed = DeliveryResult::Failed {
+                    error: e.0,
+                    retry_at: Some(retry_at),
+                };
+                (failed, event("notification.failed").failed())
             }
+        };
+        DeliveryOutcome {
+            id: d.id,
+            result,
+            audit: vec![audit],
         }
     }
 
     /// Sends one delivery; returns the sink kind it went to (`none` when none was found),
     /// for the metrics.
-    async fn send(&self, d: &Delivery) -> (&'static str, Result<(), SendError>) {
-        let dest = match self.destination_of(d).await {
-            Ok(dest) => dest,
-            Err(e) => return ("none", Err(e)),
+    async fn send(
+        &self,
+        d: &Delivery,
+        destinations: &Destinations,
+    ) -> (&'static str, Result<(), SendError>) {
+        let dest = match destinations.get(&d.id) {
+            Some(Ok(dest)) => dest,
+            Some(Err(e)) => return ("none", Err(e.clone())),
+            None => {
+                return (
+                    "none",
+                    Err(SendError("no destination was looked up".into())),
+                )
+            }
         };
         let sink = dest.target.kind();
         let sent = async {
@@ -204,33 +280,50 @@ impl Dispatcher {
                 .payload_sealer
                 .open(sealed, &payload_context(d.id))
                 .map_err(|_| SendError("the payload does not open with this server key".into()))?;
-            tokio::time::timeout(self.settings.send_timeout, self.sink.send(&dest, d, &body))
+            tokio::time::timeout(self.settings.send_timeout, self.sink.send(dest, d, &body))
                 .await
                 .unwrap_or_else(|_| Err(SendError("the destination did not answer in time".into())))
         };
         (sink, sent.await)
     }
 
-    /// The destination the notification was addressed to; if it was replaced since, the
-    /// app's current one for the type (its Notification Preferences now).
-    async fn destination_of(&self, d: &Delivery) -> Result<Destination, SendError> {
+    /// Each claimed delivery's destination: the one the notification was addressed to; if
+    /// it was replaced since, the app's current one for the type (its Notification
+    /// Preferences now). One query for the batch, one more per replaced destination.
+    async fn destinations_of(&self, claimed: &[Delivery]) -> Destinations {
         let storage = |e: CoreError| SendError(format!("storage error: {e}"));
-        let dest = match self
-            .store
-            .get_destination_by_id(d.destination_id)
-            .await
-            .map_err(storage)?
-        {
-            Some(dest) => Some(dest),
-            None => self
-                .store
-                .get_destination(d.app_id, d.notification_type)
-                .await
-                .map_err(storage)?,
+        let mut ids: Vec<DestinationId> = claimed.iter().map(|d| d.destination_id).collect();
+        ids.sort_by_key(|id| id.to_string());
+        ids.dedup();
+        let found = match self.store.get_destinations_by_ids(&ids).await {
+            Ok(found) => found,
+            Err(e) => {
+                let e = storage(e);
+                return claimed.iter().map(|d| (d.id, Err(e.clone()))).collect();
+            }
         };
-        dest.ok_or_else(|| {
-            SendError("the app has no destination for this notification type".into())
-        })
+        let by_id: HashMap<DestinationId, Destination> =
+            found.into_iter().map(|dest| (dest.id, dest)).collect();
+        let mut out = HashMap::with_capacity(claimed.len());
+        for d in claimed {
+            let dest = match by_id.get(&d.destination_id) {
+                Some(dest) => Ok(dest.clone()),
+                None => self
+                    .store
+                    .get_destination(d.app_id, d.notification_type)
+                    .await
+                    .map_err(storage)
+                    .and_then(|dest| {
+                        dest.ok_or_else(|| {
+                            SendError(
+                                "the app has no destination for this notification type".into(),
+                            )
+                        })
+                    }),
+            };
+            out.insert(d.id, dest);
+        }
+        out
     }
 
     /// Delivers until `stop` turns true: a batch whenever woken or every poll interval.
@@ -247,20 +340,5 @@ impl Dispatcher {
                 _ = stop.changed() => return,
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_always_ends_within_its_lease() {
-        let s = |l, t, m| {
-            DispatchSettings::safe_batch(Duration::from_secs(l), Duration::from_secs(t), m)
-        };
-        assert_eq!(s(60, 10, 16), 5);
-        assert_eq!(s(600, 10, 16), 16);
-        assert_eq!(s(11, 10, 16), 1);
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderName, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,7 +21,6 @@ use rekey_core::token::sealed_by;
 use rekey_store::SqlStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
@@ -688,7 +687,6 @@ async fn reload_keys_periodically(state: SharedState, mut stop: watch::Receiver<
 
 /// Every route, with the shared layers: request ids, tracing, timeouts.
 pub fn router(state: SharedState) -> Router {
-    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let timeout = Duration::from_secs(state.config.request_timeout_seconds);
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -710,7 +708,6 @@ pub fn router(state: SharedState) -> Router {
     };
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(add_request_id_to_errors))
         // Inside the trace layer, so that a request that times out still gets its access line.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -727,21 +724,23 @@ pub fn router(state: SharedState) -> Router {
                         .latency_unit(LatencyUnit::Micros),
                 ),
         )
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            prepare_request,
+            request_context,
         ))
         .with_state(state)
 }
 
-/// The outermost step of every request. It works out the client's address once (through the
-/// trusted proxies; [`ClientAddr`]). And the request id is always Rekey's own (a UUID, set
-/// next): a caller's `x-request-id` is untrusted input, moved to `x-client-request-id`, kept
-/// only when it is at most 128 printable ASCII characters, and logged as that, never as the
-/// request id nor in audit events or error bodies.
-async fn prepare_request(
+/// The outermost step of every request (one layer: each layer costs every token request).
+/// - It works out the client's address once (through the trusted proxies; [`ClientAddr`]).
+/// - The request id is always Rekey's own, a new UUID, in the request's `x-request-id` (for
+///   the span and the handlers) and the response's. A caller's `x-request-id` is untrusted
+///   input, moved to `x-client-request-id`, kept only when it is at most 128 printable ASCII
+///   characters, and logged as that, never as the request id nor in audit events or error
+///   bodies.
+/// - Error bodies that ask for it ([`FillRequestId`]) get the request id, so a client can
+///   quote it to an operator.
+async fn request_context(
     State(state): State<SharedState>,
     mut req: Request,
     next: Next,
@@ -760,7 +759,22 @@ async fn prepare_request(
                 .insert(HeaderName::from_static(CLIENT_REQUEST_ID_HEADER), theirs);
         }
     }
-    next.run(req).await
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    let request_id = HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    req.headers_mut().insert(
+        HeaderName::from_static(REQUEST_ID_HEADER),
+        request_id.clone(),
+    );
+    let mut res = next.run(req).await;
+    res.headers_mut().insert(
+        HeaderName::from_static(REQUEST_ID_HEADER),
+        request_id.clone(),
+    );
+    if res.extensions().get::<FillRequestId>().is_none() {
+        return res;
+    }
+    add_request_id_to_body(res, &request_id).await
 }
 
 async fn readyz(State(state): State<SharedState>) -> Response {
@@ -822,17 +836,8 @@ async fn not_found() -> Response {
     crate::errors::ApiError::not_found("No such endpoint").into_response()
 }
 
-/// Puts the request id into error bodies that ask for it ([`FillRequestId`]), so a client
-/// can quote it to an operator.
-async fn add_request_id_to_errors(req: Request, next: Next) -> Response {
-    let request_id = req.headers().get(REQUEST_ID_HEADER).cloned();
-    let res = next.run(req).await;
-    if res.extensions().get::<FillRequestId>().is_none() {
-        return res;
-    }
-    let Some(id) = request_id else {
-        return res;
-    };
+/// Puts the request id into an error body (a JSON object) as `requestId`.
+async fn add_request_id_to_body(res: Response, id: &HeaderValue) -> Response {
     let (mut parts, body) = res.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
         return Response::from_parts(parts, axum::body::Body::empty());

@@ -68,11 +68,8 @@ impl AppState {
             max_attempts: config.delivery_max_attempts,
             backoff_base: Duration::from_millis(config.delivery_backoff_base_ms),
             backoff_cap: Duration::from_secs(config.delivery_backoff_max_seconds),
-            batch: DispatchSettings::safe_batch(
-                Duration::from_secs(config.delivery_lease_seconds),
-                Duration::from_secs(config.delivery_timeout_seconds),
-                16,
-            ),
+            batch: DispatchSettings::default().batch,
+            parallel_sends: DispatchSettings::default().parallel_sends,
             send_timeout: Duration::from_secs(config.delivery_timeout_seconds),
             poll_interval: Duration::from_millis(config.dispatcher_poll_ms),
         };

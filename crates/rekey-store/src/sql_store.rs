@@ -17,7 +17,9 @@ use rekey_core::model::{
     UserId,
 };
 use rekey_core::model::{DeliveryId, DestinationId};
-use rekey_core::notify::{Delivery, DeliveryState, Destination, NotificationType};
+use rekey_core::notify::{
+    Delivery, DeliveryOutcome, DeliveryResult, DeliveryState, Destination, NotificationType,
+};
 use rekey_core::rotation_policy::RotationPolicy;
 use rekey_core::store::{
     AuditFilter, ClientRecord, LockedApp, MembershipChanges, MembershipPlan, Page, SecretChanges,
@@ -404,6 +406,9 @@ fn log_audit_event(e: &AuditEvent) {
     );
 }
 
+/// Audit events per multi-row INSERT (14 parameters each; well under every limit).
+const AUDIT_ROWS_PER_INSERT: usize = 50;
+
 /// Writes audit events, each linked into its chain (see `rekey_core::audit_chain`). The
 /// chain's head row is locked (an upsert) until the transaction ends, so events of one chain
 /// are linked one after the other even across nodes.
@@ -441,6 +446,7 @@ async fn insert_audit(tx: &mut WriteTx, events: &[AuditEvent]) -> CoreResult<()>
         let count: i64 = sqlx::Row::try_get(&head, "events").map_err(db_err)?;
         heads.insert(chain, (last, u64::try_from(count).unwrap_or(0)));
     }
+    let mut rows = Vec::with_capacity(events.len());
     for e in events {
         let chain = audit_chain::chain_of(e);
         let Some((previous, count)) = heads.get_mut(&chain) else {
@@ -448,30 +454,46 @@ async fn insert_audit(tx: &mut WriteTx, events: &[AuditEvent]) -> CoreResult<()>
         };
         let fields = AuditFields::of(e);
         let link = audit_chain::link(key, previous, &fields.content(&chain));
-        sqlx::query(
-            "INSERT INTO audit_events (id, time, action, actor, org_id, app_id, secret_id, \
-             request_id, source, outcome, details, chain, prev_link, link) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(fields.id.clone())
-        .bind(fields.time_ms)
-        .bind(e.action.clone())
-        .bind(e.actor.clone())
-        .bind(fields.org_id.clone())
-        .bind(fields.app_id.clone())
-        .bind(fields.secret_id.clone())
-        .bind(e.request_id.clone())
-        .bind(e.source.clone())
-        .bind(fields.outcome)
-        .bind(fields.details.clone())
-        .bind(chain.clone())
-        .bind(previous.clone())
-        .bind(link.clone())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-        *previous = link;
+        let prev_link = std::mem::replace(previous, link.clone());
         *count += 1;
+        rows.push((fields, chain, prev_link, link));
+    }
+    // Multi-row inserts (a batch of deliveries or a policy pass writes many events): one
+    // statement per chunk instead of one per event. Rows keep their order, so `seq` follows
+    // the links.
+    for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                let b = i * 14;
+                let params: Vec<String> = (1..=14).map(|k| format!("${}", b + k)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO audit_events (id, time, action, actor, org_id, app_id, secret_id, \
+             request_id, source, outcome, details, chain, prev_link, link) VALUES {values}"
+        );
+        let mut q = sqlx::query(&sql);
+        for (fields, chain, prev_link, link) in chunk {
+            let e = fields.event;
+            q = q
+                .bind(fields.id.clone())
+                .bind(fields.time_ms)
+                .bind(e.action.clone())
+                .bind(e.actor.clone())
+                .bind(fields.org_id.clone())
+                .bind(fields.app_id.clone())
+                .bind(fields.secret_id.clone())
+                .bind(e.request_id.clone())
+                .bind(e.source.clone())
+                .bind(fields.outcome)
+                .bind(fields.details.clone())
+                .bind(chain.clone())
+                .bind(prev_link.clone())
+                .bind(link.clone());
+        }
+        q.execute(&mut *conn).await.map_err(db_err)?;
     }
     for (chain, (last, count)) in heads {
         sqlx::query(
@@ -1314,6 +1336,27 @@ impl Store for SqlStore {
         .transpose()
     }
 
+    async fn get_destinations_by_ids(&self, ids: &[DestinationId]) -> CoreResult<Vec<Destination>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let params: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id IN ({})",
+            params.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id.to_string());
+        }
+        q.fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(rows::destination)
+            .collect()
+    }
+
     async fn list_destinations(&self, app: AppId) -> CoreResult<Vec<Destination>> {
         sqlx::query(&format!(
             "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE app_id = $1 ORDER BY notification_type"
@@ -1404,53 +1447,75 @@ impl Store for SqlStore {
         .await
         .map_err(db_err)?;
         self.commit(tx).await?;
-        claimed.iter().map(rows::delivery).collect()
+        // RETURNING gives no order: sort, so that the dispatcher sends one app's
+        // notifications oldest first.
+        let mut claimed = claimed
+            .iter()
+            .map(rows::delivery)
+            .collect::<CoreResult<Vec<_>>>()?;
+        claimed.sort_by_key(|d| (d.next_attempt_at, d.created_at));
+        Ok(claimed)
     }
 
-    async fn complete_delivery(
+    async fn record_delivery_outcomes(
         &self,
-        id: DeliveryId,
         owner: &str,
-        now: Timestamp,
-        audit: &[AuditEvent],
-    ) -> CoreResult<()> {
-        self.change_one(
-            sqlx::query(
-            "UPDATE deliveries SET state = 'delivered', sealed_payload = NULL, delivered_at = $1, \
-             lease_owner = NULL, lease_until = NULL, last_error = NULL \
-             WHERE id = $2 AND state = 'pending' AND lease_owner = $3",
-        )
-        .bind(ms(now))
-        .bind(id.to_string())
-        .bind(owner.to_string()),
-            audit,
-        )
-        .await.map(|_| ())
-    }
-
-    async fn fail_delivery(
-        &self,
-        id: DeliveryId,
-        owner: &str,
-        error: &str,
-        retry_at: Option<Timestamp>,
-        audit: &[AuditEvent],
-    ) -> CoreResult<()> {
-        let (state, next) = match retry_at {
-            Some(t) => ("pending", Some(ms(t))),
-            None => ("dead", None),
-        };
-        let statement = sqlx::query(
-            "UPDATE deliveries SET state = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
-             last_error = $3, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $4 AND state = 'pending' AND lease_owner = $5",
-        )
-        .bind(state)
-        .bind(next)
-        .bind(error.chars().take(1000).collect::<String>())
-        .bind(id.to_string())
-        .bind(owner.to_string());
-        self.change_one(statement, audit).await.map(|_| ())
+        outcomes: &[DeliveryOutcome],
+    ) -> CoreResult<usize> {
+        if outcomes.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut audit = Vec::new();
+        let mut applied = 0;
+        for o in outcomes {
+            let statement = match &o.result {
+                DeliveryResult::Delivered { at } => sqlx::query(
+                    "UPDATE deliveries SET state = 'delivered', sealed_payload = NULL, \
+                     delivered_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
+                     WHERE id = $2 AND state = 'pending' AND lease_owner = $3",
+                )
+                .bind(ms(*at))
+                .bind(o.id.to_string())
+                .bind(owner.to_string()),
+                DeliveryResult::Failed { error, retry_at } => {
+                    let (state, next) = match retry_at {
+                        Some(t) => ("pending", Some(ms(*t))),
+                        None => ("dead", None),
+                    };
+                    sqlx::query(
+                        "UPDATE deliveries SET state = $1, \
+                         next_attempt_at = COALESCE($2, next_attempt_at), last_error = $3, \
+                         lease_owner = NULL, lease_until = NULL \
+                         WHERE id = $4 AND state = 'pending' AND lease_owner = $5",
+                    )
+                    .bind(state)
+                    .bind(next)
+                    .bind(error.chars().take(1000).collect::<String>())
+                    .bind(o.id.to_string())
+                    .bind(owner.to_string())
+                }
+                DeliveryResult::Released => sqlx::query(
+                    "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL, \
+                     attempts = attempts - 1 \
+                     WHERE id = $1 AND state = 'pending' AND lease_owner = $2",
+                )
+                .bind(o.id.to_string())
+                .bind(owner.to_string()),
+            };
+            let changed = statement
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            if changed == 1 {
+                applied += 1;
+                audit.extend_from_slice(&o.audit);
+            }
+        }
+        insert_audit(&mut tx, &audit).await?;
+        self.commit(tx).await?;
+        Ok(applied)
     }
 
     async fn get_delivery(&self, id: DeliveryId) -> CoreResult<Option<Delivery>> {

@@ -2,13 +2,13 @@
 //! with an API token (both printed as JSON), and as many filler apps (each with one current
 //! secret) as asked, with bulk inserts.
 //! Usage: rekey-bench-seed <database url> <data dir (for server.key)> <number of apps>
-
-use std::io::Write as _;
+//!        [credentials file]
+//! With a credentials file, every app's Basic credentials (base64 `id:secret`) are written
+//! there, one per line, for the many-clients scenario (`bench/token-many.lua`).
 
 use rekey_bench::app_settings;
 use rekey_core::apps::new_app;
 use rekey_core::clock::{Clock, SystemClock};
-use rekey_core::crypto::ServerKey;
 use rekey_core::model::{Membership, Org, OrgId, Principal, Role, User, UserId};
 use rekey_core::ops::api_tokens::new_api_token;
 use rekey_core::store::Store;
@@ -17,31 +17,18 @@ use secrecy::ExposeSecret;
 
 const ROWS_PER_INSERT: usize = 400;
 
-fn server_key(data_dir: &std::path::Path) -> anyhow::Result<ServerKey> {
-    let path = data_dir.join("server.key");
-    if path.exists() {
-        return Ok(ServerKey::from_base64(&std::fs::read_to_string(&path)?)?);
-    }
-    std::fs::create_dir_all(data_dir)?;
-    let key = ServerKey::generate();
-    let mut f = std::fs::File::create(&path)?;
-    f.write_all(key.to_base64().as_bytes())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(key)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, data_dir, count] = args.as_slice() else {
-        anyhow::bail!("usage: rekey-bench-seed <database url> <data dir> <number of apps>");
+    let (url, data_dir, count, credentials_file) = match args.as_slice() {
+        [_, url, dir, count] => (url, dir, count, None),
+        [_, url, dir, count, file] => (url, dir, count, Some(file)),
+        _ => anyhow::bail!(
+            "usage: rekey-bench-seed <database url> <data dir> <number of apps> [credentials file]"
+        ),
     };
     let count: usize = count.parse()?;
-    let key = server_key(std::path::Path::new(data_dir))?;
+    let key = rekey_bench::server_key(std::path::Path::new(data_dir))?;
     let store = SqlStore::connect(url, 4).await?;
     store.migrate().await?;
     let now = SystemClock.now();
@@ -86,6 +73,12 @@ async fn main() -> anyhow::Result<()> {
         now,
     );
     store.create_api_token(&token, &[]).await?;
+
+    let basic = |id: &str, secret: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    };
+    let mut credentials = vec![basic(&app.client_id, plain.expose_secret())];
 
     // Filler apps, in multi-row inserts inside one transaction per chunk.
     let pool = sqlx::AnyPool::connect(url).await?;
@@ -137,7 +130,15 @@ async fn main() -> anyhow::Result<()> {
         }
         q.execute(&mut *tx).await?;
         tx.commit().await?;
+        if credentials_file.is_some() {
+            for (a, _, plain) in &apps {
+                credentials.push(basic(&a.client_id, plain.expose_secret()));
+            }
+        }
         done += n;
+    }
+    if let Some(file) = credentials_file {
+        std::fs::write(file, credentials.join("\n") + "\n")?;
     }
     println!(
         "{}",

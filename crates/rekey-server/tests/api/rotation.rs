@@ -514,21 +514,246 @@ async fn two_dispatchers_racing_deliver_each_notification_and_never_concurrently
             assert_eq!(s.len(), 60);
             assert!(s.values().all(|&(_, max, sends)| max == 1 && sends >= 1));
         }
-        let pending = app
-            .store()
-            .list_deliveries(
+        let pending = deliveries_in(&app, DeliveryState::Pending).await;
+        assert!(pending.is_empty());
+    }
+}
+
+/// Records the order of sends and how many run at once, overall and per app.
+#[derive(Default)]
+struct OrderSink {
+    delay: Duration,
+    state: Mutex<OrderState>,
+}
+
+#[derive(Default)]
+struct OrderState {
+    sent: Vec<(AppId, NotificationId)>,
+    in_flight: HashMap<AppId, u32>,
+    most_per_app: u32,
+    total_in_flight: u32,
+    most_overall: u32,
+}
+
+#[async_trait::async_trait]
+impl Sink for OrderSink {
+    async fn send(&self, _: &Destination, d: &Delivery, _: &[u8]) -> Result<(), SendError> {
+        {
+            let mut s = self.state.lock().unwrap();
+            s.sent.push((d.app_id, d.notification_id));
+            let n = s.in_flight.entry(d.app_id).or_default();
+            *n += 1;
+            let n = *n;
+            s.most_per_app = s.most_per_app.max(n);
+            s.total_in_flight += 1;
+            s.most_overall = s.most_overall.max(s.total_in_flight);
+        }
+        tokio::time::sleep(self.delay).await;
+        let mut s = self.state.lock().unwrap();
+        *s.in_flight.get_mut(&d.app_id).unwrap() -= 1;
+        s.total_in_flight -= 1;
+        Ok(())
+    }
+}
+
+/// `per_app` new-secret deliveries for each of `apps` new apps (each with a file
+/// destination), due one millisecond apart: the claim order. Returns them per app, in order.
+async fn enqueue_for_apps(
+    app: &crate::helpers::TestApp,
+    apps: usize,
+    per_app: usize,
+) -> Vec<Vec<NotificationId>> {
+    let mut out = Vec::new();
+    let now = app.clock.now();
+    let mut items = Vec::new();
+    for _ in 0..apps {
+        let c = app.create_app(json!({})).await;
+        let dest = app
+            .set_destination(
+                c.app.id,
+                "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+                json!({"kind": "file", "directory": "unused"}),
+            )
+            .await;
+        let dest_id =
+            rekey_core::model::DestinationId::parse(dest["id"].as_str().unwrap()).unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..per_app {
+            let nid = NotificationId::new();
+            let due = rekey_core::Timestamp::from_millis(now.as_millis() + items.len() as i64);
+            let env = envelope(
+                NotificationType::NewSecret,
+                nid,
+                &c.app.client_id,
+                dest_id,
+                json!({}),
+                due,
+            );
+            items.push(Delivery::new(
+                &app.state.ops.outbox_sealer,
+                nid,
+                AppId(c.app.id),
                 app.org_id,
+                NotificationType::NewSecret,
+                dest_id,
+                &env,
                 None,
-                Some(DeliveryState::Pending),
+                due,
+            ));
+            ids.push(nid);
+        }
+        out.push(ids);
+    }
+    // Interleave the apps' rows, so that the claim order is not simply app by app.
+    items.sort_by_key(|d| {
+        (
+            d.next_attempt_at.as_millis() % per_app as i64,
+            d.next_attempt_at,
+        )
+    });
+    app.store().enqueue_deliveries(&items, &[]).await.unwrap();
+    out
+}
+
+/// The org's deliveries in `state` (the first 1,000).
+async fn deliveries_in(app: &crate::helpers::TestApp, state: DeliveryState) -> Vec<Delivery> {
+    app.store()
+        .list_deliveries(
+            app.org_id,
+            None,
+            Some(state),
+            Page {
+                start: 0,
+                limit: 1000,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+fn dispatcher(
+    app: &crate::helpers::TestApp,
+    sink: Arc<dyn Sink>,
+    settings: DispatchSettings,
+) -> Dispatcher {
+    Dispatcher::new(
+        Arc::new(app.db.store.clone()),
+        app.clock.clone(),
+        app.key.sealer("outbox"),
+        sink,
+        settings,
+        Arc::new(tokio::sync::Notify::new()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_sends_apps_in_parallel_and_each_apps_notifications_in_order() {
+    for db in TestDb::all().await {
+        let app = spawn_app_on(db, test_config()).await;
+        let expected = enqueue_for_apps(&app, 4, 3).await;
+        app.clock.advance(Duration::from_secs(1));
+        let sink = Arc::new(OrderSink {
+            delay: Duration::from_millis(30),
+            ..Default::default()
+        });
+        let d = dispatcher(&app, sink.clone(), DispatchSettings::default());
+        // One batch: claimed, sent, and recorded in one transaction.
+        assert_eq!(d.try_execute_batch().await.unwrap(), 12);
+        {
+            let s = sink.state.lock().unwrap();
+            assert_eq!(s.sent.len(), 12);
+            assert_eq!(
+                s.most_per_app, 1,
+                "one app's notifications go one at a time"
+            );
+            assert!(
+                s.most_overall >= 2,
+                "apps are sent in parallel: {}",
+                s.most_overall
+            );
+            for ids in &expected {
+                let order: Vec<NotificationId> = s
+                    .sent
+                    .iter()
+                    .filter(|(_, n)| ids.contains(n))
+                    .map(|(_, n)| *n)
+                    .collect();
+                assert_eq!(
+                    &order, ids,
+                    "each app's notifications in the order they were due"
+                );
+            }
+        }
+        let delivered = deliveries_in(&app, DeliveryState::Delivered).await;
+        assert_eq!(delivered.len(), 12);
+        assert!(delivered
+            .iter()
+            .all(|d| d.attempts == 1 && d.sealed_payload.is_none()));
+        let audit = app
+            .store()
+            .list_audit(
+                &rekey_core::store::AuditFilter {
+                    org: Some(app.org_id),
+                    action: Some("notification.delivered".into()),
+                    ..Default::default()
+                },
                 Page {
                     start: 0,
-                    limit: 1000,
+                    limit: 100,
                 },
             )
             .await
             .unwrap();
-        assert!(pending.is_empty());
+        assert_eq!(
+            audit.len(),
+            12,
+            "one audit event per delivery, in the batch's transaction"
+        );
+        let report = app
+            .store()
+            .verify_audit_chain(&app.org_id.to_string())
+            .await
+            .unwrap();
+        assert!(report.broken.is_none(), "{report:?}");
+        assert!(report.events >= 12, "{report:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_could_not_end_within_the_lease_is_released_not_counted() {
+    let app = spawn_app().await;
+    let expected = enqueue_for_apps(&app, 1, 3).await;
+    app.clock.advance(Duration::from_secs(1));
+    let sink = Arc::new(OrderSink {
+        delay: Duration::from_millis(600),
+        ..Default::default()
+    });
+    // Lease 3 s, sends up to 1 s: a send must start within 1 s of the claim (1 s is kept
+    // for recording). The third send would start at 1.2 s.
+    let settings = DispatchSettings {
+        lease: Duration::from_secs(3),
+        send_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let d = dispatcher(&app, sink.clone(), settings);
+    assert_eq!(d.try_execute_batch().await.unwrap(), 3);
+    assert_eq!(sink.state.lock().unwrap().sent.len(), 2);
+    let pending = deliveries_in(&app, DeliveryState::Pending).await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].notification_id, expected[0][2]);
+    assert_eq!(
+        pending[0].attempts, 0,
+        "the attempt that never started is not counted"
+    );
+    assert_eq!(
+        pending[0].lease_owner, None,
+        "released at once, not at the lease's end"
+    );
+    // The next batch takes it at once.
+    assert_eq!(d.try_execute_batch().await.unwrap(), 1);
+    let s = sink.state.lock().unwrap();
+    let order: Vec<NotificationId> = s.sent.iter().map(|(_, n)| *n).collect();
+    assert_eq!(order, expected[0]);
 }
 
 #[tokio::test]
