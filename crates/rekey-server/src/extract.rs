@@ -20,7 +20,7 @@ use crate::errors::ApiError;
 use crate::state::SharedState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Where a caller's own `x-request-id` goes (see `startup::prepare_request`).
+/// Where a caller's own `x-request-id` goes (see `startup::request_context`).
 pub const CLIENT_REQUEST_ID_HEADER: &str = "x-client-request-id";
 
 /// The bearer token of a request: `Authorization: Bearer` or CSP's `csp-auth-token`.

@@ -68,10 +68,10 @@ impl AppState {
             max_attempts: config.delivery_max_attempts,
             backoff_base: Duration::from_millis(config.delivery_backoff_base_ms),
             backoff_cap: Duration::from_secs(config.delivery_backoff_max_seconds),
-            batch: DispatchSettings::default().batch,
-            parallel_sends: DispatchSettings::default().parallel_sends,
             send_timeout: Duration::from_secs(config.delivery_timeout_seconds),
             poll_interval: Duration::from_millis(config.dispatcher_poll_ms),
+            // Batch size and parallel sends are fixed (BENCHMARKS.md, issue 16).
+            ..DispatchSettings::default()
         };
         let guard = rekey_dispatch::guard::DestinationGuard::new(AddressPolicy {
             allowed: config
