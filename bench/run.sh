@@ -8,8 +8,10 @@
 # apps, with and without the client cache) and on PostgreSQL (when REKEY_BENCH_POSTGRES_URL is
 # set), server pinned to core 0 and wrk to core 1; the cold path (100,000 clients in random
 # order, cache entries that live 1 s); sustained rotation with delivery to the spool
-# (rekey-bench-delivery, both stores); console pages with 10,000 apps (bench/console.py); a
-# rotation-policy pass over 100,000 apps (rekey-bench-policy); then rotation throughput,
+# (rekey-bench-delivery, both stores); NOTIFY at commit against a notification sent after
+# it (pgbench) and one to three nodes on one PostgreSQL database; console pages with 10,000
+# apps (bench/console.py); a rotation-policy pass over 100,000 apps (rekey-bench-policy);
+# then rotation throughput,
 # rotation-to-delivery latency (moto SQS and a webhook) and the kill -9 fault run
 # (bench/rotation.py).
 set -euo pipefail
@@ -105,6 +107,13 @@ start_baseline() { # client id, secret
 stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The machine's CPU ticks in all and stolen by the hypervisor ("total steal"): a VM whose
+# host is busy loses time it cannot see as its own load, so long runs report the share.
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $9 }' /proc/stat; }
+steal_share() { # ticks before ("total steal"), after
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    t = y[1] - x[1]; share = 0; if (t > 0) share = 100 * (y[2] - x[2]) / t; printf "%.0f%%", share }'
+}
 
 # measure NAME CONCURRENCY AUTH_MODE(basic|form) ID SECRET -> one result line
 # TOKEN_SCRIPT (default bench/token.lua, one client) picks the wrk script.
@@ -222,12 +231,113 @@ delivery_sustained() { # store label, data dir, database url ("" for SQLite), ra
   org=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["orgId"])')
   token=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiToken"])')
   ROLE=all start_rekey "$dir" "$db" 100000
-  if line=$(taskset -c 1 "$BIN/rekey-bench-delivery" run "$URL" "$org" "$token" "$dir" "$rate" "$seconds" "$dir/spool"); then
-    echo "DELIVERY $label $line"
-  else
-    echo "DELIVERY $label $line"; failed "delivery $label"
-  fi
+  # The server's share of its core over the run (sending and draining) says whether the
+  # rate is CPU-bound.
+  local before after start_ms ok=true machine; before=$(cpu_ticks "$SERVER_PID"); start_ms=$(date +%s%3N)
+  machine=$(machine_ticks)
+  line=$(taskset -c 1 "$BIN/rekey-bench-delivery" run "$URL" "$org" "$token" "$dir" "$rate" "$seconds" "$dir/spool") || ok=false
+  after=$(cpu_ticks "$SERVER_PID")
+  local share; share=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v ms=$(($(date +%s%3N) - start_ms)) \
+    'BEGIN { printf "%.0f%%", 100 * (t / hz) / (ms / 1000) }')
+  echo "DELIVERY $label $line server_cpu=$share steal=$(steal_share "$machine" "$(machine_ticks)")"
+  $ok || failed "delivery $label"
   stop_server
+}
+
+# NOTIFY at commit (issue 16): PostgreSQL takes one database-wide lock from a notifying
+# transaction's commit until it ends, so such commits queue one behind another. Rekey sends
+# its client-change NOTIFY inside every write that changes an app or its secrets. pgbench on
+# core 1, 16 clients, a rotation-shaped write (an UPDATE and an INSERT) without a pg_notify,
+# with one inside the transaction (Rekey's way) and with one sent just after the commit in a
+# transaction of its own (the alternative), a listener connected; paired rounds. The NOTIFY
+# line gives the ceiling on notifying commits/s that all of a cluster's writes share.
+notify_at_commit() {
+  local pgbench; pgbench=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -1)
+  [ -x "$pgbench" ] || { echo "# pgbench not found: NOTIFY at commit not measured" >&2; return 0; }
+  local schema; schema="rekey_bench_notify_$(date +%s%N)"; echo "$schema" >> "$WORK/schemas"
+  psql "$REKEY_BENCH_POSTGRES_URL" -q >/dev/null <<SQL
+CREATE SCHEMA $schema;
+CREATE TABLE $schema.apps (id int PRIMARY KEY, v bigint NOT NULL);
+INSERT INTO $schema.apps SELECT i, 0 FROM generate_series(1, 100000) i;
+CREATE TABLE $schema.log (id bigserial PRIMARY KEY, app int NOT NULL, at timestamptz NOT NULL);
+SQL
+  local write='\set id random(1, 100000)
+BEGIN;
+UPDATE '"$schema"'.apps SET v = v + 1 WHERE id = :id;
+INSERT INTO '"$schema"'.log (app, at) VALUES (:id, now());'
+  printf '%s\nEND;\n' "$write" > "$WORK/plain.sql"
+  printf "%s\nSELECT pg_notify('rekey_bench_notify', :id::text);\nEND;\n" "$write" > "$WORK/notify.sql"
+  # The notification sent just after the commit instead, in a transaction of its own.
+  printf "%s\nEND;\nSELECT pg_notify('rekey_bench_notify', :id::text);\n" "$write" > "$WORK/after.sql"
+  # A listener, as every Rekey node on PostgreSQL is (it never reads: the queue only grows).
+  psql "$REKEY_BENCH_POSTGRES_URL" -q -c "LISTEN rekey_bench_notify" -c "SELECT pg_sleep($((REPS * DURATION * 2 + 30)))" >/dev/null 2>&1 &
+  echo $! >> "$WORK/pids"
+  local pr="" nr="" ar="" p n a
+  tps() { taskset -c 1 "$pgbench" -n -c16 -j2 -T"$DURATION" -f "$1" "$REKEY_BENCH_POSTGRES_URL" 2>&1 | awk '/^tps/ {print $3}'; }
+  for _ in $(seq 1 "$REPS"); do
+    p=$(tps "$WORK/plain.sql"); n=$(tps "$WORK/notify.sql"); a=$(tps "$WORK/after.sql")
+    echo "pgbench c=16 rotation-shaped write: plain tps=$p, pg_notify inside tps=$n, pg_notify after commit tps=$a"
+    pr+="$p"$'\n'; nr+="$(quotient "$n" "$p")"$'\n'; ar+="$(quotient "$a" "$p")"$'\n'
+  done
+  printf "NOTIFY c=16 %.0f commits/s without pg_notify; with it inside the transaction %.2f of that, sent after the commit %.2f (medians of %s rounds)\n" \
+    "$(printf %s "$pr" | median)" "$(printf %s "$nr" | median)" "$(printf %s "$ar" | median)" "$REPS"
+}
+
+# Scaling out (issue 16): NODES nodes on one PostgreSQL database (the first also dispatches),
+# each with a data directory of its own and the same server key. Tokens are spread evenly
+# (one wrk per node, 64 connections in all); then rotations with delivery go through the
+# first node while the others listen for client changes. This machine has 2 cores: the nodes
+# share core 0 and the load generators core 1, so the total cannot grow with the nodes here.
+# What it shows is what a node costs the others (CPU per token, the rotation rate with more
+# listeners); tokens per CPU-second predict a cluster with a core per node.
+scale_out() { # nodes, rotations/s, seconds of rotation
+  local nodes=$1 rate=$2 seconds=$3 dir="$WORK/scale-$1" i urls=() pids=() wrks=()
+  pg_schema
+  seed "$PGURL" "$dir/node1" 1000
+  for i in $(seq 1 "$nodes"); do
+    mkdir -p "$dir/node$i"
+    [ "$i" = 1 ] || cp "$dir/node1/server.key" "$dir/node$i/"
+    local role=api; [ "$i" = 1 ] && role=all
+    ROLE=$role start_rekey "$dir/node$i" "$PGURL" 100000
+    urls+=("$URL"); pids+=("$SERVER_PID")
+  done
+  local auth conc=$((64 / nodes)) before=0 after=0 p u machine
+  auth=$(printf '%s:%s' "$ID" "$SECRET" | base64 -w0)
+  for u in "${urls[@]}"; do
+    BENCH_AUTH="$auth" BENCH_FORM="" taskset -c 1 wrk -t1 -c"$conc" -d1s -s bench/token.lua "$u/oauth2/token" >/dev/null
+  done
+  for p in "${pids[@]}"; do before=$((before + $(cpu_ticks "$p"))); done
+  machine=$(machine_ticks)
+  for i in "${!urls[@]}"; do
+    BENCH_AUTH="$auth" BENCH_FORM="" taskset -c 1 wrk -t1 -c"$conc" -d"${DURATION}s" -s bench/token.lua \
+      "${urls[$i]}/oauth2/token" > "$dir/wrk-$i.out" &
+    wrks+=("$!")
+  done
+  wait "${wrks[@]}"
+  for p in "${pids[@]}"; do after=$((after + $(cpu_ticks "$p"))); done
+  cat "$dir"/wrk-*.out | awk -v nodes="$nodes" -v cpu=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+    -v steal="$(steal_share "$machine" "$(machine_ticks)")" '
+    /^RESULT/ {
+      for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      rps = (v["requests"] - v["errors"]) / (v["duration_us"] / 1e6)
+      total += rps; requests += v["requests"]; errors += v["errors"]
+      per = per sprintf(" %.0f", rps); if (v["p99_us"] > p99) p99 = v["p99_us"]
+    }
+    END {
+      printf "SCALE %s node(s), one core between them: %.0f tokens/s in total (per node:%s), worst p99 %.2fms, CPU/token %.1fus (%.0f tokens per CPU-second), steal=%s, errors=%d\n",
+        nodes, total, per, p99 / 1000, (cpu / hz) * 1e6 / requests, requests / (cpu / hz), steal, errors
+      if (errors > 0) exit 1
+    }' || failed "scale-out tokens with $nodes nodes"
+  local seeded org token line
+  seeded=$("$BIN/rekey-bench-delivery" seed "$PGURL" "$dir/node1" $((rate * seconds)) file)
+  org=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["orgId"])')
+  token=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiToken"])')
+  if line=$(taskset -c 1 "$BIN/rekey-bench-delivery" run "${urls[0]}" "$org" "$token" "$dir/node1" "$rate" "$seconds" "$dir/node1/spool" 2>/dev/null); then
+    echo "SCALE $nodes node(s) rotations through node 1: $line"
+  else
+    echo "SCALE $nodes node(s) rotations through node 1: $line"; failed "scale-out rotations with $nodes nodes"
+  fi
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 }
 
 # Rekey on SQLite with 1k apps ("sqlite-1k"), against the baseline.
@@ -279,6 +389,9 @@ delivery_sustained sqlite "$WORK/delivery-sqlite" "" "$RATE" "$SECONDS_"
 if [ -n "${REKEY_BENCH_POSTGRES_URL:-}" ]; then
   pg_schema
   delivery_sustained postgres "$WORK/delivery-pg" "$PGURL" "$RATE" "$SECONDS_"
+  notify_at_commit
+  # One, two and three nodes: the same rotation rate for 10 s (2 s in the smoke run).
+  for n in 1 2 3; do scale_out "$n" "$RATE" "$([ "$PROFILE" = debug ] && echo 2 || echo 10)"; done
 fi
 cold_path sqlite "$WORK/sqlite-cold" "" "$COLD_APPS"
 

@@ -76,7 +76,8 @@ async fn seed(url: &str, dir: &Path, count: usize, target: &str) -> anyhow::Resu
     store.create_org(&org, &[]).await?;
     let owner = User {
         id: UserId::new(),
-        email: "bench@example.com".into(),
+        // Of its own org: the database may already hold rekey-bench-seed's bench user.
+        email: format!("delivery-{}@example.com", org.id),
         display_name: "bench".into(),
         created_at: now,
     };
@@ -287,20 +288,27 @@ async fn run(
     let drained_after = started.elapsed().saturating_sub(sending_took);
 
     let (mut delivery_ms, mut missing, mut wrong) = (Vec::new(), 0, 0);
+    // Each delivery's latency by when its rotation was answered, for the timeline.
+    let mut timed = Vec::new();
     {
         let arrivals = lock(&arrivals);
         for (id, r) in lock(&rotated).iter() {
             match arrivals.get(id) {
                 None => missing += 1,
                 Some(a) if a.secret != r.secret => wrong += 1,
-                Some(a) => delivery_ms.push(match a.at.duration_since(r.answered) {
-                    Ok(d) => d.as_secs_f64() * 1000.0,
-                    // Delivered before the client had read the answer.
-                    Err(e) => -e.duration().as_secs_f64() * 1000.0,
-                }),
+                Some(a) => {
+                    let latency = match a.at.duration_since(r.answered) {
+                        Ok(d) => d.as_secs_f64() * 1000.0,
+                        // Delivered before the client had read the answer.
+                        Err(e) => -e.duration().as_secs_f64() * 1000.0,
+                    };
+                    delivery_ms.push(latency);
+                    timed.push((r.answered, latency));
+                }
             }
         }
     }
+    print_timeline(&mut timed);
     let failures = lock(&failures).clone();
     println!(
         "RESULT kind={} rate={rate} seconds={seconds} rotations={expected} achieved_rate={:.0} \
@@ -324,6 +332,36 @@ async fn run(
         bail!("{missing} notifications missing and {wrong} with the wrong secret");
     }
     Ok(())
+}
+
+/// The delivery latency over the run, in 5 s windows of rotate-answer time (on stderr): it
+/// tells a backlog that grows (each window worse) from stalls (a few bad windows).
+fn print_timeline(timed: &mut [(SystemTime, f64)]) {
+    const WINDOW: Duration = Duration::from_secs(5);
+    timed.sort_by_key(|(at, _)| *at);
+    let Some(&(first, _)) = timed.first() else {
+        return;
+    };
+    let mut windows: Vec<Vec<f64>> = Vec::new();
+    for (at, latency) in timed.iter() {
+        let since = at.duration_since(first).unwrap_or_default();
+        let window = usize::try_from(since.as_secs() / WINDOW.as_secs()).unwrap_or(usize::MAX);
+        if windows.len() <= window {
+            windows.resize_with(window + 1, Vec::new);
+        }
+        windows[window].push(*latency);
+    }
+    for (i, w) in windows.iter_mut().enumerate() {
+        let start = i as u64 * WINDOW.as_secs();
+        eprintln!(
+            "# timeline {start:>3}-{:<3}s rotations={:<5} delivery_p50={:.1}ms delivery_p99={:.1}ms delivery_max={:.1}ms",
+            start + WINDOW.as_secs(),
+            w.len(),
+            percentile(w, 50.0),
+            percentile(w, 99.0),
+            percentile(w, 100.0),
+        );
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
