@@ -11,9 +11,8 @@
 # (rekey-bench-delivery, both stores); NOTIFY at commit against a notification sent after
 # it (pgbench) and one to three nodes on one PostgreSQL database; console pages with 10,000
 # apps (bench/console.py); a rotation-policy pass over 100,000 apps (rekey-bench-policy);
-# then rotation throughput,
-# rotation-to-delivery latency (moto SQS and a webhook) and the kill -9 fault run
-# (bench/rotation.py).
+# then rotation throughput, rotation-to-delivery latency (moto SQS and a webhook) and the
+# kill -9 fault run (bench/rotation.py).
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
@@ -220,22 +219,32 @@ cold_path() { # store label, data dir, database url ("" for SQLite), apps
     "$label" "$apps" "$(printf %s "$cr" | median)" "$REPS"
 }
 
+# One org with RATE * SECONDS apps, each with a file destination, seeded with the server key
+# of DATA_DIR, for run_delivery (sets DELIVERY_ORG and DELIVERY_TOKEN).
+seed_delivery() { # database url, data dir (its server key), rate, seconds
+  local seeded; seeded=$("$BIN/rekey-bench-delivery" seed "$1" "$2" $(($3 * $4)) file)
+  DELIVERY_ORG=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["orgId"])')
+  DELIVERY_TOKEN=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiToken"])')
+}
+# Rotations at RATE/s for SECONDS s through the node at URL, whose spool is DIR/spool, every
+# notification checked (rekey-bench-delivery on core 1) -> its RESULT line; fails with it.
+run_delivery() { # url, data dir, rate, seconds
+  taskset -c 1 "$BIN/rekey-bench-delivery" run "$1" "$DELIVERY_ORG" "$DELIVERY_TOKEN" "$2" "$3" "$4" "$2/spool"
+}
+
 # Sustained rotation with delivery (issue 16): RATE rotations/s for SECONDS s, each on an app of
 # its own with a file destination, against one node (API and dispatcher) on core 0, the client
 # (rekey-bench-delivery, which checks every notification's secret) on core 1.
 delivery_sustained() { # store label, data dir, database url ("" for SQLite), rate, seconds
-  local label=$1 dir=$2 db=$3 rate=$4 seconds=$5 seeded line
+  local label=$1 dir=$2 db=$3 rate=$4 seconds=$5 line
   mkdir -p "$dir"
-  seeded=$("$BIN/rekey-bench-delivery" seed "${db:-sqlite://$dir/rekey.db?mode=rwc}" "$dir" $((rate * seconds)) file)
-  local org token
-  org=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["orgId"])')
-  token=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiToken"])')
+  seed_delivery "${db:-sqlite://$dir/rekey.db?mode=rwc}" "$dir" "$rate" "$seconds"
   ROLE=all start_rekey "$dir" "$db" 100000
   # The server's share of its core over the run (sending and draining) says whether the
   # rate is CPU-bound.
   local before after start_ms ok=true machine; before=$(cpu_ticks "$SERVER_PID"); start_ms=$(date +%s%3N)
   machine=$(machine_ticks)
-  line=$(taskset -c 1 "$BIN/rekey-bench-delivery" run "$URL" "$org" "$token" "$dir" "$rate" "$seconds" "$dir/spool") || ok=false
+  line=$(run_delivery "$URL" "$dir" "$rate" "$seconds") || ok=false
   after=$(cpu_ticks "$SERVER_PID")
   local share; share=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v ms=$(($(date +%s%3N) - start_ms)) \
     'BEGIN { printf "%.0f%%", 100 * (t / hz) / (ms / 1000) }')
@@ -328,11 +337,9 @@ scale_out() { # nodes, rotations/s, seconds of rotation
         nodes, total, per, p99 / 1000, (cpu / hz) * 1e6 / requests, requests / (cpu / hz), steal, errors
       if (errors > 0) exit 1
     }' || failed "scale-out tokens with $nodes nodes"
-  local seeded org token line
-  seeded=$("$BIN/rekey-bench-delivery" seed "$PGURL" "$dir/node1" $((rate * seconds)) file)
-  org=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["orgId"])')
-  token=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiToken"])')
-  if line=$(taskset -c 1 "$BIN/rekey-bench-delivery" run "${urls[0]}" "$org" "$token" "$dir/node1" "$rate" "$seconds" "$dir/node1/spool" 2>/dev/null); then
+  local line
+  seed_delivery "$PGURL" "$dir/node1" "$rate" "$seconds"
+  if line=$(run_delivery "${urls[0]}" "$dir/node1" "$rate" "$seconds"); then
     echo "SCALE $nodes node(s) rotations through node 1: $line"
   else
     echo "SCALE $nodes node(s) rotations through node 1: $line"; failed "scale-out rotations with $nodes nodes"

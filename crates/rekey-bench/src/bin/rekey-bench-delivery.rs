@@ -287,9 +287,8 @@ async fn run(
     }
     let drained_after = started.elapsed().saturating_sub(sending_took);
 
-    let (mut delivery_ms, mut missing, mut wrong) = (Vec::new(), 0, 0);
-    // Each delivery's latency by when its rotation was answered, for the timeline.
-    let mut timed = Vec::new();
+    // Each delivery's latency, with when its rotation was answered (for the timeline).
+    let (mut timed, mut missing, mut wrong) = (Vec::new(), 0, 0);
     {
         let arrivals = lock(&arrivals);
         for (id, r) in lock(&rotated).iter() {
@@ -302,13 +301,13 @@ async fn run(
                         // Delivered before the client had read the answer.
                         Err(e) => -e.duration().as_secs_f64() * 1000.0,
                     };
-                    delivery_ms.push(latency);
                     timed.push((r.answered, latency));
                 }
             }
         }
     }
     print_timeline(&mut timed);
+    let mut delivery_ms: Vec<f64> = timed.iter().map(|(_, latency)| *latency).collect();
     let failures = lock(&failures).clone();
     println!(
         "RESULT kind={} rate={rate} seconds={seconds} rotations={expected} achieved_rate={:.0} \
