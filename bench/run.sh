@@ -219,32 +219,37 @@ cold_path() { # store label, data dir, database url ("" for SQLite), apps
     "$label" "$apps" "$(printf %s "$cr" | median)" "$REPS"
 }
 
-# One org with RATE * SECONDS apps, each with a file destination, seeded with the server key
-# of DATA_DIR, for run_delivery (sets DELIVERY_ORG and DELIVERY_TOKEN).
-seed_delivery() { # database url, data dir (its server key), rate, seconds
-  local seeded; seeded=$("$BIN/rekey-bench-delivery" seed "$1" "$2" $(($3 * $4)) file)
+# One org with RATE * SECONDS apps, each with a destination (a file, or the webhook URL given),
+# seeded with the server key of DATA_DIR, for run_delivery (sets DELIVERY_ORG and DELIVERY_TOKEN).
+seed_delivery() { # database url, data dir (its server key), rate, seconds, [webhook url]
+  local seeded; seeded=$("$BIN/rekey-bench-delivery" seed "$1" "$2" $(($3 * $4)) "${5:-file}")
   DELIVERY_ORG=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["orgId"])')
   DELIVERY_TOKEN=$(echo "$seeded" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiToken"])')
 }
-# Rotations at RATE/s for SECONDS s through the node at URL, whose spool is DIR/spool, every
-# notification checked (rekey-bench-delivery on core 1) -> its RESULT line; fails with it.
-run_delivery() { # url, data dir, rate, seconds
-  taskset -c 1 "$BIN/rekey-bench-delivery" run "$1" "$DELIVERY_ORG" "$DELIVERY_TOKEN" "$2" "$3" "$4" "$2/spool"
+# Rotations at RATE/s for SECONDS s through the node at URL, whose spool is DIR/spool (or to
+# a webhook receiver in the client listening on the address given), every notification
+# checked (rekey-bench-delivery on core 1) -> its RESULT line; fails with it.
+run_delivery() { # url, data dir, rate, seconds, [webhook listen address]
+  taskset -c 1 "$BIN/rekey-bench-delivery" run "$1" "$DELIVERY_ORG" "$DELIVERY_TOKEN" "$2" "$3" "$4" "${5:-$2/spool}"
 }
 
 # Sustained rotation with delivery (issue 16): RATE rotations/s for SECONDS s, each on an app of
-# its own with a file destination, against one node (API and dispatcher) on core 0, the client
-# (rekey-bench-delivery, which checks every notification's secret) on core 1.
-delivery_sustained() { # store label, data dir, database url ("" for SQLite), rate, seconds
-  local label=$1 dir=$2 db=$3 rate=$4 seconds=$5 line
+# its own with a file destination (KIND file) or a Standard Webhooks destination whose receiver
+# runs in the client (KIND webhook), against one node (API and dispatcher) on core 0, the
+# client (rekey-bench-delivery, which checks every notification's secret) on core 1.
+delivery_sustained() { # store label, data dir, database url ("" for SQLite), rate, seconds, [kind]
+  local label=$1 dir=$2 db=$3 rate=$4 seconds=$5 kind=${6:-file} line hook="" listen=""
   mkdir -p "$dir"
-  seed_delivery "${db:-sqlite://$dir/rekey.db?mode=rwc}" "$dir" "$rate" "$seconds"
-  ROLE=all start_rekey "$dir" "$db" 100000
+  if [ "$kind" = webhook ]; then listen="127.0.0.1:$(port)"; hook="http://$listen/"; fi
+  seed_delivery "${db:-sqlite://$dir/rekey.db?mode=rwc}" "$dir" "$rate" "$seconds" $hook
+  # A webhook on loopback is an internal, plain-HTTP destination: allowed for this run only.
+  EXTRA_ENV=${hook:+"REKEY_ALLOW_INSECURE_DESTINATIONS=true REKEY_ALLOWED_DESTINATION_NETWORKS=[\"127.0.0.0/8\"]"} \
+    ROLE=all start_rekey "$dir" "$db" 100000
   # The server's share of its core over the run (sending and draining) says whether the
   # rate is CPU-bound.
   local before after start_ms ok=true machine; before=$(cpu_ticks "$SERVER_PID"); start_ms=$(date +%s%3N)
   machine=$(machine_ticks)
-  line=$(run_delivery "$URL" "$dir" "$rate" "$seconds") || ok=false
+  line=$(run_delivery "$URL" "$dir" "$rate" "$seconds" $listen) || ok=false
   after=$(cpu_ticks "$SERVER_PID")
   local share; share=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v ms=$(($(date +%s%3N) - start_ms)) \
     'BEGIN { printf "%.0f%%", 100 * (t / hz) / (ms / 1000) }')
@@ -393,9 +398,12 @@ if [ "$PROFILE" = debug ]; then RATE=20 SECONDS_=2; COLD_APPS=2000
 elif $QUICK; then RATE=500 SECONDS_=10; COLD_APPS=100000
 else RATE=500 SECONDS_=60; COLD_APPS=100000; fi
 delivery_sustained sqlite "$WORK/delivery-sqlite" "" "$RATE" "$SECONDS_"
+delivery_sustained sqlite "$WORK/delivery-sqlite-webhook" "" "$RATE" "$SECONDS_" webhook
 if [ -n "${REKEY_BENCH_POSTGRES_URL:-}" ]; then
   pg_schema
   delivery_sustained postgres "$WORK/delivery-pg" "$PGURL" "$RATE" "$SECONDS_"
+  pg_schema
+  delivery_sustained postgres "$WORK/delivery-pg-webhook" "$PGURL" "$RATE" "$SECONDS_" webhook
   notify_at_commit
   # One, two and three nodes: the same rotation rate for 10 s (2 s in the smoke run).
   for n in 1 2 3; do scale_out "$n" "$RATE" "$([ "$PROFILE" = debug ] && echo 2 || echo 10)"; done

@@ -127,6 +127,11 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings an idle connection before handing it out. On PostgreSQL that finds a
+            // connection the server dropped; an SQLite connection is a file handle in this
+            // process that cannot go away, and the ping is one more round trip to its worker
+            // thread before every statement outside a transaction.
+            .test_before_acquire(backend != Backend::Sqlite)
             .connect(url)
             .await
             .map_err(|e| CoreError::storage("cannot connect to the database", e))?;
