@@ -3,7 +3,9 @@
 //! One implementation, [`SqlStore`], runs the same SQL on both backends through sqlx's `Any`
 //! driver: every statement is written in the common subset (`$n` parameters, `ON CONFLICT`,
 //! partial unique indexes), times are integer milliseconds and flags are 0/1 integers, so
-//! the only per-backend parts are the migration folders and the connection set-up.
+//! the only per-backend parts are the migration folders and the connection set-up, and one
+//! read: the token endpoint's client lookup on SQLite runs on the calling thread with
+//! rusqlite (`sqlite_reader.rs`), without sqlx's worker-thread hop.
 //!
 //! Locking: a change to an app's secrets starts its transaction with an `UPDATE` of the app
 //! row. PostgreSQL takes a row lock there; SQLite takes its database write lock. Either way
@@ -18,6 +20,7 @@ mod copy;
 mod rows;
 mod schema;
 mod sql_store;
+mod sqlite_reader;
 
 pub use client_cache::ClientCache;
 pub use copy::CopiedTable;

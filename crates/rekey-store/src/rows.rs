@@ -30,44 +30,63 @@ fn corrupt(what: &str) -> CoreError {
     CoreError::storage("a stored value is not valid", format!("column {what}"))
 }
 
-fn uuid(row: &AnyRow, col: &str) -> Result<Uuid, CoreError> {
-    let s: String = row.try_get(col).map_err(db_err)?;
-    Uuid::parse_str(&s).map_err(|_| corrupt(col))
+/// The columns of a row, whichever driver read it: sqlx's `AnyRow` everywhere, and rusqlite's
+/// row for the client read on SQLite ([`crate::sqlite_reader`]). The record mappings that
+/// both use ([`app`], [`secret`]) are written once against this.
+pub(crate) trait Columns {
+    fn text(&self, col: &str) -> Result<Option<String>, CoreError>;
+    fn integer(&self, col: &str) -> Result<Option<i64>, CoreError>;
+    fn bytes(&self, col: &str) -> Result<Option<Vec<u8>>, CoreError>;
 }
 
-fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>, CoreError> {
-    let s: Option<String> = row.try_get(col).map_err(db_err)?;
-    s.map(|s| Uuid::parse_str(&s).map_err(|_| corrupt(col)))
+impl Columns for AnyRow {
+    fn text(&self, col: &str) -> Result<Option<String>, CoreError> {
+        self.try_get(col).map_err(db_err)
+    }
+    fn integer(&self, col: &str) -> Result<Option<i64>, CoreError> {
+        self.try_get(col).map_err(db_err)
+    }
+    fn bytes(&self, col: &str) -> Result<Option<Vec<u8>>, CoreError> {
+        self.try_get(col).map_err(db_err)
+    }
+}
+
+fn uuid(row: &impl Columns, col: &str) -> Result<Uuid, CoreError> {
+    Uuid::parse_str(&string(row, col)?).map_err(|_| corrupt(col))
+}
+
+fn opt_uuid(row: &impl Columns, col: &str) -> Result<Option<Uuid>, CoreError> {
+    row.text(col)?
+        .map(|s| Uuid::parse_str(&s).map_err(|_| corrupt(col)))
         .transpose()
 }
 
-fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, CoreError> {
-    Ok(Timestamp::from_millis(row.try_get(col).map_err(db_err)?))
+fn ts(row: &impl Columns, col: &str) -> Result<Timestamp, CoreError> {
+    Ok(Timestamp::from_millis(int(row, col)?))
 }
 
-fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, CoreError> {
-    let v: Option<i64> = row.try_get(col).map_err(db_err)?;
-    Ok(v.map(Timestamp::from_millis))
+fn opt_ts(row: &impl Columns, col: &str) -> Result<Option<Timestamp>, CoreError> {
+    Ok(row.integer(col)?.map(Timestamp::from_millis))
 }
 
-fn string(row: &AnyRow, col: &str) -> Result<String, CoreError> {
-    row.try_get(col).map_err(db_err)
+fn string(row: &impl Columns, col: &str) -> Result<String, CoreError> {
+    row.text(col)?.ok_or_else(|| corrupt(col))
 }
 
-fn int(row: &AnyRow, col: &str) -> Result<i64, CoreError> {
-    row.try_get(col).map_err(db_err)
+fn int(row: &impl Columns, col: &str) -> Result<i64, CoreError> {
+    row.integer(col)?.ok_or_else(|| corrupt(col))
 }
 
-pub(crate) fn opt_int(row: &AnyRow, col: &str) -> Result<Option<i64>, CoreError> {
-    row.try_get(col).map_err(db_err)
+pub(crate) fn opt_int(row: &impl Columns, col: &str) -> Result<Option<i64>, CoreError> {
+    row.integer(col)
 }
 
-fn hash(row: &AnyRow, col: &str) -> Result<SecretHash, CoreError> {
-    let b: Vec<u8> = row.try_get(col).map_err(db_err)?;
+fn hash(row: &impl Columns, col: &str) -> Result<SecretHash, CoreError> {
+    let b = row.bytes(col)?.ok_or_else(|| corrupt(col))?;
     SecretHash::from_slice(&b).ok_or_else(|| corrupt(col))
 }
 
-fn string_list(row: &AnyRow, col: &str) -> Result<Vec<String>, CoreError> {
+fn string_list(row: &impl Columns, col: &str) -> Result<Vec<String>, CoreError> {
     serde_json::from_str(&string(row, col)?).map_err(|_| corrupt(col))
 }
 
@@ -132,7 +151,7 @@ pub(crate) const APP_COLUMNS: &str = "apps.id, apps.org_id, apps.client_id, apps
     apps.service_account, apps.audiences, apps.rotate_before_expiry_secs, \
     apps.retire_when_unused_secs, apps.created_at, apps.updated_at";
 
-pub(crate) fn app(row: &AnyRow) -> Result<App, CoreError> {
+pub(crate) fn app(row: &impl Columns) -> Result<App, CoreError> {
     Ok(App {
         id: AppId(uuid(row, "id")?),
         org_id: OrgId(uuid(row, "org_id")?),
@@ -163,7 +182,7 @@ pub(crate) const SECRET_COLUMNS: &str = "secrets.id AS s_id, secrets.app_id AS s
     secrets.revoked_at AS s_revoked_at, secrets.revoked_reason AS s_revoked_reason";
 
 /// Reads a secret from columns selected with [`SECRET_COLUMNS`].
-pub(crate) fn secret(row: &AnyRow) -> Result<Secret, CoreError> {
+pub(crate) fn secret(row: &impl Columns) -> Result<Secret, CoreError> {
     Ok(Secret {
         id: SecretId(uuid(row, "s_id")?),
         app_id: AppId(uuid(row, "s_app_id")?),
@@ -177,7 +196,7 @@ pub(crate) fn secret(row: &AnyRow) -> Result<Secret, CoreError> {
         last_used_at: opt_ts(row, "s_last_used_at")?,
         created_by: string(row, "s_created_by")?,
         revoked_at: opt_ts(row, "s_revoked_at")?,
-        revoked_reason: row.try_get("s_revoked_reason").map_err(db_err)?,
+        revoked_reason: row.text("s_revoked_reason")?,
     })
 }
 

@@ -32,6 +32,7 @@ use crate::client_cache::{self, keep_cache_invalidated, listen_for_client_change
 use crate::rows::{
     self, db_err, to_json_list, APP_COLUMNS, DELIVERY_COLUMNS, DESTINATION_COLUMNS, SECRET_COLUMNS,
 };
+use crate::sqlite_reader::SqliteReader;
 
 /// Which database a [`SqlStore`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +63,9 @@ pub struct SqlStore {
     /// Kept for the PostgreSQL listener's own connection; never printed (may hold a password).
     url: Arc<str>,
     cache: Option<Arc<ClientCache>>,
+    /// The client read on SQLite without sqlx's worker thread (none for PostgreSQL or an
+    /// in-memory database).
+    sqlite_reader: Option<Arc<SqliteReader>>,
     /// SQLite only: whose turn it is to write (see [`WriteTx`]).
     write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
     /// The audit chains' key, set by whoever opened the store with the server key.
@@ -103,6 +107,16 @@ impl fmt::Debug for SqlStore {
             .field("client_cache", &self.cache.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// An app with its valid secrets, by client id: the token endpoint's read.
+pub(crate) fn client_query() -> String {
+    format!(
+        "SELECT {APP_COLUMNS}, {SECRET_COLUMNS} FROM apps \
+         LEFT JOIN secrets ON secrets.app_id = apps.id \
+             AND secrets.state IN ('current', 'previous') \
+         WHERE apps.client_id = $1"
+    )
 }
 
 impl SqlStore {
@@ -147,6 +161,10 @@ impl SqlStore {
             backend,
             url: url.into(),
             cache: None,
+            sqlite_reader: (backend == Backend::Sqlite)
+                .then(|| SqliteReader::for_url(url, client_query()))
+                .flatten()
+                .map(Arc::new),
             write_turn: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
             audit_key: Arc::default(),
         })
@@ -282,16 +300,18 @@ impl SqlStore {
 
     /// One round trip: the app, joined with the secrets that can authenticate it.
     async fn read_client(&self, client_id: &str) -> CoreResult<Option<ClientRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {APP_COLUMNS}, {SECRET_COLUMNS} FROM apps \
-             LEFT JOIN secrets ON secrets.app_id = apps.id \
-                 AND secrets.state IN ('current', 'previous') \
-             WHERE apps.client_id = $1"
-        ))
-        .bind(client_id.to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
+        if let Some(read) = self
+            .sqlite_reader
+            .as_ref()
+            .and_then(|reader| reader.read_client(client_id))
+        {
+            return read;
+        }
+        let rows = sqlx::query(&client_query())
+            .bind(client_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
