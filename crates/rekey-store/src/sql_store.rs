@@ -337,6 +337,9 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
+        if let Some(reader) = &self.sqlite_reader {
+            reader.close();
+        }
         self.pool.close().await;
     }
 

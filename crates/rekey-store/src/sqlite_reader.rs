@@ -5,13 +5,16 @@
 //! back over a channel. For the one indexed read of a token request whose client is not in
 //! the cache, those thread switches cost more than the read itself (BENCHMARKS.md, "The cold
 //! path on SQLite"). This reader runs that read on the caller's thread with rusqlite (the
-//! same SQLite library, linked once), on a few connections of its own that cannot write
+//! same SQLite library, linked once), on connections of its own that cannot write
 //! (`query_only`). WAL lets them read beside the writer. SQLite may still answer "busy"
-//! (while another connection recovers or truncates the log): the reader never waits, since
-//! the caller is a runtime thread, and the caller then reads through sqlx as before.
+//! (while another connection recovers or truncates the log): the reader never waits for a
+//! lock, since the caller is a runtime thread, and on that or any other SQLite error the
+//! caller reads through sqlx as before. (A page not in the operating system's cache is still
+//! read from disk on the caller's thread, as sqlx's worker would.)
 
 use std::path::PathBuf;
 use std::str::FromStr as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -21,20 +24,32 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::rows::{self, Columns};
 
-/// Connections kept for the next read (a read holds one only while it runs).
-const IDLE_CONNECTIONS: usize = 4;
-
 pub(crate) struct SqliteReader {
     path: PathBuf,
     /// The client query ([`crate::sql_store::client_query`]).
     sql: String,
     idle: Mutex<Vec<Connection>>,
+    /// Connections kept for the next read: one per runtime worker thread (a read runs
+    /// synchronously on its caller's thread, so no more run at once).
+    keep: usize,
+    /// Set by [`SqliteReader::close`]: every read then goes to sqlx (whose pool is closed).
+    closed: AtomicBool,
 }
 
 impl SqliteReader {
-    /// A reader of the database file that `url` names; `None` for an in-memory database.
-    /// Call it once the pool has connected.
+    /// A reader of the database file that `url` names. Call it once the pool has connected.
+    /// `None` for an in-memory database, and for any URL setting other than `mode=rw`,
+    /// `rwc` or `ro` (`mode=memory`, `vfs`, `immutable`, `cache`...): sqlx opens such a
+    /// database differently, and this reader must read exactly what sqlx reads.
     pub(crate) fn for_url(url: &str, sql: String) -> Option<Self> {
+        let plain = url.split_once('?').is_none_or(|(_, query)| {
+            query
+                .split('&')
+                .all(|pair| matches!(pair, "mode=rw" | "mode=rwc" | "mode=ro"))
+        });
+        if !plain {
+            return None;
+        }
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
         let path = options.get_filename();
         // The pool has opened (and created) the file by now; an in-memory database has none.
@@ -45,7 +60,15 @@ impl SqliteReader {
             path: path.to_path_buf(),
             sql,
             idle: Mutex::default(),
+            keep: std::thread::available_parallelism().map_or(1, usize::from),
+            closed: AtomicBool::new(false),
         })
+    }
+
+    /// Closes the idle connections; later reads go to sqlx.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.lock().clear();
     }
 
     /// The client's record, or `None` when SQLite could not answer at once: the caller then
@@ -54,6 +77,9 @@ impl SqliteReader {
         &self,
         client_id: &str,
     ) -> Option<Result<Option<ClientRecord>, CoreError>> {
+        if self.closed.load(Ordering::SeqCst) {
+            return None;
+        }
         let taken = self.lock().pop();
         let conn = match taken {
             Some(conn) => conn,
@@ -68,7 +94,7 @@ impl SqliteReader {
         match read(&conn, &self.sql, client_id) {
             Ok(record) => {
                 let mut idle = self.lock();
-                if idle.len() < IDLE_CONNECTIONS {
+                if idle.len() < self.keep && !self.closed.load(Ordering::SeqCst) {
                     idle.push(conn);
                 }
                 Some(record)
@@ -147,6 +173,16 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
     use super::*;
+    use rekey_core::store::Store as _;
+
+    /// A migrated store on a new SQLite file in `dir`, with its URL.
+    async fn migrated_store(dir: &tempfile::TempDir) -> (PathBuf, String, crate::SqlStore) {
+        let path = dir.path().join("rekey.db");
+        let url = crate::SqlStore::sqlite_url(&path);
+        let store = crate::SqlStore::connect(&url, 1).await.unwrap();
+        store.migrate().await.unwrap();
+        (path, url, store)
+    }
 
     /// A writer that holds the database (an exclusive transaction in rollback-journal
     /// mode) makes every other reader busy. The direct read must give way at once and leave
@@ -154,10 +190,7 @@ mod tests {
     #[tokio::test]
     async fn gives_way_at_once_to_a_writer_that_holds_the_database() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rekey.db");
-        let url = crate::SqlStore::sqlite_url(&path);
-        let store = crate::SqlStore::connect(&url, 1).await.unwrap();
-        store.migrate().await.unwrap();
+        let (path, url, store) = migrated_store(&dir).await;
         store.close().await;
         // In WAL mode (the store's) readers never wait for a writer; the old journal makes
         // the lock that a WAL reader meets only in rare moments (recovery) easy to hold.
@@ -188,5 +221,42 @@ mod tests {
     #[test]
     fn an_in_memory_database_has_no_direct_reader() {
         assert!(SqliteReader::for_url("sqlite::memory:", String::new()).is_none());
+    }
+
+    /// sqlx honours `mode=memory`, `vfs` and the like: with those the reader could read
+    /// another database (a file of the same name) or lock it differently, so there is none.
+    #[test]
+    fn only_a_plain_file_url_gets_a_direct_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rekey.db");
+        std::fs::write(&path, b"").unwrap();
+        let url = crate::SqlStore::sqlite_url(&path);
+        assert!(url.ends_with("?mode=rwc"));
+        assert!(SqliteReader::for_url(&url, String::new()).is_some());
+        let bare = format!("sqlite://{}", path.display());
+        assert!(SqliteReader::for_url(&bare, String::new()).is_some());
+        for query in [
+            "mode=memory",
+            "vfs=unix-dotfile",
+            "immutable=true",
+            "mode=rwc&cache=shared",
+        ] {
+            let url = format!("sqlite://{}?{query}", path.display());
+            assert!(
+                SqliteReader::for_url(&url, String::new()).is_none(),
+                "{query}"
+            );
+        }
+    }
+
+    /// After `close` the store answers nothing, the direct read included (its idle
+    /// connection would still read the file).
+    #[tokio::test]
+    async fn a_closed_store_reads_no_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, store) = migrated_store(&dir).await;
+        assert!(store.load_client("rkc_nobody").await.unwrap().is_none());
+        store.close().await;
+        assert!(store.load_client("rkc_nobody").await.is_err());
     }
 }
